@@ -1,0 +1,277 @@
+"""SQLAlchemy 2 typed models of the ProductionDB.
+
+Every piece of state lives here so that any process can be killed and restarted at any
+time. Status columns hold the domain's words (see metaprod.core.statuses).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+# Case- and accent-sensitive code-point order on MariaDB, as the metaquery algebra compares
+# strings; SQLite's default BINARY collation already orders UTF-8 by code point.
+BINARY_COLLATION = "utf8mb4_bin"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: MariaDB DATETIME and SQLite keep no zone."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MariaDB's DATETIME drops fractions unless told: heartbeats and leases need them.
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _str(length: int, *, binary: bool = False) -> String:
+    if binary:
+        return String(length).with_variant(String(length, collation=BINARY_COLLATION), "mysql", "mariadb")
+    return String(length)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class MetadataField(Base):
+    __tablename__ = "metadata_fields"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(_str(128, binary=True), unique=True)
+    type: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Production(Base):
+    __tablename__ = "productions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(_str(128, binary=True), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Transformation(Base):
+    __tablename__ = "transformations"
+    __table_args__ = (UniqueConstraint("production_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    production_id: Mapped[int] = mapped_column(ForeignKey("productions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(_str(128, binary=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    spec: Mapped[dict[str, Any]]
+    input_query: Mapped[dict[str, Any] | None]
+    output_query: Mapped[dict[str, Any] | None]
+    output_metadata: Mapped[dict[str, Any] | None]
+    plugin: Mapped[str] = mapped_column(String(32), default="standard")
+    group_size: Mapped[int] = mapped_column(Integer, default=1)
+    task_count: Mapped[int | None] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    backend: Mapped[str] = mapped_column(String(32), default="local")
+    command: Mapped[str] = mapped_column(Text)
+    # Highest file id the input agent has looked at: the incremental scan starts after it.
+    input_watermark: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TransformationLink(Base):
+    """A declared parent -> child link with the validated intersection of the queries."""
+
+    __tablename__ = "transformation_links"
+
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent_id: Mapped[int] = mapped_column(
+        ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    intersection: Mapped[dict[str, Any] | None]
+
+
+class CatalogFile(Base):
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lfn: Mapped[str] = mapped_column(_str(700, binary=True), unique=True)
+    pfn: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    checksum: Mapped[str] = mapped_column(String(128), default="")
+    # Provenance: the task attempt that produced the file (NULL for imported files).
+    producer_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="SET NULL"), index=True
+    )
+    producer_attempt: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FileMetadataValue(Base):
+    """One typed metadata value of one file; the column used follows the field's type."""
+
+    __tablename__ = "file_metadata"
+    __table_args__ = (
+        Index("ix_file_metadata_int", "field_id", "value_int", "file_id"),
+        Index("ix_file_metadata_float", "field_id", "value_float", "file_id"),
+        Index("ix_file_metadata_str", "field_id", "value_str", "file_id"),
+    )
+
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("files.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    field_id: Mapped[int] = mapped_column(
+        ForeignKey("metadata_fields.id", ondelete="CASCADE"), primary_key=True
+    )
+    value_int: Mapped[int | None] = mapped_column(BigInteger)
+    value_float: Mapped[float | None] = mapped_column(Double)
+    value_str: Mapped[str | None] = mapped_column(_str(255, binary=True))
+
+
+class TransformationFile(Base):
+    __tablename__ = "transformation_files"
+    __table_args__ = (Index("ix_transformation_files_status", "transformation_id", "status", "file_id"),)
+
+    transformation_id: Mapped[int] = mapped_column(
+        ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("files.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("transformation_id", "task_index"),
+        Index("ix_tasks_status", "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transformation_id: Mapped[int] = mapped_column(ForeignKey("transformations.id", ondelete="CASCADE"))
+    task_index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Retry backoff: the task is not submitted again before this time.
+    not_before: Mapped[datetime | None]
+    backend: Mapped[str] = mapped_column(String(32), default="local")
+    backend_job_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TaskInput(Base):
+    __tablename__ = "task_inputs"
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"), index=True
+    )
+
+
+class JobAttempt(Base):
+    """Every attempt of a task stays on record, with its outcome and where its log is."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("task_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(32))
+    backend_job_id: Mapped[str | None] = mapped_column(String(128))
+    token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    workdir: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class AgentHeartbeat(Base):
+    __tablename__ = "agent_heartbeats"
+    __table_args__ = (UniqueConstraint("name", "host", "pid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_beat: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[str] = mapped_column(Text, default="")
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(_str(128, binary=True), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

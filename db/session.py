@@ -1,0 +1,104 @@
+"""Engines and transactions: the one `session_scope()` every RPC and agent cycle opens.
+
+Nothing is built at import: a `Database` is made from a URL by the process that needs it.
+SQLite is tuned on purpose (WAL, busy timeout, foreign keys, `BEGIN IMMEDIATE` for writers so
+that a read-then-write transaction never fails upgrading its lock); MariaDB/MySQL goes
+through mysqlclient with utf8mb4, InnoDB and pool_pre_ping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(data_dir: str | Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'metaprod.db'}"
+
+
+class Database:
+    """One engine and its session factory for one database URL."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.is_mysql = self.url.get_backend_name() in {"mysql", "mariadb"}
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        else:
+            kwargs.update(
+                pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=3600
+            )
+            if self.is_mysql:
+                self.url = self.url.update_query_dict({"charset": "utf8mb4"})
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            _tune_sqlite(self.engine)
+        elif self.is_mysql:
+            _tune_mysql(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @contextlib.contextmanager
+    def session_scope(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any exception."""
+        session = self._sessions()
+        try:
+            if self.is_sqlite:
+                # A writer takes the write lock up front (BEGIN IMMEDIATE): waiting on the
+                # busy timeout then is safe, while upgrading a read snapshot later is not.
+                session.connection(
+                    execution_options={"metaprod_sqlite_begin": "DEFERRED" if readonly else "IMMEDIATE"}
+                )
+            yield session
+            if readonly:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # pysqlite's own implicit BEGIN is switched off so that ours (below) is the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("metaprod_sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _tune_mysql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        # READ COMMITTED keeps SKIP LOCKED claims from taking gap locks that serialize agents.
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cursor.execute("SET SESSION time_zone = '+00:00'")
+        cursor.close()

@@ -1,0 +1,204 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from metaprod.v1 import common_pb2 as _common_pb2
+from metaprod.v1 import transformation_pb2 as _transformation_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Production(_message.Message):
+    __slots__ = ("name", "description", "status", "owner", "transformations", "created_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    status: str
+    owner: str
+    transformations: _containers.RepeatedCompositeFieldContainer[_transformation_pb2.Transformation]
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., transformations: _Optional[_Iterable[_Union[_transformation_pb2.Transformation, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TransformationProgress(_message.Message):
+    __slots__ = ("name", "status", "files", "tasks", "percent")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TasksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: str
+    files: _containers.ScalarMap[str, int]
+    tasks: _containers.ScalarMap[str, int]
+    percent: float
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ..., percent: _Optional[float] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("name", "status", "percent", "transformations")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    status: str
+    percent: float
+    transformations: _containers.RepeatedCompositeFieldContainer[TransformationProgress]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., percent: _Optional[float] = ..., transformations: _Optional[_Iterable[_Union[TransformationProgress, _Mapping]]] = ...) -> None: ...
+
+class CreateProductionRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    def __init__(self, spec: _Optional[str] = ...) -> None: ...
+
+class CreateProductionResponse(_message.Message):
+    __slots__ = ("production", "warnings")
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    production: Production
+    warnings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]
+    def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ...) -> None: ...
+
+class ValidateProductionRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    def __init__(self, spec: _Optional[str] = ...) -> None: ...
+
+class ValidateProductionResponse(_message.Message):
+    __slots__ = ("ok", "errors", "warnings")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    errors: _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]
+    warnings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]
+    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ...) -> None: ...
+
+class AddTransformationRequest(_message.Message):
+    __slots__ = ("production", "spec")
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    production: str
+    spec: str
+    def __init__(self, production: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
+
+class AddTransformationResponse(_message.Message):
+    __slots__ = ("transformation", "warnings")
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    transformation: _transformation_pb2.Transformation
+    warnings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]
+    def __init__(self, transformation: _Optional[_Union[_transformation_pb2.Transformation, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ...) -> None: ...
+
+class StartProductionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class StartProductionResponse(_message.Message):
+    __slots__ = ("production",)
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    production: Production
+    def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
+
+class StopProductionRequest(_message.Message):
+    __slots__ = ("name", "kill")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KILL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kill: bool
+    def __init__(self, name: _Optional[str] = ..., kill: _Optional[bool] = ...) -> None: ...
+
+class StopProductionResponse(_message.Message):
+    __slots__ = ("production",)
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    production: Production
+    def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
+
+class DeleteProductionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteProductionResponse(_message.Message):
+    __slots__ = ("production",)
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    production: Production
+    def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
+
+class GetProductionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetProductionResponse(_message.Message):
+    __slots__ = ("production",)
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    production: Production
+    def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
+
+class ListProductionsRequest(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    def __init__(self, status: _Optional[str] = ...) -> None: ...
+
+class ListProductionsResponse(_message.Message):
+    __slots__ = ("productions",)
+    PRODUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    productions: _containers.RepeatedCompositeFieldContainer[Production]
+    def __init__(self, productions: _Optional[_Iterable[_Union[Production, _Mapping]]] = ...) -> None: ...
+
+class GetProgressRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetProgressResponse(_message.Message):
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class WatchProgressRequest(_message.Message):
+    __slots__ = ("name", "interval_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    interval_seconds: float
+    def __init__(self, name: _Optional[str] = ..., interval_seconds: _Optional[float] = ...) -> None: ...
+
+class WatchProgressResponse(_message.Message):
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...

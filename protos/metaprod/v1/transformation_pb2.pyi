@@ -1,0 +1,268 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from metaprod.v1 import catalog_pb2 as _catalog_pb2
+from metaprod.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TransformationRef(_message.Message):
+    __slots__ = ("production", "name")
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    production: str
+    name: str
+    def __init__(self, production: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Transformation(_message.Message):
+    __slots__ = ("id", "production", "name", "status", "parents", "input_query", "output_query", "plugin", "group_size", "tasks", "max_attempts", "backend", "command", "spec", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARENTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_QUERY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_QUERY_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    production: str
+    name: str
+    status: str
+    parents: _containers.RepeatedScalarFieldContainer[str]
+    input_query: str
+    output_query: str
+    plugin: str
+    group_size: int
+    tasks: int
+    max_attempts: int
+    backend: str
+    command: str
+    spec: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., production: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., parents: _Optional[_Iterable[str]] = ..., input_query: _Optional[str] = ..., output_query: _Optional[str] = ..., plugin: _Optional[str] = ..., group_size: _Optional[int] = ..., tasks: _Optional[int] = ..., max_attempts: _Optional[int] = ..., backend: _Optional[str] = ..., command: _Optional[str] = ..., spec: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TransformationFile(_message.Message):
+    __slots__ = ("lfn", "status", "task", "error_count")
+    LFN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    lfn: str
+    status: str
+    task: int
+    error_count: int
+    def __init__(self, lfn: _Optional[str] = ..., status: _Optional[str] = ..., task: _Optional[int] = ..., error_count: _Optional[int] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("id", "index", "status", "attempt", "inputs", "backend_job_id", "last_error", "created_at", "updated_at", "transformation")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    index: int
+    status: str
+    attempt: int
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    backend_job_id: str
+    last_error: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    transformation: str
+    def __init__(self, id: _Optional[int] = ..., index: _Optional[int] = ..., status: _Optional[str] = ..., attempt: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., backend_job_id: _Optional[str] = ..., last_error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transformation: _Optional[str] = ...) -> None: ...
+
+class CreateTransformationRequest(_message.Message):
+    __slots__ = ("production", "spec")
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    production: str
+    spec: str
+    def __init__(self, production: _Optional[str] = ..., spec: _Optional[str] = ...) -> None: ...
+
+class CreateTransformationResponse(_message.Message):
+    __slots__ = ("transformation", "warnings")
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    transformation: Transformation
+    warnings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Finding]
+    def __init__(self, transformation: _Optional[_Union[Transformation, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Finding, _Mapping]]] = ...) -> None: ...
+
+class GetTransformationRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ...) -> None: ...
+
+class GetTransformationResponse(_message.Message):
+    __slots__ = ("transformation", "files", "tasks")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TasksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    transformation: Transformation
+    files: _containers.ScalarMap[str, int]
+    tasks: _containers.ScalarMap[str, int]
+    def __init__(self, transformation: _Optional[_Union[Transformation, _Mapping]] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ListTransformationsRequest(_message.Message):
+    __slots__ = ("production", "status")
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    production: str
+    status: str
+    def __init__(self, production: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ListTransformationsResponse(_message.Message):
+    __slots__ = ("transformations",)
+    TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
+    transformations: _containers.RepeatedCompositeFieldContainer[Transformation]
+    def __init__(self, transformations: _Optional[_Iterable[_Union[Transformation, _Mapping]]] = ...) -> None: ...
+
+class SetTransformationStatusRequest(_message.Message):
+    __slots__ = ("ref", "status", "kill")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    KILL_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    status: str
+    kill: bool
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., status: _Optional[str] = ..., kill: _Optional[bool] = ...) -> None: ...
+
+class SetTransformationStatusResponse(_message.Message):
+    __slots__ = ("transformation",)
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    transformation: Transformation
+    def __init__(self, transformation: _Optional[_Union[Transformation, _Mapping]] = ...) -> None: ...
+
+class ListTransformationFilesRequest(_message.Message):
+    __slots__ = ("ref", "status", "limit")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    status: str
+    limit: int
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListTransformationFilesResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[TransformationFile]
+    def __init__(self, files: _Optional[_Iterable[_Union[TransformationFile, _Mapping]]] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("ref", "status", "limit")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    status: str
+    limit: int
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class ResetFilesRequest(_message.Message):
+    __slots__ = ("ref", "lfns")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    LFNS_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    lfns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., lfns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResetFilesResponse(_message.Message):
+    __slots__ = ("reset",)
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    reset: int
+    def __init__(self, reset: _Optional[int] = ...) -> None: ...
+
+class GetTaskLogRequest(_message.Message):
+    __slots__ = ("task", "attempt")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    attempt: int
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class GetTaskLogResponse(_message.Message):
+    __slots__ = ("task", "attempt", "log")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    attempt: int
+    log: str
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("task", "attempt")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    attempt: int
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("proceed",)
+    PROCEED_FIELD_NUMBER: _ClassVar[int]
+    proceed: bool
+    def __init__(self, proceed: _Optional[bool] = ...) -> None: ...
+
+class ReportTaskResultRequest(_message.Message):
+    __slots__ = ("task", "attempt", "success", "error", "exit_code", "outputs")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    attempt: int
+    success: bool
+    error: str
+    exit_code: int
+    outputs: _containers.RepeatedCompositeFieldContainer[_catalog_pb2.CatalogFile]
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., success: _Optional[bool] = ..., error: _Optional[str] = ..., exit_code: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[_catalog_pb2.CatalogFile, _Mapping]]] = ...) -> None: ...
+
+class ReportTaskResultResponse(_message.Message):
+    __slots__ = ("accepted", "status")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    status: str
+    def __init__(self, accepted: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
