@@ -131,9 +131,7 @@ class TransformationLink(Base):
 
     __tablename__ = "transformation_links"
 
-    child_id: Mapped[int] = mapped_column(
-        ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True
-    )
+    child_id: Mapped[int] = mapped_column(ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True)
     parent_id: Mapped[int] = mapped_column(
         ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True, index=True
     )
@@ -149,9 +147,7 @@ class CatalogFile(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     checksum: Mapped[str] = mapped_column(String(128), default="")
     # Provenance: the task attempt that produced the file (NULL for imported files).
-    producer_task_id: Mapped[int | None] = mapped_column(
-        ForeignKey("tasks.id", ondelete="SET NULL"), index=True
-    )
+    producer_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
     producer_attempt: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -171,9 +167,7 @@ class FileMetadataValue(Base):
         ForeignKey("files.id", ondelete="CASCADE"),
         primary_key=True,
     )
-    field_id: Mapped[int] = mapped_column(
-        ForeignKey("metadata_fields.id", ondelete="CASCADE"), primary_key=True
-    )
+    field_id: Mapped[int] = mapped_column(ForeignKey("metadata_fields.id", ondelete="CASCADE"), primary_key=True)
     value_int: Mapped[int | None] = mapped_column(BigInteger)
     value_float: Mapped[float | None] = mapped_column(Double)
     value_str: Mapped[str | None] = mapped_column(_str(255, binary=True))

@@ -36,9 +36,7 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         else:
-            kwargs.update(
-                pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=3600
-            )
+            kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=3600)
             if self.is_mysql:
                 self.url = self.url.update_query_dict({"charset": "utf8mb4"})
         self.engine: Engine = create_engine(self.url, **kwargs)
@@ -56,9 +54,7 @@ class Database:
             if self.is_sqlite:
                 # A writer takes the write lock up front (BEGIN IMMEDIATE): waiting on the
                 # busy timeout then is safe, while upgrading a read snapshot later is not.
-                session.connection(
-                    execution_options={"metaprod_sqlite_begin": "DEFERRED" if readonly else "IMMEDIATE"}
-                )
+                session.connection(execution_options={"metaprod_sqlite_begin": "DEFERRED" if readonly else "IMMEDIATE"})
             yield session
             if readonly:
                 session.rollback()

@@ -59,7 +59,7 @@ die() {
 pid_alive() {
     local pidfile="$1" name="$2" pid
     [[ -s "$pidfile" ]] || return 1
-    pid="$(tr -dc '0-9' <"$pidfile" 2>/dev/null)" || return 1
+    pid="$(tr -dc '0-9' 2>/dev/null <"$pidfile")" || return 1
     [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
     [[ "$(cat "/proc/$pid/comm")" == "$name" ]]
 }
@@ -68,7 +68,7 @@ pid_alive() {
 stop_pidfile() {
     local pidfile="$1" name="$2" pid i
     pid_alive "$pidfile" "$name" || return 0
-    pid="$(tr -dc '0-9' <"$pidfile" 2>/dev/null)" || return 0
+    pid="$(tr -dc '0-9' 2>/dev/null <"$pidfile")" || return 0
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do

@@ -32,9 +32,7 @@ def upgrade() -> None:
             sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
             nullable=False,
         ),
-        sa.Column(
-            "last_beat", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False
-        ),
+        sa.Column("last_beat", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("last_status", sa.Text(), nullable=False),
         sa.Column("stopped", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_heartbeats")),
@@ -58,9 +56,7 @@ def upgrade() -> None:
             sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
             nullable=False,
         ),
-        sa.Column(
-            "revoked_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True
-        ),
+        sa.Column("revoked_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("name", name=op.f("uq_api_tokens_name")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
@@ -166,9 +162,7 @@ def upgrade() -> None:
         sa.Column("task_index", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column(
-            "not_before", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True
-        ),
+        sa.Column("not_before", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column("backend_job_id", sa.String(length=128), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -189,9 +183,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
-        sa.UniqueConstraint(
-            "transformation_id", "task_index", name=op.f("uq_tasks_transformation_id_task_index")
-        ),
+        sa.UniqueConstraint("transformation_id", "task_index", name=op.f("uq_tasks_transformation_id_task_index")),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.create_index("ix_tasks_status", ["status", "not_before"], unique=False)
@@ -268,9 +260,7 @@ def upgrade() -> None:
             sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
             nullable=True,
         ),
-        sa.Column(
-            "started_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True
-        ),
+        sa.Column("started_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.Column(
             "heartbeat_at",
             sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),

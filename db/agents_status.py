@@ -1,0 +1,35 @@
+"""Agent heartbeats: each agent process beats once per cycle; `agents status` reads them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from metaprod.db.models import AgentHeartbeat, utcnow
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+# An agent that has not beaten for this long is reported dead.
+ALIVE_WINDOW = timedelta(seconds=60)
+
+
+def beat(*, session: Session, name: str, status: str, stopped: bool = False) -> None:
+    host, pid = socket.gethostname(), os.getpid()
+    now = utcnow()
+    updated = session.execute(
+        update(AgentHeartbeat)
+        .where(AgentHeartbeat.name == name, AgentHeartbeat.host == host, AgentHeartbeat.pid == pid)
+        .values(last_beat=now, last_status=status[:2000], stopped=stopped)
+    ).rowcount  # type: ignore[attr-defined]
+    if not updated:
+        session.add(AgentHeartbeat(name=name, host=host, pid=pid, started_at=now, last_beat=now, last_status=status))
+    session.flush()
+
+
+def list_agents(*, session: Session) -> list[tuple[AgentHeartbeat, bool]]:
+    now = utcnow()
+    rows = session.scalars(
+        select(AgentHeartbeat).order_by(AgentHeartbeat.name, AgentHeartbeat.host, AgentHeartbeat.pid)
+    )
+    return [(row, not row.stopped and now - row.last_beat < ALIVE_WINDOW) for row in rows]

@@ -1,0 +1,24 @@
+"""Assembly of the services: which servicers exist and how they bind to one server."""
+
+from __future__ import annotations
+
+from metaprod.db.session import Database
+from metaprod.services.auth import Authenticator
+from metaprod.services.server import MetaprodServer, ServiceBinding, ServiceContext
+
+
+def build_bindings(context: ServiceContext) -> list[ServiceBinding]:
+    # Imported here so that each servicer module stays importable on its own.
+    from metaprod.services import admin, catalog, production, transformation
+
+    return [
+        *admin.bindings(context),
+        *catalog.bindings(context),
+        *transformation.bindings(context),
+        *production.bindings(context),
+    ]
+
+
+def build_server(database: Database, *, address: str = "127.0.0.1:50051", max_workers: int = 32) -> MetaprodServer:
+    context = ServiceContext(database=database, authenticator=Authenticator(database))
+    return MetaprodServer(context, build_bindings(context), address=address, max_workers=max_workers)

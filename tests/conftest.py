@@ -1,0 +1,52 @@
+"""Shared fixtures: a fresh real database per test (SQLite, or MariaDB when
+METAPROD_TEST_DB names a server), a real gRPC server on a free port, an admin token."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from metaprod.db.migrate import upgrade
+from metaprod.db.session import Database
+
+# "sqlite" (default) or a server URL such as mysql://root@127.0.0.1:3306
+TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")
+
+
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a new empty database and remove it afterwards."""
+    if TEST_DB == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metaprod.db'}"
+        return
+    server = make_url(TEST_DB)
+    name = f"mp_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.set(database=""))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    yield from fresh_database_url(tmp_path)
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    upgrade(db)
+    try:
+        yield db
+    finally:
+        db.dispose()
