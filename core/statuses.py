@@ -94,3 +94,18 @@ def check_transformation_move(current: str, target: str) -> TransformationStatus
     if dst not in _TRANSFORMATION_MOVES[src]:
         raise FailedPrecondition(f"a transformation cannot go from {src} to {dst}")
     return dst
+
+
+class AttemptStatus(StrEnum):
+    """One job attempt of a task. Reported: the job's report waits for the finalize agent."""
+
+    SUBMITTED = "Submitted"
+    RUNNING = "Running"
+    REPORTED = "Reported"
+    DONE = "Done"
+    FAILED = "Failed"
+    LOST = "Lost"
+    KILLED = "Killed"
+
+
+LIVE_ATTEMPT_STATUSES = frozenset({AttemptStatus.SUBMITTED, AttemptStatus.RUNNING})

@@ -226,7 +226,7 @@ class JobAttempt(Base):
     """Every attempt of a task stays on record, with its outcome and where its log is."""
 
     __tablename__ = "job_attempts"
-    __table_args__ = (UniqueConstraint("task_id", "attempt"),)
+    __table_args__ = (UniqueConstraint("task_id", "attempt"), Index("ix_job_attempts_status", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
@@ -239,6 +239,8 @@ class JobAttempt(Base):
     log_path: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # The job's report, kept until the finalize agent has registered (or refused) the outputs.
+    report: Mapped[dict[str, Any] | None]
     submitted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 01:38:30.933893
+Create Date: 2026-11-21 01:41:14.135336
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column(
-            "started_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("started_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("last_beat", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("last_status", sa.Text(), nullable=False),
         sa.Column("stopped", sa.Boolean(), nullable=False),
@@ -51,11 +47,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("revoked_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("name", name=op.f("uq_api_tokens_name")),
@@ -72,11 +64,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("type", sa.String(length=8), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metadata_fields")),
         sa.UniqueConstraint("name", name=op.f("uq_metadata_fields_name")),
     )
@@ -94,16 +82,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
+        sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_productions")),
         sa.UniqueConstraint("name", name=op.f("uq_productions_name")),
     )
@@ -133,16 +113,8 @@ def upgrade() -> None:
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column("command", sa.Text(), nullable=False),
         sa.Column("input_watermark", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
+        sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.ForeignKeyConstraint(
             ["production_id"],
             ["productions.id"],
@@ -166,16 +138,8 @@ def upgrade() -> None:
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column("backend_job_id", sa.String(length=128), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
+        sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.ForeignKeyConstraint(
             ["transformation_id"],
             ["transformations.id"],
@@ -225,16 +189,9 @@ def upgrade() -> None:
         sa.Column("checksum", sa.String(length=128), nullable=False),
         sa.Column("producer_task_id", sa.Integer(), nullable=True),
         sa.Column("producer_attempt", sa.Integer(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["producer_task_id"],
-            ["tasks.id"],
-            name=op.f("fk_files_producer_task_id_tasks"),
-            ondelete="SET NULL",
+            ["producer_task_id"], ["tasks.id"], name=op.f("fk_files_producer_task_id_tasks"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
         sa.UniqueConstraint("lfn", name=op.f("uq_files_lfn")),
@@ -255,22 +212,11 @@ def upgrade() -> None:
         sa.Column("log_path", sa.Text(), nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column(
-            "submitted_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=True,
-        ),
+        sa.Column("report", sa.JSON(), nullable=True),
+        sa.Column("submitted_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.Column("started_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
-        sa.Column(
-            "heartbeat_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=True,
-        ),
-        sa.Column(
-            "finished_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=True,
-        ),
+        sa.Column("heartbeat_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
+        sa.Column("finished_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.ForeignKeyConstraint(
             ["task_id"], ["tasks.id"], name=op.f("fk_job_attempts_task_id_tasks"), ondelete="CASCADE"
         ),
@@ -278,6 +224,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("task_id", "attempt", name=op.f("uq_job_attempts_task_id_attempt")),
     )
     with op.batch_alter_table("job_attempts", schema=None) as batch_op:
+        batch_op.create_index("ix_job_attempts_status", ["status"], unique=False)
         batch_op.create_index(batch_op.f("ix_job_attempts_token_hash"), ["token_hash"], unique=False)
 
     op.create_table(
@@ -332,11 +279,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("task_id", sa.Integer(), nullable=True),
         sa.Column("error_count", sa.Integer(), nullable=False),
-        sa.Column(
-            "updated_at",
-            sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.ForeignKeyConstraint(
             ["file_id"], ["files.id"], name=op.f("fk_transformation_files_file_id_files"), ondelete="CASCADE"
         ),
@@ -377,6 +320,7 @@ def downgrade() -> None:
     op.drop_table("file_metadata")
     with op.batch_alter_table("job_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_attempts_token_hash"))
+        batch_op.drop_index("ix_job_attempts_status")
 
     op.drop_table("job_attempts")
     with op.batch_alter_table("files", schema=None) as batch_op:

@@ -1,0 +1,102 @@
+"""Monitor agent: cancels the jobs of killed tasks and detects lost jobs (missed
+heartbeats, a backend that forgot the job or saw it end without a report); lost attempts
+are retried with backoff up to max_attempts like any failure."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from metaprod.agents.backends.base import BackendError, JobState, JobStatus
+from metaprod.agents.jobs import BackendPool
+from metaprod.agents.settings import AgentSettings
+from metaprod.core.statuses import AttemptStatus
+from metaprod.db import jobs
+from metaprod.db.jobs import LiveAttempt
+from metaprod.db.models import utcnow
+from sqlalchemy.orm import Session
+
+
+class MonitorAgent:
+    name = "monitor"
+    wakes_on = frozenset({"production", "transformation"})
+    produces = frozenset({"tasks"})
+
+    def __init__(self, settings: AgentSettings, backends: BackendPool) -> None:
+        self.settings = settings
+        self.backends = backends
+
+    def run_once(self, session: Session) -> str:
+        attempts = jobs.live_attempts(session=session)
+        if not attempts:
+            return "idle"
+        statuses = self._backend_statuses(attempts)
+        now = utcnow()
+        killed = lost = 0
+        for a in attempts:
+            if a.task_killed:
+                self._cancel(a)
+                jobs.end_attempt(
+                    session=session,
+                    attempt_id=a.attempt_id,
+                    reason="killed: its transformation was stopped with --kill",
+                    backoff_base=self.settings.retry_backoff_seconds,
+                    status=AttemptStatus.KILLED,
+                )
+                killed += 1
+                continue
+            reason = self._lost_reason(a, statuses.get((a.backend, a.backend_job_id or "")), now)
+            if reason:
+                self._cancel(a)
+                jobs.end_attempt(
+                    session=session,
+                    attempt_id=a.attempt_id,
+                    reason=reason,
+                    backoff_base=self.settings.retry_backoff_seconds,
+                    status=AttemptStatus.LOST,
+                )
+                lost += 1
+        if not (killed or lost):
+            return f"watching {len(attempts)} jobs"
+        return f"watching {len(attempts)} jobs; {lost} lost, {killed} killed"
+
+    def _backend_statuses(self, attempts: list[LiveAttempt]) -> dict[tuple[str, str], JobStatus]:
+        by_backend: dict[str, list[str]] = defaultdict(list)
+        for a in attempts:
+            if a.backend_job_id:
+                by_backend[a.backend].append(a.backend_job_id)
+        result: dict[tuple[str, str], JobStatus] = {}
+        for name, ids in by_backend.items():
+            try:
+                for job_id, status in self.backends.get(name).status(ids).items():
+                    result[(name, job_id)] = status
+            except BackendError:
+                continue  # the backend is unreachable: judge by heartbeats alone this cycle
+        return result
+
+    def _lost_reason(self, a: LiveAttempt, status: JobStatus | None, now: datetime) -> str | None:
+        last_sign = a.heartbeat_at or a.submitted_at or now
+        silent = now - last_sign
+        timeout = timedelta(seconds=self.settings.heartbeat_timeout)
+        if a.backend_job_id is None:
+            if now - (a.submitted_at or now) > timedelta(seconds=self.settings.submit_grace_seconds):
+                return "lost: never reached its backend (the submitting agent died)"
+            return None
+        if status is not None and status.state in (JobState.SUCCEEDED, JobState.FAILED):
+            if silent > timedelta(seconds=self.settings.report_grace_seconds):
+                detail = status.reason or status.state.value
+                return f"lost: the job ended ({detail}) without reporting"
+            return None
+        if status is not None and status.state is JobState.PENDING:
+            return None  # queued in the batch system: no heartbeat is due yet
+        if silent > timeout:
+            return f"lost: no heartbeat for {int(silent.total_seconds())} s (timeout {int(timeout.total_seconds())} s)"
+        return None
+
+    def _cancel(self, a: LiveAttempt) -> None:
+        if not a.backend_job_id:
+            return
+        try:
+            self.backends.get(a.backend).cancel([a.backend_job_id])
+        except BackendError:
+            pass  # best effort: a stale attempt's report is refused anyway

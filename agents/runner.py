@@ -1,0 +1,116 @@
+"""The one runner every agent runs under: APScheduler (UTC, coalesce, one instance per
+job), a heartbeat row per agent, wake-ups on new work, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from metaprod.db import agents_status
+from metaprod.db.session import Database
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+class Agent(Protocol):
+    name: str
+    # The kinds of new work ("files", "tasks", "report", ...) that should wake this agent.
+    wakes_on: frozenset[str]
+    # What this agent's cycle makes, so the runner can wake the agents downstream at once.
+    produces: frozenset[str]
+
+    def run_once(self, session: Session) -> str:
+        """One cycle in one transaction; returns a short status line for the heartbeat."""
+        ...
+
+
+class AgentRunner:
+    def __init__(self, database: Database, agents: Iterable[Agent], *, poll_seconds: float = 5.0) -> None:
+        self.database = database
+        self.agents = list(agents)
+        self.poll_seconds = poll_seconds
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._stopping = threading.Event()
+
+    def cycle(self, agent: Agent) -> str:
+        """Run one cycle of one agent and record its heartbeat; never raises."""
+        try:
+            with self.database.session_scope() as session:
+                status = agent.run_once(session)
+        except Exception as exc:
+            log.exception("agent %s cycle failed", agent.name)
+            status = f"error: {type(exc).__name__}: {exc}"
+        else:
+            if status and not status.startswith("idle"):
+                self.wake(agent.produces)
+        try:
+            with self.database.session_scope() as session:
+                agents_status.beat(session=session, name=agent.name, status=status)
+        except Exception:
+            log.exception("agent %s heartbeat failed", agent.name)
+        return status
+
+    def run_all_once(self) -> dict[str, str]:
+        """`--once`: one cycle of every agent in order (for tests and cron-style use)."""
+        return {agent.name: self.cycle(agent) for agent in self.agents}
+
+    def wake(self, kinds: Iterable[str]) -> None:
+        """Run the agents interested in these kinds of work now instead of at their next poll."""
+        if self._stopping.is_set() or not self._scheduler.running:
+            return
+        wanted = set(kinds)
+        for agent in self.agents:
+            if agent.wakes_on & wanted:
+                job = self._scheduler.get_job(agent.name)
+                if job is not None:
+                    job.modify(next_run_time=_now())
+
+    def start(self) -> None:
+        for agent in self.agents:
+            self._scheduler.add_job(
+                self.cycle, "interval", args=[agent], seconds=self.poll_seconds, id=agent.name, next_run_time=_now()
+            )
+        self._scheduler.start()
+
+    def stop(self, wait: bool = True) -> None:
+        """Let running cycles finish, then stop; marks the heartbeats stopped."""
+        self._stopping.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+        try:
+            with self.database.session_scope() as session:
+                for agent in self.agents:
+                    agents_status.beat(session=session, name=agent.name, status="stopped", stopped=True)
+        except Exception:
+            log.exception("could not record the agents' stop")
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+
+def _now() -> object:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def wait_until(predicate: object, timeout: float) -> bool:
+    """Small polling helper for tests and `--once` loops."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,203 @@
+"""The job wrapper (`metaprod job run JOB_FILE`): what a batch job executes on a worker.
+
+It runs the transformation's command by /bin/sh in an empty work directory of its own,
+with the environment of DESIGN.md, heartbeats while it runs, stores the outputs through
+fsspec and reports them (or the failure) over gRPC with the attempt's worker token. It
+never touches the database: the services decide whether the report still counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fsspec
+import grpc
+from metaprod.v1 import catalog_pb2, common_pb2
+from metaprod.v1 import transformation_pb2 as tpb
+from metaprod.v1 import transformation_pb2_grpc as tpb_grpc
+
+SIDECAR = ".meta.json"
+# Services may be restarting (crash recovery) or the claim not yet committed: keep trying.
+RETRY_SECONDS = 300.0
+RETRIED_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.DEADLINE_EXCEEDED}
+T = TypeVar("T")
+
+
+class Reporter:
+    def __init__(self, address: str, token: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._stub = tpb_grpc.TransformationServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:
+        deadline = time.monotonic() + retry_for
+        delay = 0.05
+        while True:
+            try:
+                return fn(request, metadata=self._metadata, timeout=30)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRIED_CODES or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    def heartbeat(self, task: int, attempt: int) -> bool:
+        return self.call(self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)).proceed
+
+    def report(self, request: tpb.ReportTaskResultRequest) -> tpb.ReportTaskResultResponse:
+        return self.call(self._stub.ReportTaskResult, request)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _meta_value(key: str, value: Any) -> common_pb2.MetaValue:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"metadata {key!r}: {value!r} is not an int, float or str")
+    if isinstance(value, int):
+        return common_pb2.MetaValue(int_value=value)
+    if isinstance(value, float):
+        return common_pb2.MetaValue(float_value=value)
+    return common_pb2.MetaValue(str_value=value)
+
+
+def _local_path(pfn: str) -> str:
+    return pfn[len("file://") :] if pfn.startswith("file://") else pfn
+
+
+def job_environment(job: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("METAPROD_TOKEN", "METAPROD_JOB_FILE")}
+    env.update(
+        METAPROD_TASK_ID=str(job["task_id"]),
+        METAPROD_TASK_INDEX=str(job["task_index"]),
+        METAPROD_ATTEMPT=str(job["attempt"]),
+        METAPROD_INPUTS="\n".join(_local_path(i["pfn"] or i["lfn"]) for i in job["inputs"]),
+        METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in job["inputs"]),
+        METAPROD_TRANSFORMATION=job["transformation"],
+        METAPROD_PRODUCTION=job["production"],
+    )
+    return env
+
+
+def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata."""
+    seen: set[Path] = set()
+    for spec in job["outputs"]:
+        matches = sorted(p for p in workdir.glob(spec["glob"]) if p.is_file() and not p.name.endswith(SIDECAR))
+        if not matches:
+            raise ValueError(f"missing output: no file matches {spec['glob']!r}")
+        for path in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            metadata = dict(spec.get("metadata") or {})
+            sidecar = path.with_name(path.name + SIDECAR)
+            if sidecar.exists():
+                try:
+                    extra = json.loads(sidecar.read_text())
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"sidecar {sidecar.name} is not JSON: {exc}") from None
+                if not isinstance(extra, dict):
+                    raise ValueError(f"sidecar {sidecar.name} must hold a JSON object")
+                metadata.update(extra)
+            yield path, metadata
+
+
+def store_outputs(job: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
+    storage = str(job["storage"]).rstrip("/")
+    fs, root = fsspec.core.url_to_fs(storage)
+    files: list[catalog_pb2.CatalogFile] = []
+    for path, metadata in collect_outputs(job, workdir):
+        rel = path.relative_to(workdir).as_posix()
+        lfn = job["lfn_prefix"] + rel
+        # Each attempt stores apart: a superseded attempt can never overwrite a registered file.
+        target = f"{root}{job['lfn_prefix']}a{job['attempt']}/{rel}"
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(path), target)
+        data = path.read_bytes()
+        files.append(
+            catalog_pb2.CatalogFile(
+                lfn=lfn,
+                pfn=fs.unstrip_protocol(target) if storage.find("://") > 0 else target,
+                size=len(data),
+                checksum=f"adler32:{zlib.adler32(data):08x}",
+                metadata={k: _meta_value(k, v) for k, v in metadata.items()},
+            )
+        )
+    return files
+
+
+def run_job_file(job_file: str) -> int:
+    job = json.loads(Path(job_file).read_text())
+    task, attempt = int(job["task_id"]), int(job["attempt"])
+    workdir = Path(job_file).resolve().parent / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    reporter = Reporter(job["address"], job["token"])
+    try:
+        if not reporter.heartbeat(task, attempt):
+            print(f"[metaprod] task {task} attempt {attempt} is no longer live; not starting", flush=True)
+            return 0
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", job["command"]], cwd=workdir, env=job_environment(job), start_new_session=True
+        )
+        superseded = threading.Event()
+        finished = threading.Event()
+
+        def beat() -> None:
+            while not finished.wait(float(job.get("heartbeat_interval", 5.0))):
+                try:
+                    if not reporter.heartbeat(task, attempt):
+                        superseded.set()
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        return
+                except (grpc.RpcError, ProcessLookupError):
+                    continue
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        code = proc.wait()
+        finished.set()
+        thread.join(timeout=5)
+        if superseded.is_set():
+            print(f"[metaprod] task {task} attempt {attempt} was superseded or killed; no report", flush=True)
+            return 0
+        request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
+        if code != 0:
+            request.success, request.error = False, f"command exited with code {code}"
+        else:
+            try:
+                request.outputs.extend(store_outputs(job, workdir))
+                request.success = True
+            except (ValueError, OSError) as exc:
+                request.success, request.error = False, str(exc)
+        outcome = reporter.report(request)
+        print(
+            f"[metaprod] task {task} attempt {attempt}: reported success={request.success} "
+            f"accepted={outcome.accepted} {request.error}",
+            flush=True,
+        )
+        return 0
+    finally:
+        reporter.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m metaprod.agents.wrapper JOB_FILE", file=sys.stderr)
+        return 2
+    return run_job_file(args[0])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Benchmark: routing catalog files to transformations, FileRouter against the naive loop.
+
+    .venv/bin/python bench/bench_match.py [--files N] [--queries Q] [--naive-files M] [--seed S]
+
+Generates N metadata dicts (seeded) and Q input queries spread over 20 `datatype` values and
+ranges of `run` (int) and `energy` (float), routes every file with `FileRouter.route`, times the
+naive loop (`[tid for tid, q in queries if q.matches(md)]`) on the first M files and extrapolates
+it, checks on a sample that both give the same answer, and prints files/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from metaprod.core.metaquery import MetaQuery, Schema
+from metaprod.core.router import FileRouter
+
+SCHEMA = Schema({"datatype": "str", "run": "int", "energy": "float", "site": "str"})
+DATATYPES = [f"type{i:02d}" for i in range(20)]
+SITES = ["CERN", "IN2P3", "RAL", "FNAL", "CNAF"]
+CHUNK = 100_000
+
+
+def make_queries(n: int, rng: random.Random) -> dict[int, MetaQuery]:
+    queries: dict[int, MetaQuery] = {}
+    for tid in range(n):
+        d: dict[str, Any] = {"datatype": DATATYPES[tid % len(DATATYPES)]}
+        if tid % 10 == 9:  # some consume two data types
+            d["datatype"] = {"in": [DATATYPES[tid % 20], DATATYPES[(tid + 7) % 20]]}
+        if rng.random() < 0.8:
+            lo = rng.randrange(0, 90_000)
+            d["run"] = {">=": lo, "<": lo + rng.randrange(1_000, 20_000)}
+        if rng.random() < 0.6:
+            a = rng.uniform(0, 80)
+            d["energy"] = {">": round(a, 2), "<=": round(a + rng.uniform(5, 40), 2)}
+        if rng.random() < 0.1:
+            d["site"] = {"nin": rng.sample(SITES, 2)}
+        queries[tid] = MetaQuery.from_dict(d, SCHEMA)
+    return queries
+
+
+def make_files(n: int, rng: random.Random) -> Iterator[list[dict[str, Any]]]:
+    kinds = [*DATATYPES, "log", "other"]
+    done = 0
+    while done < n:
+        size = min(CHUNK, n - done)
+        yield [
+            {
+                "datatype": rng.choice(kinds),
+                "run": rng.randrange(0, 100_000),
+                "energy": rng.uniform(0, 100),
+                "site": rng.choice(SITES),
+                "lfn": f"/prod/file{done + j}",
+            }
+            for j in range(size)
+        ]
+        done += size
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--naive-files", type=int, default=50_000)
+    ap.add_argument("--sample", type=int, default=20_000, help="files compared router vs naive")
+    ap.add_argument("--seed", type=int, default=12345)
+    args = ap.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    queries = make_queries(args.queries, rng)
+    t0 = time.perf_counter()
+    router: FileRouter[int] = FileRouter(queries)
+    router.route({})  # build the index now, so that it is timed apart from routing
+    build_s = time.perf_counter() - t0
+
+    items = list(queries.items())
+    route_s = naive_s = 0.0
+    routed = naive_count = matched = 0
+    mismatches = checked = 0
+    for chunk in make_files(args.files, rng):
+        route = router.route
+        t0 = time.perf_counter()
+        results = [route(md) for md in chunk]
+        route_s += time.perf_counter() - t0
+        routed += len(chunk)
+        matched += sum(map(len, results))
+
+        todo = chunk[: max(0, args.naive_files - naive_count)]
+        if todo:
+            t0 = time.perf_counter()
+            naive = [[tid for tid, q in items if q.matches(md)] for md in todo]
+            naive_s += time.perf_counter() - t0
+            naive_count += len(todo)
+            for got, want in zip(results, naive, strict=False):
+                if checked < args.sample:
+                    checked += 1
+                    mismatches += got != set(want)
+        for md, got in zip(chunk, results, strict=True):
+            if checked >= args.sample:
+                break
+            checked += 1
+            mismatches += got != {tid for tid, q in items if q.matches(md)}
+
+    router_rate = routed / route_s
+    naive_rate = naive_count / naive_s if naive_s else float("nan")
+    print(f"queries: {len(queries)}, files routed: {routed:,}, index built in {build_s * 1000:.0f} ms")
+    print(f"matches per file: {matched / routed:.2f} on average")
+    print(f"router: {router_rate:,.0f} files/s ({routed:,} files in {route_s:.2f} s)")
+    print(
+        f"naive loop over matches(): {naive_rate:,.0f} files/s (timed on the first {naive_count:,} files "
+        f"in {naive_s:.2f} s, extrapolated to {routed:,} files: {routed / naive_rate:.1f} s)"
+    )
+    print(f"ratio router/naive: {router_rate / naive_rate:.1f}x")
+    print(f"check: router == naive on {checked:,} sampled files: {'OK' if not mismatches else 'MISMATCH'}")
+    if mismatches:
+        print(f"{mismatches} files routed differently", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

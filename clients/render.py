@@ -1,0 +1,323 @@
+"""The CLI's output: the pinned --json shapes (DESIGN.md) and the rich tables for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from metaprod.clients import types as t
+from metaprod.core.statuses import FileStatus, TaskStatus
+from rich.table import Table
+
+FILE_STATUSES: tuple[str, ...] = tuple(s.value for s in FileStatus)
+TASK_STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
+
+
+# --- JSON shapes -------------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def status_counts(counts: Mapping[str, int], pinned: Sequence[str]) -> dict[str, int]:
+    """Every pinned status key (0 when absent), then any other status the server reported."""
+    out = {status: int(counts.get(status, 0)) for status in pinned}
+    out.update({k: int(v) for k, v in sorted(counts.items()) if k not in out})
+    return out
+
+
+def provenance_json(p: t.Provenance | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "production": p.production,
+        "transformation": p.transformation,
+        "task": p.task,
+        "attempt": p.attempt,
+        "inputs": list(p.inputs),
+    }
+
+
+def file_json(f: t.CatalogFile) -> dict[str, Any]:
+    return {
+        "lfn": f.lfn,
+        "pfn": f.pfn,
+        "size": f.size,
+        "checksum": f.checksum,
+        "metadata": dict(f.metadata),
+        "created_at": iso(f.created_at),
+        "provenance": provenance_json(f.provenance),
+    }
+
+
+def field_json(f: t.Field) -> dict[str, Any]:
+    return {"name": f.name, "type": f.type}
+
+
+def finding_json(f: t.Finding) -> dict[str, Any]:
+    return {"code": f.code, "transformations": list(f.transformations), "key": f.key, "message": f.message}
+
+
+def transformation_json(tr: t.Transformation) -> dict[str, Any]:
+    return {
+        "id": tr.id,
+        "production": tr.production,
+        "name": tr.name,
+        "status": tr.status,
+        "parents": list(tr.parents),
+        "input_query": tr.input_query,
+        "output_query": tr.output_query,
+        "plugin": tr.plugin,
+        "group_size": tr.group_size,
+        "tasks": tr.tasks,
+        "max_attempts": tr.max_attempts,
+        "backend": tr.backend,
+        "command": tr.command,
+        "spec": tr.spec,
+        "created_at": iso(tr.created_at),
+    }
+
+
+def transformation_detail_json(d: t.TransformationDetail) -> dict[str, Any]:
+    out = transformation_json(d.transformation)
+    out["task_count"] = out.pop("tasks")
+    out["files"] = status_counts(d.files, FILE_STATUSES)
+    out["tasks"] = status_counts(d.tasks, TASK_STATUSES)
+    return out
+
+
+def production_json(p: t.Production) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "status": p.status,
+        "description": p.description,
+        "owner": p.owner,
+        "transformations": [transformation_json(tr) for tr in p.transformations],
+        "created_at": iso(p.created_at),
+        "updated_at": iso(p.updated_at),
+    }
+
+
+def progress_json(p: t.Progress) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "status": p.status,
+        "percent": p.percent,
+        "transformations": [
+            {
+                "name": tp.name,
+                "status": tp.status,
+                "percent": tp.percent,
+                "files": status_counts(tp.files, FILE_STATUSES),
+                "tasks": status_counts(tp.tasks, TASK_STATUSES),
+            }
+            for tp in p.transformations
+        ],
+    }
+
+
+def tfile_json(f: t.TransformationFile) -> dict[str, Any]:
+    return {"lfn": f.lfn, "status": f.status, "task": f.task or None, "error_count": f.error_count}
+
+
+def task_json(task: t.Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "transformation": task.transformation,
+        "index": task.index,
+        "status": task.status,
+        "attempt": task.attempt,
+        "inputs": list(task.inputs),
+        "backend_job_id": task.backend_job_id,
+        "last_error": task.last_error,
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+    }
+
+
+def token_json(tok: t.Token) -> dict[str, Any]:
+    return {
+        "id": tok.id,
+        "name": tok.name,
+        "role": tok.role,
+        "owner": tok.owner,
+        "created_at": iso(tok.created_at),
+        "revoked": tok.revoked,
+    }
+
+
+def agent_json(a: t.Agent) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "host": a.host,
+        "pid": a.pid,
+        "alive": a.alive,
+        "started_at": iso(a.started_at),
+        "last_beat": iso(a.last_beat),
+        "last_status": a.last_status,
+    }
+
+
+def identity_json(i: t.Identity) -> dict[str, Any]:
+    return {"name": i.name, "role": i.role, "owner": i.owner}
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    seconds = max(0, int(((now or datetime.now(UTC)) - value).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def query_text(query: Mapping[str, Any] | None) -> str:
+    if query is None:
+        return "-"
+    return json.dumps(query, ensure_ascii=False)
+
+
+def metadata_text(metadata: Mapping[str, t.MetaScalar]) -> str:
+    return " ".join(f"{k}={v}" for k, v in metadata.items())
+
+
+def file_line(f: t.CatalogFile) -> str:
+    return f"{f.lfn}\t{metadata_text(f.metadata)}" if f.metadata else f.lfn
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    tab = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        tab.add_column(column, overflow="fold")
+    for row in rows:
+        tab.add_row(*("" if cell is None else str(cell) for cell in row))
+    return tab
+
+
+def key_values(title: str | None, pairs: Iterable[tuple[str, object]]) -> Table:
+    tab = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    tab.add_column(style="bold")
+    tab.add_column(overflow="fold")
+    for key, value in pairs:
+        tab.add_row(key, "" if value is None else str(value))
+    return tab
+
+
+def file_table(f: t.CatalogFile) -> Table:
+    pairs: list[tuple[str, object]] = [
+        ("lfn", f.lfn),
+        ("pfn", f.pfn or "-"),
+        ("size", f.size),
+        ("checksum", f.checksum or "-"),
+        ("created", when(f.created_at)),
+    ]
+    pairs.append(("metadata", "" if f.metadata else "-"))
+    pairs += [(f"  {k}", v) for k, v in f.metadata.items()]
+    p = f.provenance
+    if p is None:
+        pairs.append(("provenance", "- (imported)"))
+    else:
+        pairs.append(("provenance", f"{p.production}/{p.transformation} task {p.task} attempt {p.attempt}"))
+        pairs += [("  input", lfn) for lfn in p.inputs]
+    return key_values(None, pairs)
+
+
+def findings_table(title: str, items: Sequence[t.Finding]) -> Table:
+    return table(
+        title,
+        ("Code", "Transformations", "Key", "Message"),
+        ((f.code, ", ".join(f.transformations), f.key or "", f.message) for f in items),
+    )
+
+
+def transformations_table(title: str | None, items: Iterable[t.Transformation]) -> Table:
+    rows = (
+        (
+            tr.production,
+            tr.name,
+            tr.status,
+            ", ".join(tr.parents) or "-",
+            query_text(tr.input_query) if tr.input_query is not None else f"{tr.tasks} tasks",
+            tr.plugin or "-",
+            tr.group_size or "-",
+            tr.backend or "-",
+        )
+        for tr in items
+    )
+    return table(title, ("Production", "Name", "Status", "Parents", "Input", "Plugin", "Group", "Backend"), rows)
+
+
+def productions_table(items: Iterable[t.Production]) -> Table:
+    rows = ((p.name, p.status, p.owner, len(p.transformations), when(p.created_at), p.description) for p in items)
+    return table(None, ("Name", "Status", "Owner", "Transformations", "Created", "Description"), rows)
+
+
+def progress_table(p: t.Progress) -> Table:
+    short = {"Problematic": "Problem.", "Submitted": "Subm."}
+    columns = ["Transformation", "Status", *(short.get(s, s) for s in FILE_STATUSES)]
+    columns += [*(short.get(s, s) for s in TASK_STATUSES), "%"]
+    rows = (
+        (
+            tp.name,
+            tp.status,
+            *(tp.files.get(s, 0) for s in FILE_STATUSES),
+            *(tp.tasks.get(s, 0) for s in TASK_STATUSES),
+            f"{tp.percent:.1f}",
+        )
+        for tp in p.transformations
+    )
+    tab = table(f"{p.name}: {p.status}, {p.percent:.1f}% done", columns, rows)
+    for column in tab.columns[2:]:
+        column.justify = "right"
+    return tab
+
+
+def counts_table(title: str, counts: Mapping[str, int], pinned: Sequence[str]) -> Table:
+    return table(title, ("Status", "Count"), status_counts(counts, pinned).items())
+
+
+def tfiles_table(items: Iterable[t.TransformationFile]) -> Table:
+    rows = ((f.lfn, f.status, f.task or "-", f.error_count) for f in items)
+    return table(None, ("LFN", "Status", "Task", "Errors"), rows)
+
+
+def tasks_table(items: Iterable[t.Task]) -> Table:
+    rows = (
+        (k.id, k.index, k.status, k.attempt, len(k.inputs), k.backend_job_id or "-", when(k.updated_at), k.last_error)
+        for k in items
+    )
+    return table(None, ("ID", "Index", "Status", "Attempt", "Inputs", "Job", "Updated", "Last error"), rows)
+
+
+def tokens_table(items: Iterable[t.Token]) -> Table:
+    rows = ((k.name, k.role, k.owner, when(k.created_at), "yes" if k.revoked else "no") for k in items)
+    return table(None, ("Name", "Role", "Owner", "Created", "Revoked"), rows)
+
+
+def agents_table(items: Iterable[t.Agent]) -> Table:
+    rows = (
+        (a.name, a.host, a.pid, "yes" if a.alive else "NO", ago(a.last_beat), when(a.started_at), a.last_status)
+        for a in items
+    )
+    return table("Agents", ("Name", "Host", "PID", "Alive", "Last beat", "Started", "Last status"), rows)
+
+
+def fields_table(items: Iterable[t.Field]) -> Table:
+    return table(None, ("Field", "Type"), ((f.name, f.type) for f in items))

@@ -1,0 +1,489 @@
+"""Job attempts, exactly once: claim Created tasks, record submissions and heartbeats, take
+reports (idempotent, tied to their attempt), finalize outputs, fail or retry attempts.
+
+Exactly once rests on three rules: a task's work is claimed under a row lock (or SQLite's
+write lock); a report counts only while its attempt is the task's live attempt; outputs
+reach the catalog only in the transaction that marks the task Done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from metaprod.core.auth import hash_secret, new_secret
+from metaprod.core.errors import DomainError
+from metaprod.core.metaquery import MetaQuery
+from metaprod.core.outputs import backoff_seconds, output_metadata
+from metaprod.core.statuses import (
+    LIVE_ATTEMPT_STATUSES,
+    AttemptStatus,
+    FileStatus,
+    TaskStatus,
+    TransformationStatus,
+)
+from metaprod.db import catalog
+from metaprod.db.locking import claim
+from metaprod.db.models import (
+    CatalogFile,
+    FileMetadataValue,
+    JobAttempt,
+    MetadataField,
+    Production,
+    Task,
+    TaskInput,
+    Transformation,
+    TransformationFile,
+    utcnow,
+)
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
+QUEUED_TASKS = [TaskStatus.SUBMITTED.value, TaskStatus.RUNNING.value]
+
+
+@dataclass(frozen=True)
+class JobInput:
+    lfn: str
+    pfn: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    task_id: int
+    task_index: int
+    attempt: int
+    attempt_id: int
+    secret: str
+    backend: str
+    backend_options: Mapping[str, Any]
+    production: str
+    transformation: str
+    command: str
+    outputs: Sequence[Mapping[str, Any]]
+    inputs: tuple[JobInput, ...]
+
+    @property
+    def lfn_prefix(self) -> str:
+        return f"/{self.production}/{self.transformation}/{self.task_index:06d}/"
+
+
+def claim_tasks(
+    *,
+    session: Session,
+    limit: int,
+    max_queued_per_backend: Mapping[str, int],
+    max_queued_per_transformation: int = 0,
+) -> list[ClaimedJob]:
+    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps."""
+    now = utcnow()
+    queued = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Task.backend, func.count()).where(Task.status.in_(QUEUED_TASKS)).group_by(Task.backend)
+        ).all()
+    )
+    per_transformation: dict[int, int] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Task.transformation_id, func.count())
+            .where(Task.status.in_(QUEUED_TASKS))
+            .group_by(Task.transformation_id)
+        ).all()
+    )
+    rows = session.scalars(
+        claim(
+            session,
+            select(Task)
+            .join(Transformation, Transformation.id == Task.transformation_id)
+            .where(
+                Task.status == TaskStatus.CREATED.value,
+                Transformation.status == TransformationStatus.ACTIVE.value,
+                or_(Task.not_before.is_(None), Task.not_before <= now),
+            )
+            .order_by(Task.id)
+            .limit(limit * 4),
+        )
+    ).all()
+    chosen: list[Task] = []
+    for task in rows:
+        cap = max_queued_per_backend.get(task.backend, 0)
+        if cap and queued.get(task.backend, 0) >= cap:
+            continue
+        if (
+            max_queued_per_transformation
+            and per_transformation.get(task.transformation_id, 0) >= max_queued_per_transformation
+        ):
+            continue
+        queued[task.backend] = queued.get(task.backend, 0) + 1
+        per_transformation[task.transformation_id] = per_transformation.get(task.transformation_id, 0) + 1
+        chosen.append(task)
+        if len(chosen) >= limit:
+            break
+    if not chosen:
+        return []
+    transformations = {
+        t.id: t
+        for t in session.scalars(
+            select(Transformation).where(Transformation.id.in_({t.transformation_id for t in chosen}))
+        )
+    }
+    production_names = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Production.id, Production.name).where(
+                Production.id.in_({t.production_id for t in transformations.values()})
+            )
+        ).all()
+    )
+    inputs = _inputs_of(session, [t.id for t in chosen])
+    claimed: list[ClaimedJob] = []
+    for task in chosen:
+        t = transformations[task.transformation_id]
+        task.attempt += 1
+        task.status = TaskStatus.SUBMITTED.value
+        task.not_before = None
+        task.backend_job_id = None
+        secret = new_secret()
+        attempt = JobAttempt(
+            task_id=task.id,
+            attempt=task.attempt,
+            status=AttemptStatus.SUBMITTED.value,
+            backend=task.backend,
+            token_hash=hash_secret(secret),
+            submitted_at=now,
+        )
+        session.add(attempt)
+        session.flush()
+        claimed.append(
+            ClaimedJob(
+                task_id=task.id,
+                task_index=task.task_index,
+                attempt=task.attempt,
+                attempt_id=attempt.id,
+                secret=secret,
+                backend=task.backend,
+                backend_options=dict(t.spec.get("options") or {}),
+                production=production_names[t.production_id],
+                transformation=t.name,
+                command=t.command,
+                outputs=list((t.output_metadata or {}).get("outputs") or []),
+                inputs=tuple(inputs.get(task.id, ())),
+            )
+        )
+    session.flush()
+    return claimed
+
+
+def _inputs_of(session: Session, task_ids: list[int]) -> dict[int, list[JobInput]]:
+    result: dict[int, list[JobInput]] = {}
+    rows = session.execute(
+        select(TaskInput.task_id, CatalogFile.lfn, CatalogFile.pfn)
+        .join(CatalogFile, CatalogFile.id == TaskInput.file_id)
+        .where(TaskInput.task_id.in_(task_ids))
+        .order_by(TaskInput.task_id, TaskInput.position)
+    )
+    for task_id, lfn, pfn in rows:
+        result.setdefault(task_id, []).append(JobInput(lfn, pfn))
+    return result
+
+
+def record_submission(*, session: Session, attempt_id: int, backend_job_id: str, workdir: str, log_path: str) -> None:
+    attempt = session.get_one(JobAttempt, attempt_id)
+    attempt.backend_job_id, attempt.workdir, attempt.log_path = backend_job_id, workdir, log_path
+    session.execute(
+        update(Task)
+        .where(Task.id == attempt.task_id, Task.attempt == attempt.attempt)
+        .values(backend_job_id=backend_job_id)
+    )
+    session.flush()
+
+
+def record_heartbeat(*, session: Session, task_id: int, attempt: int) -> bool:
+    """True while the attempt is the live one; False tells the wrapper to stop."""
+    now = utcnow()
+    updated = session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.task_id == task_id, JobAttempt.attempt == attempt, JobAttempt.status.in_(LIVE))
+        .values(
+            status=AttemptStatus.RUNNING.value, heartbeat_at=now, started_at=func.coalesce(JobAttempt.started_at, now)
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if updated:
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.attempt == attempt, Task.status == TaskStatus.SUBMITTED.value)
+            .values(status=TaskStatus.RUNNING.value)
+        )
+    return bool(updated)
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    task_id: int
+    attempt: int
+    success: bool
+    error: str = ""
+    exit_code: int = 0
+    outputs: tuple[catalog.FileInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    accepted: bool
+    status: str
+
+
+def report_attempt(*, session: Session, report: AttemptReport) -> ReportOutcome:
+    """Keep a job's report for the finalize agent. A report of a superseded, killed or
+    already reported attempt changes nothing (accepted=False, with the attempt's status)."""
+    row = session.scalar(
+        select(JobAttempt).where(JobAttempt.task_id == report.task_id, JobAttempt.attempt == report.attempt)
+    )
+    if row is None:
+        return ReportOutcome(False, "Unknown")
+    stored = {
+        "success": report.success,
+        "error": report.error[:4000],
+        "exit_code": report.exit_code,
+        "outputs": [
+            {"lfn": o.lfn, "pfn": o.pfn, "size": o.size, "checksum": o.checksum, "metadata": dict(o.metadata)}
+            for o in report.outputs
+        ],
+    }
+    now = utcnow()
+    updated = session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.id == row.id, JobAttempt.status.in_(LIVE))
+        .values(status=AttemptStatus.REPORTED.value, report=stored, exit_code=report.exit_code, finished_at=now)
+    ).rowcount  # type: ignore[attr-defined]
+    session.expire(row)
+    return ReportOutcome(bool(updated), row.status)
+
+
+@dataclass
+class FinalizeSummary:
+    done: int = 0
+    failed: int = 0
+    outputs: int = 0
+    scratch: list[str] = field(default_factory=list)
+
+
+def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> FinalizeSummary:
+    """Register the outputs of successful reports (all at once, with provenance) and mark
+    their inputs Processed; fail the others. One transaction for the batch."""
+    summary = FinalizeSummary()
+    attempts = session.scalars(
+        claim(
+            session,
+            select(JobAttempt)
+            .where(JobAttempt.status == AttemptStatus.REPORTED.value)
+            .order_by(JobAttempt.id)
+            .limit(limit),
+        )
+    ).all()
+    if not attempts:
+        return summary
+    tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_([a.task_id for a in attempts])))}
+    transformations = {
+        t.id: t
+        for t in session.scalars(
+            select(Transformation).where(Transformation.id.in_({t.transformation_id for t in tasks.values()}))
+        )
+    }
+    production_names = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Production.id, Production.name).where(
+                Production.id.in_({t.production_id for t in transformations.values()})
+            )
+        ).all()
+    )
+    input_md = _input_metadata(session, list(tasks))
+    schema = catalog.catalog_schema(session=session)
+    for attempt in attempts:
+        task = tasks[attempt.task_id]
+        report = attempt.report or {}
+        if attempt.workdir:
+            summary.scratch.append(attempt.workdir)
+        if task.attempt != attempt.attempt or task.status not in QUEUED_TASKS:
+            attempt.status = (
+                AttemptStatus.KILLED.value if task.status == TaskStatus.KILLED else AttemptStatus.FAILED.value
+            )
+            attempt.error = attempt.error or "superseded: the task moved on before this report was finalized"
+            continue
+        if not report.get("success"):
+            reason = report.get("error") or f"job failed with exit code {report.get('exit_code')}"
+            fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base)
+            summary.failed += 1
+            continue
+        t = transformations[task.transformation_id]
+        try:
+            files = _outputs_to_register(
+                task, t, production_names[t.production_id], report, input_md.get(task.id, []), schema
+            )
+            with session.begin_nested():
+                result = catalog.register_files(session=session, files=files, producer=(task.id, attempt.attempt))
+        except (DomainError, ValueError) as exc:
+            fail_attempt(session=session, task=task, attempt=attempt, reason=str(exc), backoff_base=backoff_base)
+            summary.failed += 1
+            continue
+        summary.outputs += result.registered
+        summary.done += 1
+        attempt.status = AttemptStatus.DONE.value
+        task.status = TaskStatus.DONE.value
+        task.last_error = None
+        session.execute(
+            update(TransformationFile)
+            .where(TransformationFile.task_id == task.id, TransformationFile.status == FileStatus.ASSIGNED.value)
+            .values(status=FileStatus.PROCESSED.value, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    return summary
+
+
+def _outputs_to_register(
+    task: Task,
+    t: Transformation,
+    production: str,
+    report: Mapping[str, Any],
+    inputs: list[dict[str, Any]],
+    schema: Any,
+) -> list[catalog.FileInput]:
+    prefix = f"/{production}/{t.name}/{task.task_index:06d}/"
+    query = MetaQuery.from_dict(t.output_query, schema=schema) if t.output_query is not None else None
+    files: list[catalog.FileInput] = []
+    for out in report.get("outputs") or []:
+        if not str(out.get("lfn", "")).startswith(prefix):
+            raise ValueError(f"output LFN {out.get('lfn')!r} is outside the task's namespace {prefix}")
+        md = output_metadata(inputs, out.get("metadata") or {})
+        if query is not None and not query.matches(md):
+            raise ValueError(
+                f"output {out['lfn']} has metadata {md} outside the output query {query.to_string()} "
+                f"of transformation {t.name!r}"
+            )
+        files.append(
+            catalog.FileInput(
+                lfn=out["lfn"],
+                pfn=out.get("pfn", ""),
+                size=int(out.get("size", 0)),
+                checksum=out.get("checksum", ""),
+                metadata=md,
+            )
+        )
+    return files
+
+
+def _input_metadata(session: Session, task_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Metadata of every input of the given tasks, in task order, with one query."""
+    rows = session.execute(
+        select(
+            TaskInput.task_id,
+            TaskInput.position,
+            MetadataField.name,
+            FileMetadataValue.value_int,
+            FileMetadataValue.value_float,
+            FileMetadataValue.value_str,
+        )
+        .join(FileMetadataValue, FileMetadataValue.file_id == TaskInput.file_id)
+        .join(MetadataField, MetadataField.id == FileMetadataValue.field_id)
+        .where(TaskInput.task_id.in_(task_ids))
+    )
+    by_task: dict[int, dict[int, dict[str, Any]]] = {}
+    for task_id, pos, name, vi, vf, vs in rows:
+        value = vi if vi is not None else vf if vf is not None else vs
+        by_task.setdefault(task_id, {}).setdefault(pos, {})[name] = value
+    counts = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(TaskInput.task_id, func.count()).where(TaskInput.task_id.in_(task_ids)).group_by(TaskInput.task_id)
+        ).all()
+    )
+    return {tid: [by_task.get(tid, {}).get(pos, {}) for pos in range(n)] for tid, n in counts.items()}
+
+
+def fail_attempt(
+    *,
+    session: Session,
+    task: Task,
+    attempt: JobAttempt,
+    reason: str,
+    backoff_base: float,
+    status: AttemptStatus = AttemptStatus.FAILED,
+) -> None:
+    """Record a failed attempt; retry with backoff, or fail the task and its files."""
+    now = utcnow()
+    attempt.status, attempt.error = status.value, reason[:4000]
+    attempt.finished_at = attempt.finished_at or now
+    task.last_error = f"attempt {attempt.attempt}: {reason}"[:4000]
+    max_attempts = (
+        session.scalar(select(Transformation.max_attempts).where(Transformation.id == task.transformation_id)) or 1
+    )
+    files = update(TransformationFile).where(
+        TransformationFile.task_id == task.id, TransformationFile.status == FileStatus.ASSIGNED.value
+    )
+    if task.attempt >= max_attempts:
+        task.status = TaskStatus.FAILED.value
+        session.execute(
+            files.values(
+                status=FileStatus.PROBLEMATIC.value, error_count=TransformationFile.error_count + 1, updated_at=now
+            ).execution_options(synchronize_session=False)
+        )
+    else:
+        task.status = TaskStatus.CREATED.value
+        task.not_before = now + timedelta(seconds=backoff_seconds(task.attempt, backoff_base))
+        session.execute(
+            files.values(error_count=TransformationFile.error_count + 1, updated_at=now).execution_options(
+                synchronize_session=False
+            )
+        )
+    session.flush()
+
+
+@dataclass(frozen=True)
+class LiveAttempt:
+    attempt_id: int
+    task_id: int
+    attempt: int
+    backend: str
+    backend_job_id: str | None
+    submitted_at: datetime | None
+    heartbeat_at: datetime | None
+    task_killed: bool
+
+
+def live_attempts(*, session: Session) -> list[LiveAttempt]:
+    rows = session.execute(
+        select(
+            JobAttempt.id,
+            JobAttempt.task_id,
+            JobAttempt.attempt,
+            JobAttempt.backend,
+            JobAttempt.backend_job_id,
+            JobAttempt.submitted_at,
+            JobAttempt.heartbeat_at,
+            Task.status,
+        )
+        .join(Task, Task.id == JobAttempt.task_id)
+        .where(JobAttempt.status.in_(LIVE))
+        .order_by(JobAttempt.id)
+    )
+    return [
+        LiveAttempt(aid, tid, n, backend, job_id, sub, hb, status == TaskStatus.KILLED.value)
+        for aid, tid, n, backend, job_id, sub, hb, status in rows
+    ]
+
+
+def end_attempt(*, session: Session, attempt_id: int, reason: str, backoff_base: float, status: AttemptStatus) -> bool:
+    """Lost or killed: end a live attempt (and retry its task when it was lost)."""
+    attempt = session.scalars(
+        claim(session, select(JobAttempt).where(JobAttempt.id == attempt_id, JobAttempt.status.in_(LIVE)))
+    ).first()
+    if attempt is None:
+        return False
+    task = session.get_one(Task, attempt.task_id)
+    if status is AttemptStatus.KILLED or task.attempt != attempt.attempt:
+        attempt.status, attempt.error, attempt.finished_at = status.value, reason, utcnow()
+        session.flush()
+        return True
+    fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base, status=status)
+    return True

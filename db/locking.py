@@ -1,0 +1,28 @@
+"""Row claims that keep two agent processes off the same work.
+
+MariaDB/MySQL: `SELECT ... FOR UPDATE SKIP LOCKED` (rows another agent holds are skipped).
+SQLite: every writer already holds the database write lock (`BEGIN IMMEDIATE` in
+session_scope), so a plain select is exclusive for the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
+
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def claim(session: Session, stmt: Select[T]) -> Select[T]:
+    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def lock(session: Session, stmt: Select[T]) -> Select[T]:
+    """Wait for the rows (no skipping): used where the caller must see the latest state."""
+    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
+        return stmt.with_for_update()
+    return stmt

@@ -1,0 +1,284 @@
+"""Production use cases: create from a validated spec, add transformations, start, stop,
+delete, list, and progress. Shared by the ProductionManager servicer and the agents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from metaprod.core.auth import Principal, ensure_can_read, ensure_can_write, ensure_owns
+from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
+from metaprod.core.metaquery import MetaQuery, Schema
+from metaprod.core.progress import (
+    FILE_KEYS,
+    TASK_KEYS,
+    ProductionProgress,
+    TransformationProgress,
+    complete_counts,
+)
+from metaprod.core.statuses import (
+    ACTIVE_TASK_STATUSES,
+    FileStatus,
+    ProductionStatus,
+    TaskStatus,
+    TransformationStatus,
+    check_production_move,
+)
+from metaprod.core.validation import Finding, ValidationResult, validate_spec
+from metaprod.db import catalog
+from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Created:
+    production: Production
+    warnings: tuple[Finding, ...]
+
+
+def load_spec(text: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse a spec given as YAML/JSON text (or already as a mapping) into a dict."""
+    if isinstance(text, Mapping):
+        return dict(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"malformed spec: not YAML or JSON: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("malformed spec: the top level must be a mapping")
+    return data
+
+
+def validate(*, session: Session, spec: Mapping[str, Any]) -> ValidationResult:
+    return validate_spec(dict(spec), existing_schema=catalog.catalog_schema(session=session))
+
+
+def _raise_on_errors(result: ValidationResult) -> None:
+    if result.errors:
+        first = result.errors[0].message
+        more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+        raise InvalidArgument(f"invalid production spec: {first}{more}", details=result.errors)
+
+
+def create_production(*, session: Session, spec: Mapping[str, Any], principal: Principal) -> Created:
+    ensure_can_write(principal)
+    result = validate(session=session, spec=spec)
+    _raise_on_errors(result)
+    name = str(spec["production"])
+    if session.scalar(select(Production.id).where(Production.name == name)) is not None:
+        raise AlreadyExists(f"a production named {name!r} exists")
+    for field_name, field_type in (spec.get("fields") or {}).items():
+        catalog.add_field(session=session, name=field_name, type=field_type)
+    production = Production(
+        name=name,
+        description=str(spec.get("description") or ""),
+        status=ProductionStatus.NEW.value,
+        owner=principal.owner,
+        spec=json.loads(json.dumps(dict(spec))),
+    )
+    session.add(production)
+    session.flush()
+    _store_transformations(session, production, list(spec.get("transformations") or []))
+    return Created(production, tuple(result.warnings))
+
+
+def add_transformation(
+    *, session: Session, production_name: str, transformation: Mapping[str, Any], principal: Principal
+) -> tuple[Transformation, tuple[Finding, ...]]:
+    production = get_production(session=session, name=production_name)
+    ensure_owns(principal, production.owner, f"production {production.name!r}")
+    if production.status in (ProductionStatus.CLEANING, ProductionStatus.CLEANED):
+        raise InvalidArgument(f"production {production.name!r} is {production.status}")
+    spec = dict(production.spec)
+    spec["transformations"] = [*(spec.get("transformations") or []), dict(transformation)]
+    result = validate(session=session, spec=spec)
+    _raise_on_errors(result)
+    production.spec = json.loads(json.dumps(spec))
+    (created,) = _store_transformations(session, production, [dict(transformation)])
+    if production.status == ProductionStatus.ACTIVE:
+        created.status = TransformationStatus.ACTIVE.value
+    session.flush()
+    return created, tuple(result.warnings)
+
+
+def _store_transformations(
+    session: Session, production: Production, entries: list[dict[str, Any]]
+) -> list[Transformation]:
+    schema = catalog.catalog_schema(session=session)
+    existing = {
+        t.name: t for t in session.scalars(select(Transformation).where(Transformation.production_id == production.id))
+    }
+    created: list[Transformation] = []
+    for entry in entries:
+        t = Transformation(
+            production_id=production.id,
+            name=str(entry["name"]),
+            status=TransformationStatus.NEW.value,
+            spec=json.loads(json.dumps(entry)),
+            input_query=_canonical(entry.get("input_query"), schema),
+            output_query=_canonical(entry.get("output_query"), schema),
+            output_metadata={"outputs": list(entry.get("outputs") or [])},
+            plugin=str(entry.get("plugin") or "standard"),
+            group_size=int(entry.get("group_size") or 1),
+            task_count=int(entry["tasks"]) if entry.get("tasks") is not None else None,
+            max_attempts=int(entry.get("max_attempts") or 3),
+            backend=str(entry.get("backend") or "local"),
+            command=str(entry["command"]),
+        )
+        session.add(t)
+        existing[t.name] = t
+        created.append(t)
+    session.flush()
+    for entry, t in zip(entries, created, strict=True):
+        for parent_name in entry.get("parents") or []:
+            parent = existing[parent_name]
+            session.add(
+                TransformationLink(child_id=t.id, parent_id=parent.id, intersection=_intersection(parent, t, schema))
+            )
+    session.flush()
+    return created
+
+
+def _canonical(query: Any, schema: Schema) -> dict[str, Any] | None:
+    if query is None:
+        return None
+    return MetaQuery.from_dict(query, schema=schema).to_dict()
+
+
+def _intersection(parent: Transformation, child: Transformation, schema: Schema) -> dict[str, Any] | None:
+    out = MetaQuery.from_dict(parent.output_query or {}, schema=schema)
+    inp = MetaQuery.from_dict(child.input_query or {}, schema=schema)
+    both = out.intersect(inp)
+    return None if both is None else both.to_dict()
+
+
+def get_production(*, session: Session, name: str) -> Production:
+    production = session.scalar(select(Production).where(Production.name == name))
+    if production is None:
+        raise NotFound(f"no production named {name!r}")
+    return production
+
+
+def list_productions(*, session: Session, status: str = "") -> list[Production]:
+    stmt = select(Production).order_by(Production.id)
+    if status:
+        stmt = stmt.where(Production.status == status)
+    return list(session.scalars(stmt))
+
+
+def transformations_of(*, session: Session, production: Production) -> list[Transformation]:
+    return list(
+        session.scalars(
+            select(Transformation).where(Transformation.production_id == production.id).order_by(Transformation.id)
+        )
+    )
+
+
+def parents_by_child(*, session: Session, production: Production) -> dict[int, list[str]]:
+    parent = select(Transformation.id, Transformation.name).subquery()
+    rows = session.execute(
+        select(TransformationLink.child_id, parent.c.name)
+        .join(parent, parent.c.id == TransformationLink.parent_id)
+        .join(Transformation, Transformation.id == TransformationLink.child_id)
+        .where(Transformation.production_id == production.id)
+    )
+    result: dict[int, list[str]] = {}
+    for child_id, name in rows:
+        result.setdefault(child_id, []).append(name)
+    return result
+
+
+def set_production_status(
+    *, session: Session, name: str, target: ProductionStatus, principal: Principal, kill: bool = False
+) -> Production:
+    """Move a production and its transformations; `kill` also kills the running tasks."""
+    production = get_production(session=session, name=name)
+    ensure_owns(principal, production.owner, f"production {production.name!r}")
+    check_production_move(production.status, target)
+    production.status = target.value
+    ids = select(Transformation.id).where(Transformation.production_id == production.id)
+    movable: dict[ProductionStatus, tuple[TransformationStatus, ...]] = {
+        ProductionStatus.ACTIVE: (TransformationStatus.NEW, TransformationStatus.STOPPED),
+        ProductionStatus.STOPPED: (TransformationStatus.ACTIVE, TransformationStatus.NEW),
+        ProductionStatus.CLEANING: tuple(s for s in TransformationStatus if s != TransformationStatus.CLEANED),
+    }
+    if target in movable:
+        session.execute(
+            update(Transformation)
+            .where(Transformation.id.in_(ids), Transformation.status.in_([s.value for s in movable[target]]))
+            .values(status=TransformationStatus(target.value).value)
+        )
+    if kill or target == ProductionStatus.CLEANING:
+        kill_tasks(session=session, transformation_ids=ids)
+    session.flush()
+    return production
+
+
+def kill_tasks(*, session: Session, transformation_ids: Any) -> int:
+    """Mark unfinished tasks Killed and give their files back (Unused) for a later restart.
+
+    The monitor agent cancels the backend jobs of Killed tasks; a late report of a killed
+    attempt is refused because the task is no longer Submitted/Running.
+    """
+    task_ids = select(Task.id).where(
+        Task.transformation_id.in_(transformation_ids), Task.status.in_([s.value for s in ACTIVE_TASK_STATUSES])
+    )
+    session.execute(
+        update(TransformationFile)
+        .where(TransformationFile.task_id.in_(task_ids), TransformationFile.status == FileStatus.ASSIGNED.value)
+        .values(status=FileStatus.UNUSED.value, task_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    killed = session.execute(
+        update(Task)
+        .where(
+            Task.transformation_id.in_(transformation_ids),
+            Task.status.in_([s.value for s in ACTIVE_TASK_STATUSES]),
+        )
+        .values(status=TaskStatus.KILLED.value)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    return int(killed)
+
+
+def production_progress(*, session: Session, name: str, principal: Principal) -> ProductionProgress:
+    ensure_can_read(principal)
+    production = get_production(session=session, name=name)
+    transformations = transformations_of(session=session, production=production)
+    ids = [t.id for t in transformations]
+    files = _counts(session, TransformationFile.transformation_id, TransformationFile.status, ids)
+    tasks = _counts(session, Task.transformation_id, Task.status, ids)
+    return ProductionProgress(
+        name=production.name,
+        status=production.status,
+        transformations=tuple(
+            TransformationProgress(
+                name=t.name,
+                status=t.status,
+                files=complete_counts(files.get(t.id, {}), FILE_KEYS),
+                tasks=complete_counts(tasks.get(t.id, {}), TASK_KEYS),
+                task_count=t.task_count if t.input_query is None else None,
+            )
+            for t in transformations
+        ),
+    )
+
+
+def _counts(session: Session, key: Any, status: Any, ids: list[int]) -> dict[int, dict[str, int]]:
+    """One grouped count for all transformations of a production."""
+    result: dict[int, dict[str, int]] = {}
+    if not ids:
+        return result
+    for tid, st, n in session.execute(select(key, status, func.count()).where(key.in_(ids)).group_by(key, status)):
+        result.setdefault(tid, {})[st] = n
+    return result
+
+
+def production_names(*, session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(session.execute(select(Production.id, Production.name).where(Production.id.in_(ids))).all())  # type: ignore[arg-type]

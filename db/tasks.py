@@ -1,0 +1,170 @@
+"""Task creation: root task counts and grouping of Unused files (set-based, one statement
+per batch), under a per-transformation claim so two agents never group the same files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metaprod.core.grouping import Candidate, GroupingParams, group_files, needs_metadata
+from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus
+from metaprod.db.locking import claim
+from metaprod.db.models import (
+    CatalogFile,
+    FileMetadataValue,
+    MetadataField,
+    Task,
+    TaskInput,
+    Transformation,
+    TransformationFile,
+    TransformationLink,
+    utcnow,
+)
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.orm import Session
+
+# Files considered per transformation and cycle: bounds one transaction's size.
+MAX_FILES_PER_CYCLE = 250_000
+
+
+@dataclass(frozen=True)
+class TaskCreation:
+    transformation_id: int
+    tasks: int
+    files: int
+
+
+def transformations_needing_tasks(*, session: Session) -> list[int]:
+    """Active transformations that have Unused files, or roots still short of tasks."""
+    active = TransformationStatus.ACTIVE.value
+    with_files = select(TransformationFile.transformation_id).where(
+        TransformationFile.status == FileStatus.UNUSED.value
+    )
+    children = select(Transformation.id).where(Transformation.status == active, Transformation.id.in_(with_files))
+    task_counts = select(Task.transformation_id, func.count().label("n")).group_by(Task.transformation_id).subquery()
+    roots = (
+        select(Transformation.id)
+        .outerjoin(task_counts, task_counts.c.transformation_id == Transformation.id)
+        .where(
+            Transformation.status == active,
+            Transformation.input_query.is_(None),
+            Transformation.task_count.is_not(None),
+            func.coalesce(task_counts.c.n, 0) < Transformation.task_count,
+        )
+    )
+    return sorted(set(session.scalars(children)) | set(session.scalars(roots)))
+
+
+def parents_completed(*, session: Session, transformation_id: int) -> bool:
+    parent = (
+        select(Transformation.status)
+        .join(TransformationLink, TransformationLink.parent_id == Transformation.id)
+        .where(TransformationLink.child_id == transformation_id)
+    )
+    return all(status == TransformationStatus.COMPLETED.value for status in session.scalars(parent))
+
+
+def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | None:
+    """Create the tasks one transformation is due; None when another agent holds it."""
+    t = session.scalars(claim(session, select(Transformation).where(Transformation.id == transformation_id))).first()
+    if t is None or t.status != TransformationStatus.ACTIVE.value:
+        return None
+    next_index = (
+        session.scalar(select(func.coalesce(func.max(Task.task_index) + 1, 0)).where(Task.transformation_id == t.id))
+        or 0
+    )
+    if t.input_query is None:
+        wanted = (t.task_count or 0) - next_index
+        if wanted <= 0:
+            return TaskCreation(t.id, 0, 0)
+        _insert_tasks(session, t, next_index, wanted)
+        return TaskCreation(t.id, wanted, 0)
+    candidates = _unused_candidates(session, t)
+    flush = parents_completed(session=session, transformation_id=t.id)
+    params = GroupingParams(
+        group_size=t.group_size,
+        group_by=tuple(t.spec.get("group_by") or ()),
+        max_bytes=t.spec.get("max_bytes"),
+    )
+    groups = group_files(t.plugin, candidates, params, flush)
+    if not groups:
+        return TaskCreation(t.id, 0, 0)
+    first_id = _insert_tasks(session, t, next_index, len(groups))
+    task_ids = list(
+        session.scalars(
+            select(Task.id)
+            .where(Task.transformation_id == t.id, Task.task_index >= next_index)
+            .order_by(Task.task_index)
+        )
+    )
+    inputs = [
+        {"task_id": task_id, "position": pos, "file_id": file_id}
+        for task_id, group in zip(task_ids, groups, strict=True)
+        for pos, file_id in enumerate(group)
+    ]
+    session.execute(insert(TaskInput), inputs)
+    # One correlated UPDATE assigns every grouped file to its new task.
+    new_input = (
+        select(TaskInput.task_id)
+        .where(TaskInput.file_id == TransformationFile.file_id, TaskInput.task_id >= first_id)
+        .join(Task, and_(Task.id == TaskInput.task_id, Task.transformation_id == t.id))
+    )
+    session.execute(
+        update(TransformationFile)
+        .where(
+            TransformationFile.transformation_id == t.id,
+            TransformationFile.status == FileStatus.UNUSED.value,
+            TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id >= first_id)),
+        )
+        .values(status=FileStatus.ASSIGNED.value, task_id=new_input.scalar_subquery(), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return TaskCreation(t.id, len(groups), len(inputs))
+
+
+def _insert_tasks(session: Session, t: Transformation, first_index: int, count: int) -> int:
+    now = utcnow()
+    rows = [
+        {
+            "transformation_id": t.id,
+            "task_index": first_index + i,
+            "status": TaskStatus.CREATED.value,
+            "attempt": 0,
+            "backend": t.backend,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(count)
+    ]
+    session.execute(insert(Task), rows)
+    first = session.scalar(select(Task.id).where(Task.transformation_id == t.id, Task.task_index == first_index))
+    assert first is not None
+    return int(first)
+
+
+def _unused_candidates(session: Session, t: Transformation) -> list[Candidate]:
+    rows = session.execute(
+        select(TransformationFile.file_id, CatalogFile.size)
+        .join(CatalogFile, CatalogFile.id == TransformationFile.file_id)
+        .where(TransformationFile.transformation_id == t.id, TransformationFile.status == FileStatus.UNUSED.value)
+        .order_by(TransformationFile.file_id)
+        .limit(MAX_FILES_PER_CYCLE)
+    ).all()
+    metadata: dict[int, dict[str, object]] = {}
+    if needs_metadata(t.plugin) and rows:
+        keys = list(t.spec.get("group_by") or ())
+        ids = [r[0] for r in rows]
+        md_rows = session.execute(
+            select(
+                FileMetadataValue.file_id,
+                MetadataField.name,
+                FileMetadataValue.value_int,
+                FileMetadataValue.value_float,
+                FileMetadataValue.value_str,
+            )
+            .join(MetadataField, MetadataField.id == FileMetadataValue.field_id)
+            .where(MetadataField.name.in_(keys), FileMetadataValue.file_id.between(ids[0], ids[-1]))
+        )
+        for file_id, name, vi, vf, vs in md_rows:
+            metadata.setdefault(file_id, {})[name] = vi if vi is not None else vf if vf is not None else vs
+    return [Candidate(file_id=fid, size=size, metadata=metadata.get(fid, {})) for fid, size in rows]

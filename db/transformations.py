@@ -1,0 +1,219 @@
+"""Transformation use cases: look-ups, status moves, files and tasks by status, resets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metaprod.core.auth import Principal, ensure_can_read, ensure_owns
+from metaprod.core.errors import InvalidArgument, NotFound
+from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus, check_transformation_move
+from metaprod.db.models import (
+    CatalogFile,
+    JobAttempt,
+    Production,
+    Task,
+    TaskInput,
+    Transformation,
+    TransformationFile,
+)
+from metaprod.db.productions import kill_tasks
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+MAX_LIST = 100_000
+LOG_TAIL_BYTES = 1024 * 1024
+
+
+def get_transformation(*, session: Session, production: str, name: str) -> Transformation:
+    row = session.scalar(
+        select(Transformation)
+        .join(Production, Production.id == Transformation.production_id)
+        .where(Production.name == production, Transformation.name == name)
+    )
+    if row is None:
+        raise NotFound(f"no transformation {name!r} in production {production!r}")
+    return row
+
+
+def production_of(*, session: Session, transformation: Transformation) -> Production:
+    return session.get_one(Production, transformation.production_id)
+
+
+def list_transformations(*, session: Session, production: str = "", status: str = "") -> list[Transformation]:
+    stmt = select(Transformation).join(Production, Production.id == Transformation.production_id)
+    if production:
+        if session.scalar(select(Production.id).where(Production.name == production)) is None:
+            raise NotFound(f"no production named {production!r}")
+        stmt = stmt.where(Production.name == production)
+    if status:
+        _check_status(status, TransformationStatus)
+        stmt = stmt.where(Transformation.status == status)
+    return list(session.scalars(stmt.order_by(Transformation.id)))
+
+
+def parent_names(*, session: Session, transformation_ids: list[int]) -> dict[int, list[str]]:
+    from metaprod.db.models import TransformationLink
+
+    parent = select(Transformation.id, Transformation.name).subquery()
+    result: dict[int, list[str]] = {}
+    if not transformation_ids:
+        return result
+    rows = session.execute(
+        select(TransformationLink.child_id, parent.c.name)
+        .join(parent, parent.c.id == TransformationLink.parent_id)
+        .where(TransformationLink.child_id.in_(transformation_ids))
+        .order_by(parent.c.id)
+    )
+    for child_id, name in rows:
+        result.setdefault(child_id, []).append(name)
+    return result
+
+
+def set_transformation_status(
+    *, session: Session, production: str, name: str, status: str, principal: Principal, kill: bool = False
+) -> Transformation:
+    t = get_transformation(session=session, production=production, name=name)
+    owner = production_of(session=session, transformation=t).owner
+    ensure_owns(principal, owner, f"production {production!r}")
+    target = check_transformation_move(t.status, status)
+    t.status = target.value
+    if kill or target == TransformationStatus.CLEANING:
+        kill_tasks(session=session, transformation_ids=[t.id])
+    session.flush()
+    return t
+
+
+def status_counts(*, session: Session, transformation: Transformation) -> tuple[dict[str, int], dict[str, int]]:
+    files = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(TransformationFile.status, func.count())
+            .where(TransformationFile.transformation_id == transformation.id)
+            .group_by(TransformationFile.status)
+        ).all()
+    )
+    tasks = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Task.status, func.count()).where(Task.transformation_id == transformation.id).group_by(Task.status)
+        ).all()
+    )
+    return files, tasks
+
+
+@dataclass(frozen=True)
+class FileRow:
+    lfn: str
+    status: str
+    task_id: int | None
+    error_count: int
+
+
+def list_files(
+    *, session: Session, production: str, name: str, status: str = "", limit: int = 0, principal: Principal
+) -> list[FileRow]:
+    ensure_can_read(principal)
+    t = get_transformation(session=session, production=production, name=name)
+    stmt = (
+        select(CatalogFile.lfn, TransformationFile.status, TransformationFile.task_id, TransformationFile.error_count)
+        .join(CatalogFile, CatalogFile.id == TransformationFile.file_id)
+        .where(TransformationFile.transformation_id == t.id)
+        .order_by(TransformationFile.file_id)
+        .limit(_limit(limit))
+    )
+    if status:
+        _check_status(status, FileStatus)
+        stmt = stmt.where(TransformationFile.status == status)
+    return [FileRow(*row) for row in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task: Task
+    inputs: list[str]
+
+
+def list_tasks(
+    *, session: Session, production: str, name: str, status: str = "", limit: int = 0, principal: Principal
+) -> list[TaskRow]:
+    ensure_can_read(principal)
+    t = get_transformation(session=session, production=production, name=name)
+    stmt = select(Task).where(Task.transformation_id == t.id).order_by(Task.task_index).limit(_limit(limit))
+    if status:
+        _check_status(status, TaskStatus)
+        stmt = stmt.where(Task.status == status)
+    tasks = list(session.scalars(stmt))
+    inputs = task_input_lfns(session=session, task_ids=[task.id for task in tasks])
+    return [TaskRow(task, inputs.get(task.id, [])) for task in tasks]
+
+
+def task_input_lfns(*, session: Session, task_ids: list[int]) -> dict[int, list[str]]:
+    """Input LFNs of many tasks in task order, with one query."""
+    result: dict[int, list[str]] = {}
+    if not task_ids:
+        return result
+    rows = session.execute(
+        select(TaskInput.task_id, CatalogFile.lfn)
+        .join(CatalogFile, CatalogFile.id == TaskInput.file_id)
+        .where(TaskInput.task_id.in_(task_ids))
+        .order_by(TaskInput.task_id, TaskInput.position)
+    )
+    for task_id, lfn in rows:
+        result.setdefault(task_id, []).append(lfn)
+    return result
+
+
+def reset_files(*, session: Session, production: str, name: str, lfns: list[str], principal: Principal) -> int:
+    """Problematic files back to Unused (all of them, or the named ones)."""
+    t = get_transformation(session=session, production=production, name=name)
+    ensure_owns(principal, production_of(session=session, transformation=t).owner, f"production {production!r}")
+    stmt = update(TransformationFile).where(
+        TransformationFile.transformation_id == t.id,
+        TransformationFile.status == FileStatus.PROBLEMATIC.value,
+    )
+    if lfns:
+        known = set(session.scalars(select(CatalogFile.lfn).where(CatalogFile.lfn.in_(lfns))))
+        missing = sorted(set(lfns) - known)
+        if missing:
+            raise NotFound(f"unknown LFN {missing[0]!r}")
+        stmt = stmt.where(TransformationFile.file_id.in_(select(CatalogFile.id).where(CatalogFile.lfn.in_(lfns))))
+    count = session.execute(
+        stmt.values(status=FileStatus.UNUSED.value, task_id=None, error_count=0).execution_options(
+            synchronize_session=False
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if count and t.status == TransformationStatus.COMPLETED:
+        t.status = TransformationStatus.ACTIVE.value
+    session.flush()
+    return int(count)
+
+
+def task_log(*, session: Session, task_id: int, attempt: int, principal: Principal) -> tuple[int, str]:
+    ensure_can_read(principal)
+    stmt = select(JobAttempt).where(JobAttempt.task_id == task_id)
+    stmt = stmt.where(JobAttempt.attempt == attempt) if attempt else stmt.order_by(JobAttempt.attempt.desc())
+    row = session.scalars(stmt.limit(1)).first()
+    if row is None:
+        raise NotFound(f"task {task_id} has no attempt {attempt}" if attempt else f"task {task_id} has no attempt")
+    text = ""
+    if row.log_path and Path(row.log_path).exists():
+        with open(row.log_path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            text = fh.read().decode(errors="replace")
+    if row.error:
+        text += f"\n[metaprod] attempt {row.attempt}: {row.error}\n"
+    return row.attempt, text
+
+
+def _limit(limit: int) -> int:
+    return MAX_LIST if limit <= 0 else min(limit, MAX_LIST)
+
+
+def _check_status(status: str, enum: Any) -> None:
+    try:
+        enum(status)
+    except ValueError:
+        choices = ", ".join(s.value for s in enum)
+        raise InvalidArgument(f"unknown status {status!r}: use one of {choices}") from None

@@ -1,0 +1,89 @@
+"""Conversions for the ProductionManager and TransformationService messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from metaprod.core.progress import ProductionProgress
+from metaprod.db.models import Production, Task, Transformation
+from metaprod.db.transformations import FileRow, TaskRow
+from metaprod.services.convert import timestamp
+from metaprod.v1 import production_pb2, transformation_pb2
+
+
+def _query_text(query: Mapping[str, object] | None) -> str:
+    return "" if query is None else json.dumps(query, sort_keys=True)
+
+
+def transformation_to_pb(t: Transformation, production: str, parents: list[str]) -> transformation_pb2.Transformation:
+    return transformation_pb2.Transformation(
+        id=t.id,
+        production=production,
+        name=t.name,
+        status=t.status,
+        parents=parents,
+        input_query=_query_text(t.input_query),
+        output_query=_query_text(t.output_query),
+        plugin=t.plugin,
+        group_size=t.group_size,
+        tasks=t.task_count or 0,
+        max_attempts=t.max_attempts,
+        backend=t.backend,
+        command=t.command,
+        spec=json.dumps(t.spec, sort_keys=True),
+        created_at=timestamp(t.created_at),
+    )
+
+
+def production_to_pb(
+    p: Production, transformations: list[Transformation], parents: Mapping[int, list[str]]
+) -> production_pb2.Production:
+    return production_pb2.Production(
+        name=p.name,
+        description=p.description,
+        status=p.status,
+        owner=p.owner,
+        transformations=[transformation_to_pb(t, p.name, parents.get(t.id, [])) for t in transformations],
+        created_at=timestamp(p.created_at),
+        updated_at=timestamp(p.updated_at),
+    )
+
+
+def progress_to_pb(progress: ProductionProgress) -> production_pb2.Progress:
+    return production_pb2.Progress(
+        name=progress.name,
+        status=progress.status,
+        percent=progress.percent,
+        transformations=[
+            production_pb2.TransformationProgress(
+                name=t.name, status=t.status, files=t.files, tasks=t.tasks, percent=t.percent
+            )
+            for t in progress.transformations
+        ],
+    )
+
+
+def file_row_to_pb(row: FileRow) -> transformation_pb2.TransformationFile:
+    return transformation_pb2.TransformationFile(
+        lfn=row.lfn, status=row.status, task=row.task_id or 0, error_count=row.error_count
+    )
+
+
+def task_to_pb(task: Task, inputs: list[str], transformation: str = "") -> transformation_pb2.Task:
+    return transformation_pb2.Task(
+        id=task.id,
+        index=task.task_index,
+        status=task.status,
+        attempt=task.attempt,
+        inputs=inputs,
+        backend_job_id=task.backend_job_id or "",
+        last_error=task.last_error or "",
+        created_at=timestamp(task.created_at),
+        updated_at=timestamp(task.updated_at),
+        transformation=transformation,
+    )
+
+
+def task_row_to_pb(row: TaskRow, transformation: str) -> transformation_pb2.Task:
+    return task_to_pb(row.task, row.inputs, transformation)
