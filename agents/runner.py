@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,9 +38,14 @@ class AgentRunner:
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._stopping = threading.Event()
+        # Wakes that arrived while the agent's cycle was running: it runs again right after.
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
 
     def cycle(self, agent: Agent) -> str:
         """Run one cycle of one agent and record its heartbeat; never raises."""
+        with self._pending_lock:
+            self._pending.discard(agent.name)
         try:
             with self.database.session_scope() as session:
                 status = agent.run_once(session)
@@ -55,6 +60,10 @@ class AgentRunner:
                 agents_status.beat(session=session, name=agent.name, status=status)
         except Exception:
             log.exception("agent %s heartbeat failed", agent.name)
+        with self._pending_lock:
+            again = agent.name in self._pending
+        if again:
+            self._reschedule(agent.name)
         return status
 
     def run_all_once(self) -> dict[str, str]:
@@ -68,9 +77,16 @@ class AgentRunner:
         wanted = set(kinds)
         for agent in self.agents:
             if agent.wakes_on & wanted:
-                job = self._scheduler.get_job(agent.name)
-                if job is not None:
-                    job.modify(next_run_time=_now())
+                with self._pending_lock:
+                    self._pending.add(agent.name)
+                self._reschedule(agent.name)
+
+    def _reschedule(self, name: str) -> None:
+        if self._stopping.is_set() or not self._scheduler.running:
+            return
+        job = self._scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=_now())
 
     def start(self) -> None:
         for agent in self.agents:
@@ -100,17 +116,5 @@ class AgentRunner:
             self.stop()
 
 
-def _now() -> object:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def wait_until(predicate: object, timeout: float) -> bool:
-    """Small polling helper for tests and `--once` loops."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(0.05)
-    return False

@@ -10,7 +10,7 @@ from typing import Any
 from metaprod.clients import convert
 from metaprod.clients import types as t
 from metaprod.clients.transport import Transport
-from metaprod.core.errors import DomainError, InvalidArgument
+from metaprod.core.errors import InvalidArgument
 from metaprod.v1 import admin_pb2, catalog_pb2, production_pb2, transformation_pb2
 
 CATALOG = "metaprod.v1.FileCatalog"
@@ -72,9 +72,9 @@ class CatalogAPI:
         resp = self._t.client_stream(CATALOG, "RegisterFiles", batches(), catalog_pb2.RegisterFilesResponse)
         if upload.error is not None:
             exc = upload.error
-            if isinstance(exc, DomainError) and resp.registered:
+            if isinstance(exc, InvalidArgument) and resp.registered:
                 note = f" ({resp.registered} file(s) of the batches sent before it were registered)"
-                raise type(exc)(exc.message + note, details=exc.details) from exc
+                raise InvalidArgument(exc.message + note, details=exc.details) from exc
             raise exc
         return t.RegisterResult(registered=resp.registered, attached=resp.attached, batches=upload.batches)
 

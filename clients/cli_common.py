@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -83,13 +84,13 @@ def open_client(args: argparse.Namespace) -> Client:
 # --- output ------------------------------------------------------------------------------
 
 
+PIPE_WIDTH = 160  # tables written to a file or a pipe are not squeezed to 80 columns
+
+
 def console() -> Console:
     # markup off: LFNs, queries and log lines are data, never rich markup.
-    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False)
-
-
-def err_console() -> Console:
-    return Console(file=sys.stderr, markup=False, highlight=False, emoji=False)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(file=sys.stdout, markup=False, highlight=False, emoji=False, width=width)
 
 
 def _json_default(value: object) -> object:
@@ -110,17 +111,26 @@ def emit_json(value: object) -> None:
 
 
 def emit_json_list(items: Iterable[object]) -> int:
-    """A JSON list written one element per line as items arrive (constant memory)."""
+    """A JSON list written one element per line as items arrive (constant memory). Nothing is
+    written before the first item (or the end) arrives, so an early failure prints no "["."""
     out = sys.stdout
-    count = 0
-    out.write("[")
-    for item in items:
-        out.write(",\n" if count else "\n")
-        out.write(dumps(item, indent=None))
+    iterator = iter(items)
+    first = next(iterator, _END)
+    if first is _END:
+        out.write("[]\n")
+        out.flush()
+        return 0
+    out.write("[\n" + dumps(first, indent=None))
+    count = 1
+    for item in iterator:
+        out.write(",\n" + dumps(item, indent=None))
         count += 1
-    out.write("\n]\n" if count else "]\n")
+    out.write("\n]\n")
     out.flush()
     return count
+
+
+_END = object()
 
 
 def note(message: str) -> None:

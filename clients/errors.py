@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 from metaprod.core.errors import (
@@ -36,8 +37,10 @@ class DeadlineExceeded(ServiceUnavailable):
 class RemoteError(DomainError):
     """Any other non-OK status (INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED, ...)."""
 
-    def __init__(self, message: str, *, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN, details: Sequence[Any] = ()
+    ) -> None:
+        super().__init__(message, details=details)
         self.code = code
 
 

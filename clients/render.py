@@ -269,23 +269,22 @@ def productions_table(items: Iterable[t.Production]) -> Table:
     return table(None, ("Name", "Status", "Owner", "Transformations", "Created", "Description"), rows)
 
 
+def tasks_summary(tasks: Mapping[str, int]) -> str:
+    """Non-zero task counts, e.g. "running 2, done 5" ("-" when there is none)."""
+    order = {status: i for i, status in enumerate(TASK_STATUSES)}
+    parts = [f"{k.lower()} {v}" for k, v in sorted(tasks.items(), key=lambda kv: order.get(kv[0], 99)) if v]
+    return ", ".join(parts) or "-"
+
+
 def progress_table(p: t.Progress) -> Table:
-    short = {"Problematic": "Problem.", "Submitted": "Subm."}
-    columns = ["Transformation", "Status", *(short.get(s, s) for s in FILE_STATUSES)]
-    columns += [*(short.get(s, s) for s in TASK_STATUSES), "%"]
+    columns = ["Transformation", "Status", *FILE_STATUSES, "Tasks", "%"]
     rows = (
-        (
-            tp.name,
-            tp.status,
-            *(tp.files.get(s, 0) for s in FILE_STATUSES),
-            *(tp.tasks.get(s, 0) for s in TASK_STATUSES),
-            f"{tp.percent:.1f}",
-        )
+        (tp.name, tp.status, *(tp.files.get(s, 0) for s in FILE_STATUSES), tasks_summary(tp.tasks), f"{tp.percent:.1f}")
         for tp in p.transformations
     )
     tab = table(f"{p.name}: {p.status}, {p.percent:.1f}% done", columns, rows)
-    for column in tab.columns[2:]:
-        column.justify = "right"
+    for index in (*range(2, 2 + len(FILE_STATUSES)), len(columns) - 1):
+        tab.columns[index].justify = "right"
     return tab
 
 

@@ -22,6 +22,7 @@ interval of reals with distinct ends is infinite, so finitely many exclusions ne
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +87,7 @@ class KeyConstraint:
     def signature(self) -> tuple[Any, ...]:
         if self.empty:
             return (kind_class(self.kind), True)
-        return (kind_class(self.kind), False, self.points, self.lo, self.lo_incl, self.hi, self.hi_incl,
-                self.excl)  # fmt: skip
+        return (kind_class(self.kind), False, self.points, self.lo, self.lo_incl, self.hi, self.hi_incl, self.excl)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KeyConstraint) and self.signature() == other.signature()
@@ -98,8 +98,13 @@ class KeyConstraint:
     @property
     def is_full(self) -> bool:
         """True when every value of the kind satisfies the constraint."""
-        return (not self.empty and self.points is None and self.hi is None and not self.excl
-                and (self.lo is None or self.lo == ""))  # fmt: skip
+        return (
+            not self.empty
+            and self.points is None
+            and self.hi is None
+            and not self.excl
+            and (self.lo is None or self.lo == "")
+        )
 
     def contains(self, v: object) -> bool:
         if self.empty or not accepts_type(self.kind, v):
@@ -116,6 +121,11 @@ class KeyConstraint:
 
 def empty(kind: str) -> KeyConstraint:
     return KeyConstraint(kind, empty=True)
+
+
+def full(kind: str) -> KeyConstraint:
+    """Every value of the kind (the key only has to be present)."""
+    return KeyConstraint(kind, lo="") if kind == STR else KeyConstraint(kind)
 
 
 class _Acc:
@@ -338,6 +348,14 @@ def is_subset(a: KeyConstraint, b: KeyConstraint) -> bool:
 
 def witness(c: KeyConstraint) -> Any:
     """A value satisfying `c` (None when `c` is empty). The smallest one where there is one."""
+    v = _witness(c)
+    if c.kind in NUMERIC_KINDS and v is not None:
+        shown = canonical_number(c.kind, v)
+        return shown if c.contains(shown) else v
+    return v
+
+
+def _witness(c: KeyConstraint) -> Any:
     if c.empty:
         return None
     if c.kind == ANY:
@@ -363,14 +381,15 @@ def _real_witness(c: KeyConstraint) -> Any:
         return hi
     n = len(ex) + 1
     if lo is None and hi is None:
-        cands, anchor, step = [i for i in range(n)], 0.0, math.inf
+        cands: list[Any] = [float(i) for i in range(n)]
+        anchor, step = 0.0, math.inf
     elif lo is None:
-        cands, anchor, step = [hi - 1 - i for i in range(n)], float(hi), -math.inf
+        cands, anchor, step = [hi - 1 - i for i in range(n)], _float(hi), -math.inf
     elif hi is None:
-        cands, anchor, step = [lo + 1 + i for i in range(n)], float(lo), math.inf
+        cands, anchor, step = [lo + 1 + i for i in range(n)], _float(lo), math.inf
     else:
         # n distinct points inside (lo, hi) when the interval is not tiny.
-        cands, anchor, step = [lo + (hi - lo) * (i + 1) / (n + 1) for i in range(n)], float(lo), math.inf
+        cands, anchor, step = [lo + (hi - lo) * (i + 1) / (n + 1) for i in range(n)], _float(lo), math.inf
     # Near huge or tiny magnitudes the arithmetic above may round onto an end: fall back on the
     # floats right next to the anchor, n of which cannot all be excluded.
     for _ in range(n):
@@ -381,6 +400,13 @@ def _real_witness(c: KeyConstraint) -> Any:
             return _tidy(v)
     # Only when (lo, hi) holds no float at all (two adjacent floats): no exact witness exists.
     return cands[0]
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond the float range
+        return math.copysign(sys.float_info.max, v)
 
 
 def _tidy(v: Any) -> Any:
@@ -432,7 +458,7 @@ def complement(c: KeyConstraint) -> list[KeyConstraint]:
     """Disjoint constraints of the same kind whose union is the kind's values outside `c`
     (used by the exact subset-of-union check). Values of other types are not included."""
     if c.empty:
-        return [KeyConstraint(c.kind)]
+        return [full(c.kind)]
     if c.kind == ANY:
         return []
     if c.points is not None:

@@ -120,8 +120,9 @@ class MetaQuery:
         self._hash: int | None = None
 
     @classmethod
-    def _make(cls, norm: dict[str, KeyConstraint], atoms: dict[str, tuple[Atom, ...]],
-              schema: Schema | None) -> MetaQuery:  # fmt: skip
+    def _make(
+        cls, norm: dict[str, KeyConstraint], atoms: dict[str, tuple[Atom, ...]], schema: Schema | None
+    ) -> MetaQuery:
         self = cls.__new__(cls)
         self._norm = dict(sorted(norm.items()))
         self._atoms = atoms
@@ -132,8 +133,9 @@ class MetaQuery:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_atoms(cls, atoms: Iterable[tuple[Any, Any, Any]], schema: Schema | None = None,
-                   *, strict_fields: bool = True) -> MetaQuery:  # fmt: skip
+    def from_atoms(
+        cls, atoms: Iterable[tuple[Any, Any, Any]], schema: Schema | None = None, *, strict_fields: bool = True
+    ) -> MetaQuery:
         """Build from `(key, operator, literal)` triples (a repeated key adds conditions).
         With `strict_fields=False` keys missing from the schema get their kind from literals."""
         if schema is not None and not isinstance(schema, Schema):
@@ -164,8 +166,11 @@ class MetaQuery:
         return cls._make(norm, {k: tuple(v) for k, v in per_key.items()}, schema)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], schema: Schema | None = None) -> MetaQuery:
-        """Parse DIRAC's dict form, e.g. `{"run": {">=": 100, "<": 200}, "site": ["A", "B"]}`."""
+    def from_dict(
+        cls, d: Mapping[str, Any], schema: Schema | None = None, *, strict_fields: bool = True
+    ) -> MetaQuery:
+        """Parse DIRAC's dict form, e.g. `{"run": {">=": 100, "<": 200}, "site": ["A", "B"]}`.
+        `strict_fields=False` lets keys the schema lacks through (kind from their literals)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"a metaquery must be a dict, not {type(d).__name__}: {d!r}")
         atoms: list[tuple[Any, Any, Any]] = []
@@ -174,26 +179,28 @@ class MetaQuery:
             if not entry:
                 if not isinstance(key, str) or not key:
                     raise ValueError(f"metaquery key {key!r} (operator none): keys must be non-empty strings")
-                if schema is not None and key not in schema:
+                if schema is not None and key not in schema and strict_fields:
                     raise ValueError(f"key {key!r}, operator none: field {key!r} is not declared in the schema")
                 # `{"run": {}}`: the key must be present; `nin []` says the same.
                 entry = [("nin", ())]
             atoms.extend((key, op, v) for op, v in entry)
-        return cls.from_atoms(atoms, schema)
+        return cls.from_atoms(atoms, schema, strict_fields=strict_fields)
 
     @classmethod
-    def from_string(cls, s: str, schema: Schema | None = None) -> MetaQuery:
+    def from_string(cls, s: str, schema: Schema | None = None, *, strict_fields: bool = True) -> MetaQuery:
         """Parse the compact form, e.g. `datatype=raw run>=100 run<200 site in CERN,IN2P3`."""
-        return cls.from_atoms(querystring.parse(s, schema), schema)
+        return cls.from_atoms(querystring.parse(s, schema), schema, strict_fields=strict_fields)
 
     @classmethod
-    def parse(cls, query: MetaQuery | Mapping[str, Any] | str, schema: Schema | None = None) -> MetaQuery:
+    def parse(
+        cls, query: MetaQuery | Mapping[str, Any] | str, schema: Schema | None = None, *, strict_fields: bool = True
+    ) -> MetaQuery:
         """Accept any user form: a MetaQuery, the dict form, or the compact string form."""
         if isinstance(query, MetaQuery):
             return query
         if isinstance(query, str):
-            return cls.from_string(query, schema)
-        return cls.from_dict(query, schema)
+            return cls.from_string(query, schema, strict_fields=strict_fields)
+        return cls.from_dict(query, schema, strict_fields=strict_fields)
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -224,7 +231,8 @@ class MetaQuery:
         if checks is None:
             checks = self._checks = tuple((k, compile_check(c)) for k, c in self._norm.items())
         get = metadata.get
-        for key, check in checks:
+        # A plain loop: all() over a generator is measurably slower on this hot path.
+        for key, check in checks:  # noqa: SIM110
             if not check(get(key)):  # a missing key gives None, which no check accepts
                 return False
         return True
@@ -271,8 +279,10 @@ class MetaQuery:
         rkind = other._norm[key].kind if key in other._norm else kc.ANY
         if kc.meet_kinds(lkind, rkind) is None:
             lt, rt = ("a string", "a number") if lkind == kc.STR else ("a number", "a string")
-            msg = (f"key {key!r}: the left query needs {lt} ({describe(key, left)}), "
-                   f"the right query needs {rt} ({describe(key, right)})")  # fmt: skip
+            msg = (
+                f"key {key!r}: the left query needs {lt} ({describe(key, left)}), "
+                f"the right query needs {rt} ({describe(key, right)})"
+            )
             return IntersectionReport(True, key, left, right, msg, None, None)
         # A side that is unsatisfiable by itself is the clearer explanation.
         if key in self._norm and self._norm[key].empty:
@@ -285,8 +295,7 @@ class MetaQuery:
         elif not left:
             msg = f"key {key!r}: the right query alone is unsatisfiable ({describe(key, right)})"
         else:
-            msg = (f"key {key!r}: {describe(key, left)} (left) and {describe(key, right)} (right) "
-                   "cannot both hold")  # fmt: skip
+            msg = f"key {key!r}: {describe(key, left)} (left) and {describe(key, right)} (right) cannot both hold"
         return IntersectionReport(True, key, left, right, msg, None, None)
 
     # -- output forms -------------------------------------------------------------------------
@@ -328,8 +337,9 @@ def describe(key: str, atoms: Iterable[Atom]) -> str:
     return " and ".join(querystring.format_condition(key, op, v) for op, v in atoms) or "no condition"
 
 
-def _minimal_clash(lkind: str, left: tuple[Atom, ...], rkind: str,
-                   right: tuple[Atom, ...]) -> tuple[tuple[Atom, ...], tuple[Atom, ...]]:  # fmt: skip
+def _minimal_clash(
+    lkind: str, left: tuple[Atom, ...], rkind: str, right: tuple[Atom, ...]
+) -> tuple[tuple[Atom, ...], tuple[Atom, ...]]:
     """Drop every condition not needed for the contradiction (a minimal unsatisfiable core)."""
     items = [(True, a) for a in left] + [(False, a) for a in right]
 

@@ -149,8 +149,6 @@ class _Parser:
 
 def _literal(key: str, op: str, tok: str, quoted: bool, schema: Schema | None) -> Any:
     ftype = schema.field_type(key) if schema is not None else None
-    if schema is not None and ftype is None:
-        return tok  # the query builder reports the undeclared field
     if ftype == "str" or (ftype is None and quoted):
         return tok
     number = parse_number(tok.strip() if quoted else tok)

@@ -23,15 +23,15 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from metaprod.core.checks import Check, compile_check
-from metaprod.core.constraints import ANY, INT, REAL_KINDS, STR, KeyConstraint
+from metaprod.core.constraints import ANY, INT, STR, KeyConstraint
 from metaprod.core.metaquery import MetaQuery
 
 T = TypeVar("T", bound=Hashable)
 Visitor = Callable[[Mapping[str, Any], set[Any]], None]
 _TYPES = (int, float, str)
-_LEAF_SIZE = 1  # a group this small is checked directly rather than indexed
-_MIN_SHARED = 2  # index a key only when at least this many queries of the group constrain it
-_BUDGET = 400_000  # index entries (segments, buckets) before the builder falls back to leaves
+_LEAF_SIZE = 0  # a group this small is checked directly rather than indexed
+_MIN_SHARED = 1  # index a key only when at least this many queries of the group constrain it
+_BUDGET = 500_000  # total size of the indexed groups before the builder falls back to leaves
 
 
 def _value_type(v: Any) -> type | None:
@@ -90,57 +90,102 @@ def _pure(ids: tuple[Any, ...]) -> _Node:
 
 
 class _Builder:
+    """Builds the tree top-down. Each subtree gets an allowance of work (the total size of the
+    groups it may index, shared among branches by size), so that a large or tangled set of
+    queries degrades to leaves that check, instead of a huge index."""
+
     def __init__(self, items: list[tuple[Any, dict[str, KeyConstraint]]]) -> None:
         self.items = items
+        self.keys = [frozenset(cs) for _, cs in items]
+        self.checks: dict[tuple[int, str], Check] = {}
         self.memo: dict[tuple[frozenset[int], frozenset[str]], _Node | None] = {}
-        self.budget = _BUDGET
 
-    def build(self, group: frozenset[int], consumed: frozenset[str]) -> _Node | None:
+    def build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> _Node | None:
         memo_key = (group, consumed)
         if memo_key not in self.memo:
-            self.memo[memo_key] = self._build(group, consumed)
+            self.memo[memo_key] = self._build(group, consumed, allowance)
         return self.memo[memo_key]
 
-    def _remaining(self, i: int, consumed: frozenset[str]) -> dict[str, KeyConstraint]:
-        return {k: c for k, c in self.items[i][1].items() if k not in consumed}
+    def _check(self, i: int, key: str) -> Check:
+        check = self.checks.get((i, key))
+        if check is None:
+            check = self.checks[i, key] = compile_check(self.items[i][1][key])
+        return check
 
-    def _build(self, group: frozenset[int], consumed: frozenset[str]) -> _Node | None:
+    def _build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> _Node | None:
         if not group:
             return None
         counts: dict[str, int] = {}
         for i in group:
-            for k in self._remaining(i, consumed):
+            for k in self.keys[i] - consumed:
                 counts[k] = counts.get(k, 0) + 1
         if not counts:
             return _pure(tuple(self.items[i][0] for i in sorted(group)))
-        if len(group) <= _LEAF_SIZE or max(counts.values()) < _MIN_SHARED or self.budget <= 0:
+        if len(group) <= _LEAF_SIZE or max(counts.values()) < _MIN_SHARED:
             return self._leaf(sorted(group), consumed)
 
         def hashable(k: str) -> bool:
             return all(self.items[i][1][k].points is not None for i in group if k in self.items[i][1])
 
         key = max(counts, key=lambda k: (counts[k], hashable(k), k))
-        indexed = frozenset(i for i in group if key in self.items[i][1] and key not in consumed)
-        rest = self.build(group - indexed, consumed)
-        make = self._hash_node if hashable(key) else self._interval_node
-        return _Node(make(key, indexed, consumed, None if rest is None else rest.visit))
+        indexed = frozenset(i for i in group if key in self.items[i][1])
+        others = group - indexed
+        # A few queries that do not constrain the key join every branch (saving a call per
+        # level); `rest` serves the files whose value finds no branch, and all of `others` when
+        # they are too many to copy into every branch.
+        joined = others if len(others) <= max(2, len(indexed) // 8) else frozenset()
+        hplan: dict[type, dict[Any, frozenset[int]]] = {}
+        iplan: dict[type, tuple[list[Any], list[frozenset[int]]]] | None = {}
+        if hashable(key):
+            hplan = self._plan_hash(key, indexed)
+            branch_groups = [g for table in hplan.values() for g in table.values()]
+        else:
+            iplan = self._plan_interval(key, indexed, allowance)
+            if iplan is None:
+                return self._leaf(sorted(group), consumed)
+            distinct = {id(groups): groups for _, groups in iplan.values()}  # int, float may share
+            branch_groups = [g for groups in distinct.values() for g in groups]
+        cost = sum(len(g | joined) for g in branch_groups) + len(others)
+        if cost > allowance:
+            return self._leaf(sorted(group), consumed)
+        share = (allowance - cost) / cost
+        below = consumed | {key}
+        rest = self.build(others, consumed, share * len(others))
+
+        def sub(g: frozenset[int]) -> _Node | None:
+            return self.build(g | joined, below, share * len(g | joined))
+
+        rest_visit = None if rest is None else rest.visit
+        fallback, after = (rest_visit, None) if joined else (None, rest_visit)
+        if hplan:
+            return _Node(_hash_visitor(key, {t: {v: sub(g) for v, g in tb.items()} for t, tb in hplan.items()},
+                                       fallback, after))  # fmt: skip
+        assert iplan is not None
+        built: dict[int, list[_Node | None]] = {}
+        itables: dict[type, tuple[list[Any], list[_Node | None]]] = {}
+        for t, (bounds, groups) in iplan.items():
+            if id(groups) not in built:
+                built[id(groups)] = [sub(g) for g in groups]
+            itables[t] = (bounds, built[id(groups)])
+        return _Node(_interval_visitor(key, itables, fallback, after))
 
     def _leaf(self, group: list[int], consumed: frozenset[str]) -> _Node:
-        always = tuple(self.items[i][0] for i in group if not self._remaining(i, consumed))
+        always: list[Any] = []
         single: list[tuple[Any, str, Check]] = []
         multi: list[tuple[Any, tuple[tuple[str, Check], ...]]] = []
         for i in group:
-            rem = self._remaining(i, consumed)
-            checks = tuple((k, compile_check(c)) for k, c in sorted(rem.items()))
-            if len(checks) == 1:
+            checks = tuple((k, self._check(i, k)) for k in sorted(self.keys[i] - consumed))
+            if not checks:
+                always.append(self.items[i][0])
+            elif len(checks) == 1:
                 single.append((self.items[i][0], *checks[0]))
             elif checks:
                 multi.append((self.items[i][0], checks))
-        singles, multis = tuple(single), tuple(multi)
+        always_t, singles, multis = tuple(always), tuple(single), tuple(multi)
 
         def leaf(md: Mapping[str, Any], out: set[Any]) -> None:
-            if always:
-                out.update(always)
+            if always_t:
+                out.update(always_t)
             get = md.get
             for tid, k, check in singles:
                 if check(get(k)):
@@ -154,9 +199,9 @@ class _Builder:
 
         return _Node(leaf)
 
-    def _hash_node(self, key: str, group: frozenset[int], consumed: frozenset[str], rest: Visitor | None) -> Visitor:
-        below = consumed | {key}
-        tables: dict[type, dict[Any, _Node]] = {}
+    def _plan_hash(self, key: str, group: frozenset[int]) -> dict[type, dict[Any, frozenset[int]]]:
+        """Per value type, the queries pinned to each value."""
+        plan: dict[type, dict[Any, frozenset[int]]] = {}
         for t in _TYPES:
             buckets: dict[Any, set[int]] = {}
             for i in group:
@@ -164,26 +209,23 @@ class _Builder:
                 if _accepts(c, t):
                     for p in _hashable_points(c, t):
                         buckets.setdefault(p, set()).add(i)
-            self.budget -= len(buckets)
-            table = {v: child for v, g in buckets.items() if (child := self.build(frozenset(g), below))}
-            if table:
-                tables[t] = table
-        if all(n.pure is not None for table in tables.values() for n in table.values()):
-            return _hash_pure(key, {t: {v: n.pure for v, n in tb.items()} for t, tb in tables.items()}, rest)
-        return _hash_general(key, {t: {v: n.visit for v, n in tb.items()} for t, tb in tables.items()}, rest)
+            if buckets:
+                plan[t] = {v: frozenset(g) for v, g in buckets.items()}
+        return plan
 
-    def _interval_node(
-        self, key: str, group: frozenset[int], consumed: frozenset[str], rest: Visitor | None
-    ) -> Visitor:
-        below = consumed | {key}
-        tables: dict[type, tuple[list[Any], list[_Node | None]]] = {}
+    def _plan_interval(
+        self, key: str, group: frozenset[int], allowance: float
+    ) -> dict[type, tuple[list[Any], list[frozenset[int]]]] | None:
+        """Per value type, the sorted cuts and the queries holding each point and gap between
+        (None when merely computing that would exceed the allowance)."""
+        plan: dict[type, tuple[list[Any], list[frozenset[int]]]] = {}
         for t in _TYPES:
             members = [(i, self.items[i][1][key]) for i in sorted(group)]
             members = [(i, c) for i, c in members if _accepts(c, t) and not c.empty]
             if not members:
                 continue
-            if t is float and int in tables and all(self.items[i][1][key].kind != INT for i in group):
-                tables[float] = tables[int]  # same queries accept both number types: same cuts
+            if t is float and int in plan and all(self.items[i][1][key].kind != INT for i in group):
+                plan[float] = plan[int]  # the same queries accept both number types: same cuts
                 continue
             cuts: set[Any] = set()
             for _, c in members:
@@ -191,22 +233,11 @@ class _Builder:
                 cuts.update(c.excl)
                 cuts.update(x for x in (c.lo, c.hi) if x is not None and x != "")
             bounds = sorted(cuts)
-            self.budget -= 2 * len(bounds) + 1
-            kids: list[_Node | None] = []
-            for j in range(2 * len(bounds) + 1):
-                if j % 2:  # the point bounds[j // 2]
-                    g = frozenset(i for i, c in members if _holds_point(c, bounds[j // 2]))
-                else:  # the open gap between two consecutive bounds
-                    below_b = bounds[j // 2 - 1] if j else None
-                    above_b = bounds[j // 2] if j // 2 < len(bounds) else None
-                    g = frozenset(i for i, c in members if _covers_gap(c, below_b, above_b))
-                kids.append(self.build(g, below))
-            tables[t] = (bounds, kids)
-        if all(n is None or n.pure is not None for _, kids in tables.values() for n in kids):
-            pure = {t: (b, [() if n is None else n.pure for n in kids]) for t, (b, kids) in tables.items()}
-            return _interval_pure(key, pure, rest)  # type: ignore[arg-type]
-        general = {t: (b, [None if n is None else n.visit for n in kids]) for t, (b, kids) in tables.items()}
-        return _interval_general(key, general, rest)
+            groups = _sweep(bounds, members, allowance)
+            if groups is None:
+                return None
+            plan[t] = (bounds, groups)
+        return plan
 
 
 def _normalized(v: Any, t: type) -> Any:
@@ -217,7 +248,32 @@ def _normalized(v: Any, t: type) -> Any:
     return t2(v)
 
 
-def _hash_pure(key: str, tables: dict[type, dict[Any, tuple[Any, ...]]], rest: Visitor | None) -> Visitor:
+def _hash_visitor(
+    key: str, tables: dict[type, dict[Any, _Node | None]], fallback: Visitor | None, after: Visitor | None
+) -> Visitor:
+    nodes = {t: {v: n for v, n in tb.items() if n is not None} for t, tb in tables.items()}
+    if all(n.pure is not None for tb in nodes.values() for n in tb.values()):
+        pure = {t: {v: n.pure or () for v, n in tb.items()} for t, tb in nodes.items()}
+        return _hash_pure(key, pure, fallback, after)
+    return _hash_general(key, {t: {v: n.visit for v, n in tb.items()} for t, tb in nodes.items()}, fallback, after)
+
+
+def _interval_visitor(
+    key: str,
+    tables: dict[type, tuple[list[Any], list[_Node | None]]],
+    fallback: Visitor | None,
+    after: Visitor | None,
+) -> Visitor:
+    if all(n is None or n.pure is not None for _, kids in tables.values() for n in kids):
+        pure = {t: (b, [() if n is None else n.pure or () for n in kids]) for t, (b, kids) in tables.items()}
+        return _interval_pure(key, pure, fallback, after)
+    general = {t: (b, [None if n is None else n.visit for n in kids]) for t, (b, kids) in tables.items()}
+    return _interval_general(key, general, fallback, after)
+
+
+def _hash_pure(
+    key: str, tables: dict[type, dict[Any, tuple[Any, ...]]], fallback: Visitor | None, after: Visitor | None
+) -> Visitor:
     get_table = tables.get
 
     def hash_pure(md: Mapping[str, Any], out: set[Any]) -> None:
@@ -227,17 +283,20 @@ def _hash_pure(key: str, tables: dict[type, dict[Any, tuple[Any, ...]]], rest: V
         if table is None:
             v = _normalized(v, t)
             table = None if v is None else get_table(type(v))
-        if table is not None:
-            ids = table.get(v)
-            if ids:
-                out.update(ids)
-        if rest is not None:
-            rest(md, out)
+        ids = None if table is None else table.get(v)
+        if ids is not None:
+            out.update(ids)
+        elif fallback is not None:
+            fallback(md, out)
+        if after is not None:
+            after(md, out)
 
     return hash_pure
 
 
-def _hash_general(key: str, tables: dict[type, dict[Any, Visitor]], rest: Visitor | None) -> Visitor:
+def _hash_general(
+    key: str, tables: dict[type, dict[Any, Visitor]], fallback: Visitor | None, after: Visitor | None
+) -> Visitor:
     get_table = tables.get
 
     def hash_node(md: Mapping[str, Any], out: set[Any]) -> None:
@@ -247,18 +306,22 @@ def _hash_general(key: str, tables: dict[type, dict[Any, Visitor]], rest: Visito
         if table is None:
             v = _normalized(v, t)
             table = None if v is None else get_table(type(v))
-        if table is not None:
-            child = table.get(v)
-            if child is not None:
-                child(md, out)
-        if rest is not None:
-            rest(md, out)
+        child = None if table is None else table.get(v)
+        if child is not None:
+            child(md, out)
+        elif fallback is not None:
+            fallback(md, out)
+        if after is not None:
+            after(md, out)
 
     return hash_node
 
 
 def _interval_pure(
-    key: str, tables: dict[type, tuple[list[Any], list[tuple[Any, ...]]]], rest: Visitor | None
+    key: str,
+    tables: dict[type, tuple[list[Any], list[tuple[Any, ...]]]],
+    fallback: Visitor | None,
+    after: Visitor | None,
 ) -> Visitor:
     get_table = tables.get
 
@@ -275,14 +338,19 @@ def _interval_pure(
             ids = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
             if ids:
                 out.update(ids)
-        if rest is not None:
-            rest(md, out)
+        elif fallback is not None:
+            fallback(md, out)
+        if after is not None:
+            after(md, out)
 
     return interval_pure
 
 
 def _interval_general(
-    key: str, tables: dict[type, tuple[list[Any], list[Visitor | None]]], rest: Visitor | None
+    key: str,
+    tables: dict[type, tuple[list[Any], list[Visitor | None]]],
+    fallback: Visitor | None,
+    after: Visitor | None,
 ) -> Visitor:
     get_table = tables.get
 
@@ -299,36 +367,56 @@ def _interval_general(
             child = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
             if child is not None:
                 child(md, out)
-        if rest is not None:
-            rest(md, out)
+        elif fallback is not None:
+            fallback(md, out)
+        if after is not None:
+            after(md, out)
 
     return interval_node
 
 
-def _holds_point(c: KeyConstraint, v: Any) -> bool:
-    """Whether `c` holds the boundary value `v`, ignoring the value's Python type."""
-    if c.kind == ANY:
-        return True
-    if c.points is not None:
-        return v in c.points
-    if c.lo is not None and not (v >= c.lo if c.lo_incl else v > c.lo):
-        return False
-    if c.hi is not None and not (v <= c.hi if c.hi_incl else v < c.hi):
-        return False
-    return v not in c.excl
-
-
-def _covers_gap(c: KeyConstraint, a: Any, b: Any) -> bool:
-    """Whether `c` holds every value strictly between the consecutive cuts `a` and `b`
-    (None: unbounded). All of `c`'s own cuts are among the cuts, so it is all or nothing."""
-    if c.kind == ANY:
-        return True
-    if c.points is not None:
-        return False
-    lo = None if c.lo == "" else c.lo
-    if lo is not None and (a is None or a < lo):
-        return False
-    return c.hi is None or (b is not None and b <= c.hi)
+def _sweep(
+    bounds: list[Any], members: list[tuple[int, KeyConstraint]], allowance: float
+) -> list[frozenset[int]] | None:
+    """The queries holding each segment of the value line cut at `bounds`: segment 2k+1 is the
+    point bounds[k], segment 2k the open gap below it (2n: above the last). A sweep over the
+    segments keeps the work proportional to the output (None once it exceeds `allowance`)."""
+    n = len(bounds)
+    pos = {b: k for k, b in enumerate(bounds)}
+    starts: list[list[int]] = [[] for _ in range(2 * n + 2)]
+    holes: dict[int, set[int]] = {}
+    extra: dict[int, list[int]] = {}
+    for i, c in members:
+        if c.points is not None:
+            for p in c.points:
+                extra.setdefault(2 * pos[p] + 1, []).append(i)
+            continue
+        lo = None if c.kind == ANY or c.lo == "" else c.lo
+        hi = None if c.kind == ANY else c.hi
+        first = 0 if lo is None else 2 * pos[lo] + (1 if c.lo_incl else 2)
+        last = 2 * n if hi is None else 2 * pos[hi] + (1 if c.hi_incl else 0)
+        if first > last:
+            continue
+        starts[first].append(i)
+        starts[last + 1].append(~i)  # removal marker
+        for e in c.excl:
+            holes.setdefault(2 * pos[e] + 1, set()).add(i)
+    active: set[int] = set()
+    groups: list[frozenset[int]] = []
+    work = 0
+    for j in range(2 * n + 1):
+        for i in starts[j]:
+            if i >= 0:
+                active.add(i)
+            else:
+                active.discard(~i)
+        g = active - holes[j] if j in holes else set(active)
+        g.update(extra.get(j, ()))
+        work += len(g)
+        if work > allowance:
+            return None
+        groups.append(frozenset(g))
+    return groups
 
 
 class FileRouter(Generic[T]):
@@ -360,7 +448,7 @@ class FileRouter(Generic[T]):
 
     def _rebuild(self) -> None:
         items = [(tid, dict(q.constraints())) for tid, q in self._queries.items() if not q.is_empty()]
-        node = _Builder(items).build(frozenset(range(len(items))), frozenset())
+        node = _Builder(items).build(frozenset(range(len(items))), frozenset(), _BUDGET)
         self._root = None if node is None else node.visit
         self._dirty = False
 

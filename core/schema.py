@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, Mapping
 
 FIELD_TYPES = ("int", "float", "str")
-_TYPE_NAMES: dict[object, str] = {"int": "int", "float": "float", "str": "str", int: "int", float: "float",
-                                  str: "str"}  # fmt: skip
+_TYPE_NAMES: dict[object, str] = {"int": "int", "float": "float", "str": "str", int: "int", float: "float", str: "str"}
 
 
 def check_field_name(name: object) -> str:

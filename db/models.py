@@ -77,7 +77,8 @@ def _str(length: int, *, binary: bool = False) -> String:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+    # none_as_null: a missing query is SQL NULL (so `IS NULL` finds roots), not JSON null.
+    type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), datetime: UTCDateTime}
 
 
 class MetadataField(Base):

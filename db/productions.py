@@ -27,7 +27,8 @@ from metaprod.core.statuses import (
     TransformationStatus,
     check_production_move,
 )
-from metaprod.core.validation import Finding, ValidationResult, validate_spec
+from metaprod.core.spec import validate_spec
+from metaprod.core.validation import Finding, ValidationResult
 from metaprod.db import catalog
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
 from sqlalchemy import func, select, update

@@ -95,7 +95,8 @@ def stop_event() -> threading.Event:
 def configure_logging() -> None:
     level = os.environ.get("METAPROD_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" is the intended coalescing, not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def _serve(args: argparse.Namespace) -> int:

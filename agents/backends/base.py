@@ -43,7 +43,8 @@ class JobSpec:
     workdir: Path  # existing directory, cwd of the job
     log_path: Path  # stdout+stderr of the job go here (append)
     # Backend options from the transformation spec (slurm: partition, time, mem, cpus_per_task,
-    # extra_args; dask: resources). Override the backend's configured defaults.
+    # extra_args; dask: resources). Override the backend's configured defaults; keys a backend
+    # does not use are ignored, so one spec can carry options for several backends.
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -167,22 +168,31 @@ def make_backend(name: str, config: Mapping[str, Any]) -> JobBackend:
     return target(config)
 
 
-def check_config_keys(backend: str, config: Mapping[str, Any], allowed: set[str]) -> None:
-    """Typos in deployment config should fail loudly rather than silently use a default."""
-    unknown = set(config) - allowed
+ConfigTypes = Mapping[str, type[Any] | tuple[type[Any], ...]]
+
+
+def check_config(backend: str, config: Mapping[str, Any], allowed: ConfigTypes) -> None:
+    """Typos and wrong types in deployment config must fail loudly, not silently use a default."""
+    unknown = set(config) - set(allowed)
     if unknown:
         raise BackendError(f"{backend} backend: unknown config key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for key, kind in allowed.items():
+        try:
+            option(config, key, kind)
+        except BackendError as exc:
+            raise BackendError(f"{backend} backend config: {exc}") from None
 
 
 __all__ = [
     "BackendError",
     "BackendFactory",
+    "ConfigTypes",
     "JobBackend",
     "JobSpec",
     "JobState",
     "JobStatus",
     "backend_names",
-    "check_config_keys",
+    "check_config",
     "make_backend",
     "merged_env",
     "option",

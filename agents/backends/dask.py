@@ -31,7 +31,7 @@ from .base import (
     JobSpec,
     JobState,
     JobStatus,
-    check_config_keys,
+    check_config,
     merged_env,
     option,
     status_from_returncode,
@@ -132,7 +132,10 @@ class DaskBackend(JobBackend):
                     n_workers=workers,
                     threads_per_worker=1,  # one job per worker process, like a batch slot
                     processes=True,
-                    dashboard_address=None,  # no port clashes, no bokeh warnings
+                    host="127.0.0.1",  # private cluster: nothing listens beyond this machine
+                    # The scheduler serves HTTP (metrics, health) even without a dashboard, on 8787
+                    # unless told otherwise: a random port avoids clashing with another cluster.
+                    dashboard_address="127.0.0.1:0",
                     silence_logs=logging.ERROR,
                     resources=dict(worker_resources) if worker_resources else None,
                 )
@@ -145,7 +148,17 @@ class DaskBackend(JobBackend):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DaskBackend:
-        check_config_keys(cls.name, config, {"address", "workers", "worker_resources", "capacity", "connect_timeout"})
+        check_config(
+            cls.name,
+            config,
+            {
+                "address": str,
+                "workers": int,
+                "worker_resources": Mapping,
+                "capacity": int,
+                "connect_timeout": (int, float),
+            },
+        )
         return cls(**dict(config))
 
     @property
@@ -233,11 +246,21 @@ class DaskBackend(JobBackend):
             raise BackendError(f"dask backend: cannot query workers: {exc}") from exc
 
     def close(self) -> None:
+        """Disconnect; with an owned LocalCluster also kill its running jobs and shut it down.
+        Jobs on a remote cluster keep running (dask releases their tasks, we lose track)."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
         with self._lock:
+            open_ids = list(self._futures)
             self._futures.clear()
+        if self._cluster is not None and open_ids:
+            # Our private workers are about to die; their jobs would run on unsupervised (and
+            # the nanny would wait for them before killing the worker), so stop them now.
+            try:
+                self._client.run(_kill_jobs, open_ids)
+            except Exception:
+                log.debug("dask backend: killing jobs at close failed", exc_info=True)
         self._close_quietly(self._client)
         if self._cluster is not None:
             self._close_quietly(self._cluster)

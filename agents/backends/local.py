@@ -27,7 +27,7 @@ from .base import (
     JobSpec,
     JobState,
     JobStatus,
-    check_config_keys,
+    check_config,
     merged_env,
     signal_name,
     status_from_returncode,
@@ -74,7 +74,12 @@ class LocalBackend(JobBackend):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LocalBackend:
-        check_config_keys(cls.name, config, {"max_workers", "kill_grace", "terminate_on_close", "poll_interval"})
+        number = (int, float)
+        check_config(
+            cls.name,
+            config,
+            {"max_workers": int, "kill_grace": number, "terminate_on_close": bool, "poll_interval": number},
+        )
         return cls(**dict(config))
 
     # --- JobBackend ------------------------------------------------------------------------------

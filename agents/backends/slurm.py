@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 
 from .base import (
     BackendError,
+    ConfigTypes,
     JobBackend,
     JobSpec,
     JobState,
     JobStatus,
-    check_config_keys,
+    check_config,
     option,
     signal_name,
     validate_spec,
@@ -80,6 +81,9 @@ class SlurmBackend(JobBackend):
         """``defaults``: job options applied to every job (a job's own options win).
         ``use_sacct``: None probes once whether accounting is enabled."""
         self.defaults = dict(defaults or {})
+        unknown = set(self.defaults) - {*_SBATCH_FLAGS, "extra_args"}
+        if unknown:
+            raise BackendError(f"slurm backend: unknown default option(s) {sorted(unknown)}")
         self._check_options(self.defaults)
         self._capacity_override = capacity
         self.command_timeout = command_timeout
@@ -90,12 +94,20 @@ class SlurmBackend(JobBackend):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SlurmBackend:
-        """Config keys: capacity, command_timeout, capacity_ttl, use_sacct; any other key is a
-        default job option (partition, time, mem, cpus_per_task, account, qos, extra_args)."""
-        own = {"capacity", "command_timeout", "capacity_ttl", "use_sacct", "defaults"}
+        """Config keys: capacity, command_timeout, capacity_ttl, use_sacct, plus job options
+        (partition, time, mem, cpus_per_task, account, qos, extra_args) given either at top level
+        or under ``defaults``; they apply to every job unless the job's own options override them."""
+        own: ConfigTypes = {
+            "capacity": int,
+            "command_timeout": (int, float),
+            "capacity_ttl": (int, float),
+            "use_sacct": bool,
+            "defaults": Mapping,
+        }
+        job_options: ConfigTypes = {**dict.fromkeys(_SBATCH_FLAGS, (str, int)), "extra_args": (list, tuple)}
+        check_config(cls.name, config, {**own, **job_options})
         defaults = dict(config.get("defaults") or {})
         defaults.update({k: v for k, v in config.items() if k not in own})
-        check_config_keys(cls.name, defaults, {*_SBATCH_FLAGS, "extra_args"})
         kwargs = {k: v for k, v in config.items() if k in own and k != "defaults"}
         return cls(defaults=defaults, **kwargs)
 

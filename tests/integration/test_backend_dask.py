@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
 from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus, make_backend
 from metaprod.agents.backends.base import JobBackend
 from metaprod.agents.backends.dask import DaskBackend
@@ -116,8 +115,9 @@ def test_unknown_ids(backend: DaskBackend) -> None:
 
 
 def test_second_client_by_address(backend: DaskBackend, tmp_path: Path) -> None:
-    address = backend.client.scheduler.address
-    assert address is not None
+    scheduler = backend.client.scheduler
+    assert scheduler is not None
+    address = scheduler.address
     with make_backend("dask", {"address": address}) as other:
         job_id = other.submit(spec(tmp_path, "d4-a1", "true"))
         assert wait_states(other, [job_id], FINAL)[job_id].state is JobState.SUCCEEDED
@@ -147,3 +147,19 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+def test_close_of_owned_cluster_stops_its_jobs(tmp_path: Path) -> None:
+    b = make_backend("dask", {"workers": 1})
+    job = spec(tmp_path, "d6-a1", "echo $$ > pid; exec sleep 30")
+    job_id = b.submit(job)
+    wait_states(b, [job_id], {JobState.RUNNING})
+    pid = int((job.workdir / "pid").read_text())
+    started = time.monotonic()
+    b.close()
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while _state(pid) not in ("gone", "Z"):
+        assert time.monotonic() < deadline, "job of a closed private cluster still running"
+        time.sleep(0.05)
+    b.close()  # idempotent

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus, make_backend
 from metaprod.agents.backends.slurm import SlurmBackend
 
@@ -51,7 +50,9 @@ def backend() -> SlurmBackend:
     return b
 
 
-def spec(tmp_path: Path, key: str, argv: Sequence[str], env: dict[str, str] | None = None, **options: object) -> JobSpec:
+def spec(
+    tmp_path: Path, key: str, argv: Sequence[str], env: dict[str, str] | None = None, **options: object
+) -> JobSpec:
     workdir = tmp_path / key
     workdir.mkdir(exist_ok=True)
     return JobSpec(
@@ -80,7 +81,13 @@ def test_success_env_cwd_quoting_and_log(backend: SlurmBackend, tmp_path: Path) 
     job = spec(
         tmp_path,
         "s1-a1",
-        ["/bin/sh", "-c", 'echo "$1|$METAPROD_X|$SLURM_JOB_NAME"; pwd -P; echo err >&2', "sh", "arg with 'quotes' $HOME"],
+        [
+            "/bin/sh",
+            "-c",
+            'echo "$1|$METAPROD_X|$SLURM_JOB_NAME"; pwd -P; echo err >&2',
+            "sh",
+            "arg with 'quotes' $HOME",
+        ],
         env={"METAPROD_X": "va'l\"ue $PATH `x`"},
     )
     job.log_path.write_text("earlier\n")
@@ -177,3 +184,7 @@ def test_capacity() -> None:
     assert make_backend("slurm", {"capacity": 7}).capacity() == 7
     with pytest.raises(BackendError, match="unknown config key"):
         make_backend("slurm", {"partiton": "debug"})
+    with pytest.raises(BackendError, match="unknown default option"):
+        make_backend("slurm", {"defaults": {"partiton": "debug"}})
+    with pytest.raises(BackendError, match="'extra_args' must be list or tuple"):
+        make_backend("slurm", {"extra_args": "--hold"})

@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
 from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus, make_backend
 from metaprod.agents.backends.base import JobBackend
 from metaprod.agents.backends.local import LocalBackend
@@ -226,6 +225,8 @@ def test_make_backend_registry() -> None:
         assert b.capacity() == 3
     with pytest.raises(BackendError, match="unknown config key"):
         make_backend("local", {"max_wrokers": 3})
+    with pytest.raises(BackendError, match="'max_workers' must be int"):
+        make_backend("local", {"max_workers": "3"})
     with pytest.raises(BackendError, match="unknown job backend"):
         make_backend("condor", {})
 

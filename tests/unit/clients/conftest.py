@@ -7,6 +7,7 @@ CLI at `server_address`.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ import pytest
 import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from metaprod.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -73,7 +73,7 @@ def make_transformation(name: str, status: str = "Active", parents: tuple[str, .
         max_attempts=3,
         backend="local",
         command="./run.sh",
-        spec='{"name": "%s"}' % name,
+        spec=json.dumps({"name": name}),
         created_at=TS,
     )
 
@@ -367,6 +367,14 @@ class Admin(admin_pb2_grpc.AdminServicer):
     def WhoAmI(self, request, context):
         self.fake.enter("WhoAmI", request, context)
         return admin_pb2.WhoAmIResponse(name="admin", role="admin", owner="admin")
+
+
+@pytest.fixture(autouse=True)
+def _no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tests see only the command plugins they install themselves."""
+    from metaprod.clients import cli
+
+    monkeypatch.setattr(cli, "plugin_entry_points", list)
 
 
 @dataclass

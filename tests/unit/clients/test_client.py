@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-
 from metaprod.clients import (
     CatalogFile,
     DeadlineExceeded,
@@ -160,9 +159,12 @@ def test_register_files_streams_batches(fake: Fake) -> None:
 
 def test_register_files_bad_item_stops_cleanly(fake: Fake, caplog: pytest.LogCaptureFixture) -> None:
     files = [{"lfn": f"/f/{i}"} for i in range(7)] + [{"lfn": "/bad", "metadata": {"x": [1]}}]
-    with caplog.at_level(logging.DEBUG), connect() as client:
-        with pytest.raises(errors.InvalidArgument, match=r"/bad: metadata 'x'.*5 file\(s\)"):
-            client.catalog.register_files(files, batch_size=5)
+    with (
+        caplog.at_level(logging.DEBUG),
+        connect() as client,
+        pytest.raises(errors.InvalidArgument, match=r"/bad: metadata 'x'.*5 file\(s\)"),
+    ):
+        client.catalog.register_files(files, batch_size=5)
     assert fake.batches == [5]
     assert not [r for r in caplog.records if r.exc_info]  # nothing logged a traceback
 

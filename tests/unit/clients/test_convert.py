@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from metaprod.clients import convert
 from metaprod.clients import types as t
 from metaprod.core.errors import InvalidArgument

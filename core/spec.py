@@ -1,0 +1,312 @@
+"""Production specs (the YAML of `metaprod production create -f spec.yaml`, DESIGN.md).
+
+`validate_spec(spec, existing_schema)` checks the plain structure (what `yaml.safe_load` gives)
+and then the production graph, returning every finding; `parse_spec` returns the typed
+`ProductionSpec` or raises `SpecError` carrying the findings. Structural problems have the code
+`malformed_spec` (with the setting and the reason in the message); a field that the spec
+declares with another type than the catalog has is `field_type_conflict`. The spec's `fields`
+extend `existing_schema`; queries are parsed against the result (dict or compact string form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from metaprod.core.errors import InvalidArgument
+from metaprod.core.metaquery import MetaQuery
+from metaprod.core.schema import Schema
+from metaprod.core.validation import Finding, TransformationNode, ValidationResult, validate_graph
+
+PLUGINS = ("standard", "by_metadata", "by_size")
+BACKENDS = ("local", "slurm", "dask")
+DEFAULT_MAX_ATTEMPTS = 3
+_TOP_KEYS = ("production", "description", "fields", "transformations")
+_TRANSFORMATION_KEYS = (
+    "name",
+    "tasks",
+    "parents",
+    "input_query",
+    "output_query",
+    "outputs",
+    "group_size",
+    "plugin",
+    "group_by",
+    "max_bytes",
+    "max_attempts",
+    "backend",
+    "options",
+    "command",
+)
+_OUTPUT_KEYS = ("glob", "metadata")
+Scalar = int | float | str
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    glob: str
+    metadata: dict[str, Scalar] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class TransformationSpec:
+    name: str
+    command: str
+    parents: tuple[str, ...] = ()
+    tasks: int | None = None
+    input_query: MetaQuery | None = None
+    output_query: MetaQuery | None = None
+    outputs: tuple[OutputSpec, ...] = ()
+    group_size: int = 1
+    plugin: str = "standard"
+    group_by: tuple[str, ...] = ()
+    max_bytes: int | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backend: str = "local"
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def node(self) -> TransformationNode:
+        return TransformationNode(
+            self.name,
+            self.parents,
+            self.input_query,
+            self.output_query,
+            tuple(o.metadata for o in self.outputs),
+            self.tasks,
+        )
+
+
+@dataclass(frozen=True)
+class ProductionSpec:
+    name: str
+    transformations: tuple[TransformationSpec, ...]
+    description: str = ""
+    fields: Schema = field(default_factory=Schema)  # the spec's own `fields`
+    schema: Schema = field(default_factory=Schema)  # the existing schema extended by them
+    warnings: tuple[Finding, ...] = ()
+
+    def transformation(self, name: str) -> TransformationSpec:
+        for t in self.transformations:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+class SpecError(InvalidArgument, ValueError):
+    """A spec with errors; `findings` holds them (and `result` the warnings too)."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        first = "; ".join(f.message for f in result.errors[:3])
+        more = f" (and {len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
+        super().__init__(f"invalid production spec: {first}{more}", details=result.errors)
+        self.findings = tuple(result.errors)
+        self.result = result
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _Reader:
+    """Reads one spec, collecting findings instead of stopping at the first problem."""
+
+    def __init__(self, existing: Schema | None) -> None:
+        self.res = ValidationResult()
+        self.existing = existing if existing is not None else Schema()
+        self.schema = self.existing
+        self.bad_input: set[str] = set()  # transformations whose input query did not parse
+
+    def bad(self, where: tuple[str, ...], message: str) -> None:
+        self.res.errors.append(Finding("malformed_spec", where, None, message))
+
+    def positive_int(self, where: tuple[str, ...], d: Mapping[str, Any], key: str, prefix: str) -> int | None:
+        v = d.get(key)
+        if v is None:
+            return None
+        if not _is_int(v) or v < 1:
+            self.bad(where, f"{prefix}{key} must be a positive integer, not {v!r}")
+            return None
+        return int(v)
+
+    def choice(
+        self, where: tuple[str, ...], d: Mapping[str, Any], key: str, allowed: tuple[str, ...], prefix: str
+    ) -> str:
+        v = d.get(key, allowed[0])
+        if v not in allowed:
+            self.bad(where, f"{prefix}unknown {key} {v!r} (use one of {', '.join(allowed)})")
+            return allowed[0]
+        return str(v)
+
+    def fields(self, spec: Mapping[str, Any]) -> Schema:
+        raw = spec.get("fields") or {}
+        if not isinstance(raw, Mapping):
+            self.bad((), f"fields must be a map of field name to type, not {raw!r}")
+            return Schema()
+        good: dict[str, str] = {}
+        for name, ftype in raw.items():
+            try:
+                good.update(Schema({name: ftype}).to_dict())
+            except ValueError as e:
+                self.bad((), f"fields: {e}")
+        own = Schema(good)
+        for name, ours, theirs in self.existing.conflicts(own):
+            self.res.errors.append(
+                Finding(
+                    "field_type_conflict",
+                    (),
+                    name,
+                    f"field {name!r} is declared {ours} in the catalog, the spec declares it {theirs}",
+                )
+            )
+        self.schema = self.existing.merged({k: v for k, v in own.items() if k not in self.existing})
+        return own
+
+    def query(self, where: tuple[str, ...], t: Mapping[str, Any], key: str, prefix: str) -> MetaQuery | None:
+        raw = t.get(key)
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping | str):
+            self.bad(where, f"{prefix}{key} must be a query (a map or a string), not {raw!r}")
+        else:
+            try:
+                # Unknown fields are let through here and reported as unknown_field by the graph checks.
+                return MetaQuery.parse(raw, self.schema, strict_fields=False)
+            except ValueError as e:
+                self.bad(where, f"{prefix}{key}: {e}")
+        if key == "input_query":
+            self.bad_input.add(where[0])
+        return None
+
+    def outputs(self, where: tuple[str, ...], t: Mapping[str, Any], prefix: str) -> tuple[OutputSpec, ...]:
+        raw = t.get("outputs") or []
+        if not isinstance(raw, list):
+            self.bad(where, f"{prefix}outputs must be a list of {{glob, metadata}}, not {raw!r}")
+            return ()
+        out = []
+        for i, o in enumerate(raw):
+            p = f"{prefix}outputs[{i}]: "
+            if not isinstance(o, Mapping):
+                self.bad(where, f"{p}must be a map with glob and metadata, not {o!r}")
+                continue
+            for k in o:
+                if k not in _OUTPUT_KEYS:
+                    self.bad(where, f"{p}unknown setting {k!r} (use glob, metadata)")
+            glob, md = o.get("glob"), o.get("metadata") or {}
+            if not isinstance(glob, str) or not glob:
+                self.bad(where, f"{p}glob must be a non-empty string, not {glob!r}")
+                continue
+            if not isinstance(md, Mapping) or not all(isinstance(k, str) and k for k in md):
+                self.bad(where, f"{p}metadata must be a map of field name to value, not {md!r}")
+                continue
+            out.append(OutputSpec(glob, dict(md)))
+        return tuple(out)
+
+    def transformation(self, i: int, t: Any) -> TransformationSpec | None:
+        if not isinstance(t, Mapping):
+            self.bad((), f"transformations[{i}] must be a map, not {t!r}")
+            return None
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            self.bad((), f"transformations[{i}]: name is missing or not a non-empty string: {name!r}")
+            return None
+        where, p = (name,), f"transformation {name!r}: "
+        for k in t:
+            if k not in _TRANSFORMATION_KEYS:
+                self.bad(where, f"{p}unknown setting {k!r}")
+        command = t.get("command")
+        if not isinstance(command, str) or not command.strip():
+            self.bad(where, f"{p}command is missing or not a non-empty string: {command!r}")
+            command = ""
+        parents = t.get("parents") or []
+        if isinstance(parents, str):
+            parents = [parents]
+        if not isinstance(parents, list) or not all(isinstance(x, str) and x for x in parents):
+            self.bad(where, f"{p}parents must be a list of transformation names, not {parents!r}")
+            parents = []
+        plugin = self.choice(where, t, "plugin", PLUGINS, p)
+        backend = self.choice(where, t, "backend", BACKENDS, p)
+        group_by = t.get("group_by") or []
+        if not isinstance(group_by, list) or not all(isinstance(x, str) and x for x in group_by):
+            self.bad(where, f"{p}group_by must be a list of field names, not {group_by!r}")
+            group_by = []
+        for k in group_by:
+            if k not in self.schema:
+                self.res.errors.append(
+                    Finding("unknown_field", where, k, f"{p}group_by key {k!r} is not a catalog field")
+                )
+        max_bytes = self.positive_int(where, t, "max_bytes", p)
+        if plugin == "by_metadata" and not group_by:
+            self.bad(where, f"{p}plugin by_metadata needs group_by (a list of field names)")
+        if plugin == "by_size" and max_bytes is None:
+            self.bad(where, f"{p}plugin by_size needs max_bytes (a positive integer)")
+        for setting, used in (("group_by", "by_metadata"), ("max_bytes", "by_size")):
+            if t.get(setting) is not None and plugin != used:
+                self.res.warnings.append(
+                    Finding("ignored_setting", where, None, f"{p}{setting} is ignored unless plugin is {used}")
+                )
+        options = t.get("options") or {}
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            self.bad(where, f"{p}options must be a map, not {options!r}")
+            options = {}
+        return TransformationSpec(
+            name=name,
+            command=command,
+            parents=tuple(parents),
+            tasks=self.positive_int(where, t, "tasks", p),
+            input_query=self.query(where, t, "input_query", p),
+            output_query=self.query(where, t, "output_query", p),
+            outputs=self.outputs(where, t, p),
+            group_size=self.positive_int(where, t, "group_size", p) or 1,
+            plugin=plugin,
+            group_by=tuple(group_by),
+            max_bytes=max_bytes,
+            max_attempts=self.positive_int(where, t, "max_attempts", p) or DEFAULT_MAX_ATTEMPTS,
+            backend=backend,
+            options=dict(options),
+        )
+
+    def read(self, spec: Any) -> ProductionSpec | None:
+        if not isinstance(spec, Mapping):
+            self.bad((), f"a production spec must be a map, not {type(spec).__name__}")
+            return None
+        for k in spec:
+            if k not in _TOP_KEYS:
+                self.bad((), f"unknown top-level setting {k!r} (use {', '.join(_TOP_KEYS)})")
+        name = spec.get("production")
+        if not isinstance(name, str) or not name.strip():
+            self.bad((), f"production (the production's name) is missing or not a non-empty string: {name!r}")
+            name = ""
+        description = spec.get("description") or ""
+        if not isinstance(description, str):
+            self.bad((), f"description must be a string, not {description!r}")
+            description = ""
+        own = self.fields(spec)
+        raw = spec.get("transformations")
+        if not isinstance(raw, list) or not raw:
+            self.bad((), f"transformations must be a non-empty list, not {raw!r}")
+            raw = []
+        ts = [t for i, x in enumerate(raw) if (t := self.transformation(i, x)) is not None]
+        graph = validate_graph([t.node() for t in ts], self.schema)
+        # A root whose input query did not parse has already been reported as malformed.
+        graph.errors = [
+            f for f in graph.errors if not (f.code == "root_without_input" and f.transformations[0] in self.bad_input)
+        ]
+        self.res.extend(graph)
+        return ProductionSpec(name, tuple(ts), description, own, self.schema, tuple(self.res.warnings))
+
+
+def validate_spec(spec: Mapping[str, Any], existing_schema: Schema | None = None) -> ValidationResult:
+    """Every error and warning of a plain spec (see the module doc); `.ok` when it can be created."""
+    reader = _Reader(existing_schema)
+    reader.read(spec)
+    return reader.res
+
+
+def parse_spec(spec: Mapping[str, Any], existing_schema: Schema | None = None) -> ProductionSpec:
+    """The typed spec, or SpecError (a ValueError) carrying the findings when it has errors."""
+    reader = _Reader(existing_schema)
+    parsed = reader.read(spec)
+    if parsed is None or not reader.res.ok:
+        raise SpecError(reader.res)
+    return parsed

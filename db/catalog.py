@@ -1,0 +1,360 @@
+"""The file catalog: typed metadata fields, bulk registration, metaquery search, provenance.
+
+Every function takes the caller's session (keyword-only), flushes and never commits. Writes
+are set-based: one executemany per table and batch, never a statement per file, and a batch
+is all-or-nothing (a savepoint), whatever the caller does with its transaction afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
+from metaprod.core.metaquery import MetaQuery, Schema
+from metaprod.core.schema import FIELD_TYPES
+from metaprod.db import routing
+from metaprod.db.models import CatalogFile, MetadataField, Production, Task, TaskInput, Transformation, utcnow
+from metaprod.db.querysql import (
+    FILE_METADATA,
+    FILES,
+    STRING_REFUSED,
+    FieldInfo,
+    bind_value,
+    compile_ids,
+    executemany,
+    load_fields,
+)
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+MetaScalar = int | float | str
+LFN_MAX = 700
+STR_MAX = 255
+CHECKSUM_MAX = 128
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_EXACT_INT = 2**53
+# Bare words of the compact query form: a field name must read as a key there.
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+RESERVED_NAMES = frozenset({"in", "nin", "not"})
+LOOKUP_CHUNK = 5000  # ids or LFNs per IN list (well below SQLite's variable limit)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInput:
+    lfn: str
+    pfn: str = ""
+    size: int = 0
+    checksum: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResult:
+    registered: int
+    attached: int
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    production: str
+    transformation: str
+    task: int
+    attempt: int
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: int
+    lfn: str
+    pfn: str
+    size: int
+    checksum: str
+    created_at: datetime
+    metadata: dict[str, MetaScalar]
+    provenance: Provenance | None = None
+
+
+# -- fields -----------------------------------------------------------------------------------
+def catalog_schema(*, session: Session) -> Schema:
+    return Schema({name: info.type for name, info in load_fields(session).items()})
+
+
+def list_fields(*, session: Session) -> list[MetadataField]:
+    return list(session.scalars(select(MetadataField).order_by(MetadataField.name)))
+
+
+def add_field(*, session: Session, name: str, type: str) -> tuple[MetadataField, bool]:
+    """Declare a field; declaring it again with the same type is fine (created=False)."""
+    if type not in FIELD_TYPES:
+        raise InvalidArgument(f"field {name!r}: unknown type {type!r} (expected one of {', '.join(FIELD_TYPES)})")
+    if not isinstance(name, str) or not FIELD_NAME.fullmatch(name) or name in RESERVED_NAMES:
+        raise InvalidArgument(
+            f"bad field name {name!r}: 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or '_'"
+            f" (and not one of {', '.join(sorted(RESERVED_NAMES))})"
+        )
+    for attempt in range(2):
+        existing = session.scalar(select(MetadataField).where(MetadataField.name == name))
+        if existing is not None:
+            if existing.type != type:
+                raise AlreadyExists(f"field {name!r} is declared {existing.type}, it cannot be redeclared {type}")
+            return existing, False
+        try:
+            with session.begin_nested():
+                created = MetadataField(name=name, type=type, created_at=utcnow())
+                session.add(created)
+            return created, True
+        except IntegrityError:
+            if attempt:  # a concurrent declaration won the race twice: give up
+                raise
+    raise AssertionError("unreachable")
+
+
+# -- registration -----------------------------------------------------------------------------
+def register_files(
+    *, session: Session, files: Sequence[FileInput], producer: tuple[int, int] | None = None
+) -> RegisterResult:
+    """Register a batch of new files with their metadata and attach them to the Active
+    transformations whose input query they match. Everything is validated first; on any
+    error (InvalidArgument, AlreadyExists naming the LFN, NotFound producer) nothing is stored."""
+    if not files:
+        return RegisterResult(0, 0)
+    fields = load_fields(session)
+    lfns, file_rows, metadata = _prepare(files, fields)
+    if producer is not None and session.scalar(select(Task.id).where(Task.id == producer[0])) is None:
+        raise NotFound(f"producer task {producer[0]} does not exist")
+    task_id, attempt = producer if producer is not None else (None, None)
+    created = bind_value(session, FILES.c.created_at, utcnow())
+    rows = [(lfn, pfn, size, checksum, task_id, attempt, created) for lfn, pfn, size, checksum in file_rows]
+    try:
+        with session.begin_nested():
+            executemany(session, FILES, ("lfn", "pfn", "size", "checksum", "producer_task_id",
+                                         "producer_attempt", "created_at"), rows)  # fmt: skip
+            ids = _ids_of(session, lfns)
+            md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
+            if md_rows:
+                executemany(session, FILE_METADATA, ("file_id", "field_id", "value_int", "value_float",
+                                                     "value_str"), md_rows)  # fmt: skip
+            attached = routing.attach_files(
+                session=session, file_rows=[(fid, f.metadata) for fid, f in zip(ids, files, strict=True)]
+            )
+    except IntegrityError:
+        taken = _existing_lfns(session, lfns)
+        if taken:
+            more = f" (and {len(taken) - 1} more of this batch)" if len(taken) > 1 else ""
+            raise AlreadyExists(f"file {taken[0]!r} is already in the catalog{more}") from None
+        raise
+    return RegisterResult(len(files), attached)
+
+
+def _prepare(
+    files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
+) -> tuple[list[str], list[tuple[str, str, int, str]], list[list[tuple[int, Any, Any, Any]]]]:
+    """Validate a batch and shape its rows: (lfns, file rows, metadata rows per file)."""
+    lfns: list[str] = []
+    file_rows: list[tuple[str, str, int, str]] = []
+    metadata: list[list[tuple[int, Any, Any, Any]]] = []
+    for f in files:
+        lfn = f.lfn
+        if not isinstance(lfn, str) or not lfn or len(lfn) > LFN_MAX or STRING_REFUSED.search(lfn):
+            raise InvalidArgument(
+                f"bad LFN {lfn!r}: 1 to {LFN_MAX} characters, no control character, no trailing space"
+            )
+        if not isinstance(f.pfn, str) or not isinstance(f.checksum, str) or len(f.checksum) > CHECKSUM_MAX:
+            raise InvalidArgument(f"file {lfn!r}: pfn and checksum are strings (checksum up to {CHECKSUM_MAX})")
+        size = f.size
+        if type(size) is not int or not 0 <= size <= INT64_MAX:
+            raise InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {size!r}")
+        lfns.append(lfn)
+        file_rows.append((lfn, f.pfn, size, f.checksum))
+        metadata.append(typed_values(lfn, f.metadata, fields))
+    if len(set(lfns)) != len(lfns):
+        seen: set[str] = set()
+        dup = next(lfn for lfn in lfns if lfn in seen or seen.add(lfn))  # type: ignore[func-returns-value]
+        raise AlreadyExists(f"file {dup!r} appears twice in the batch")
+    return lfns, file_rows, metadata
+
+
+def typed_values(
+    lfn: str, metadata: Mapping[str, Any], fields: Mapping[str, FieldInfo]
+) -> list[tuple[int, Any, Any, Any]]:
+    """`(field_id, value_int, value_float, value_str)` per key, validated against the schema."""
+    out: list[tuple[int, Any, Any, Any]] = []
+    for key, v in metadata.items():
+        info = fields.get(key)
+        if info is None:
+            raise InvalidArgument(f"file {lfn!r}: metadata field {key!r} is not declared in the catalog schema")
+        t = info.type
+        if t == "int":
+            if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
+                raise InvalidArgument(f"file {lfn!r}: field {key!r} is int, {v!r} is not a 64-bit integer")
+            out.append((info.id, v, None, None))
+        elif t == "float":
+            if type(v) is int and -FLOAT_EXACT_INT <= v <= FLOAT_EXACT_INT:
+                v = float(v)
+            if type(v) is not float or not math.isfinite(v):
+                raise InvalidArgument(f"file {lfn!r}: field {key!r} is float, {v!r} is not a finite number")
+            out.append((info.id, None, v, None))
+        else:
+            if type(v) is not str or len(v) > STR_MAX or STRING_REFUSED.search(v):
+                raise InvalidArgument(
+                    f"file {lfn!r}: field {key!r} is str, {v!r} is not a string of at most {STR_MAX} characters"
+                    " without control characters or trailing spaces"
+                )
+            out.append((info.id, None, None, v))
+    return out
+
+
+def _ids_of(session: Session, lfns: list[str]) -> list[int]:
+    """The ids of just-inserted files, in the order of `lfns` (LFNs are unique: safe under
+    concurrent registrations, unlike guessing ids from an auto-increment counter)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(lfns), LOOKUP_CHUNK):
+        chunk = lfns[start : start + LOOKUP_CHUNK]
+        found.update(
+            (lfn, fid) for fid, lfn in session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn.in_(chunk)))
+        )
+    return [found[lfn] for lfn in lfns]
+
+
+def _existing_lfns(session: Session, lfns: list[str]) -> list[str]:
+    taken: set[str] = set()
+    for start in range(0, len(lfns), LOOKUP_CHUNK):
+        chunk = lfns[start : start + LOOKUP_CHUNK]
+        taken.update(session.scalars(select(FILES.c.lfn).where(FILES.c.lfn.in_(chunk))))
+    return [lfn for lfn in lfns if lfn in taken]
+
+
+# -- metadata updates -------------------------------------------------------------------------
+def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> FileRecord:
+    """Set (insert or replace) typed metadata values of one file; other keys stay. The file
+    is then attached to any Active transformation it has come to match."""
+    fields = load_fields(session)
+    file_id = _file_id(session, lfn)
+    values = typed_values(lfn, metadata, fields)
+    if values:
+        field_ids = [v[0] for v in values]
+        session.execute(
+            FILE_METADATA.delete().where(FILE_METADATA.c.file_id == file_id, FILE_METADATA.c.field_id.in_(field_ids))
+        )
+        executemany(session, FILE_METADATA, ("file_id", "field_id", "value_int", "value_float", "value_str"),
+                    [(file_id, *v) for v in values])  # fmt: skip
+    record = get_file(session=session, lfn=lfn)
+    routing.attach_files(session=session, file_rows=[(file_id, record.metadata)])
+    return record
+
+
+def _file_id(session: Session, lfn: str) -> int:
+    row = session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn == lfn)).first()
+    # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
+    if row is None or row.lfn != lfn:
+        raise NotFound(f"no file {lfn!r} in the catalog")
+    return int(row.id)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def parse_query(query: MetaQuery | Mapping[str, Any] | str, schema: Schema) -> MetaQuery:
+    """A user query: a MetaQuery, the dict form, the dict form as JSON (a string starting
+    with "{"), or the compact string form. Malformed or ill-typed: InvalidArgument."""
+    if isinstance(query, MetaQuery):
+        return query
+    try:
+        if isinstance(query, str) and query.lstrip().startswith("{"):
+            try:
+                parsed = json.loads(query)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"metaquery {query!r} is not valid JSON: {exc}") from None
+            return MetaQuery.from_dict(parsed, schema)
+        return MetaQuery.parse(query, schema)
+    except ValueError as exc:
+        raise InvalidArgument(f"bad metaquery: {exc}") from None
+
+
+def find_file_batches(
+    *,
+    session: Session,
+    query: MetaQuery | Mapping[str, Any] | str,
+    limit: int = 0,
+    after_id: int = 0,
+    batch: int = 1000,
+    with_metadata: bool = True,
+) -> Iterator[list[FileRecord]]:
+    """The matching files in catalog (id) order, `batch` at a time. The ids are selected
+    once (one index-driven query), then the rows are fetched by id, batch by batch."""
+    fields = load_fields(session)
+    q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
+    stmt = compile_ids(q, fields, after_id=after_id, limit=max(0, limit))
+    if stmt is None:
+        return
+    ids = list(session.scalars(stmt))
+    for start in range(0, len(ids), batch):
+        yield _records(session, ids[start : start + batch], fields, with_metadata=with_metadata)
+
+
+def find_files(
+    *, session: Session, query: MetaQuery | Mapping[str, Any] | str, limit: int = 0, after_id: int = 0,
+    with_metadata: bool = True,
+) -> Iterator[FileRecord]:  # fmt: skip
+    for chunk in find_file_batches(
+        session=session, query=query, limit=limit, after_id=after_id, with_metadata=with_metadata
+    ):
+        yield from chunk
+
+
+def count_files(*, session: Session, query: MetaQuery | Mapping[str, Any] | str) -> int:
+    fields = load_fields(session)
+    q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
+    stmt = compile_ids(q, fields, ordered=False)
+    return 0 if stmt is None else int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def get_file(*, session: Session, lfn: str) -> FileRecord:
+    """One file with its metadata and, when a task produced it, its provenance."""
+    file_id = _file_id(session, lfn)
+    (record,) = _records(session, [file_id], load_fields(session), with_metadata=True)
+    row = session.execute(
+        select(CatalogFile.producer_task_id, CatalogFile.producer_attempt).where(CatalogFile.id == file_id)
+    ).one()
+    if row.producer_task_id is None:
+        return record
+    names = session.execute(
+        select(Production.name, Transformation.name)
+        .join(Transformation, Transformation.production_id == Production.id)
+        .join(Task, Task.transformation_id == Transformation.id)
+        .where(Task.id == row.producer_task_id)
+    ).one()
+    inputs = session.scalars(
+        select(CatalogFile.lfn)
+        .join(TaskInput, TaskInput.file_id == CatalogFile.id)
+        .where(TaskInput.task_id == row.producer_task_id)
+        .order_by(TaskInput.position)
+    )
+    provenance = Provenance(names[0], names[1], row.producer_task_id, row.producer_attempt or 0, tuple(inputs))
+    return dataclasses.replace(record, provenance=provenance)
+
+
+def _records(
+    session: Session, ids: list[int], fields: Mapping[str, FieldInfo], *, with_metadata: bool
+) -> list[FileRecord]:
+    metadata: dict[int, dict[str, MetaScalar]] = {fid: {} for fid in ids}
+    if with_metadata:
+        by_id = {info.id: (name, info.type) for name, info in fields.items()}
+        m = FILE_METADATA.c
+        for file_id, field_id, vi, vf, vs in session.execute(
+            select(m.file_id, m.field_id, m.value_int, m.value_float, m.value_str).where(m.file_id.in_(ids))
+        ):
+            name, ftype = by_id[field_id]
+            metadata[file_id][name] = vi if ftype == "int" else vf if ftype == "float" else vs
+    f = FILES.c
+    rows = session.execute(
+        select(f.id, f.lfn, f.pfn, f.size, f.checksum, f.created_at).where(f.id.in_(ids)).order_by(f.id)
+    )
+    return [FileRecord(r.id, r.lfn, r.pfn, r.size, r.checksum, r.created_at, metadata[r.id]) for r in rows]

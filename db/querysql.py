@@ -1,0 +1,297 @@
+"""Metaqueries compiled to SQL over the typed `file_metadata` table.
+
+`compile_ids(query, fields)` gives a SELECT of the ids of exactly the files that
+`MetaQuery.matches` accepts, or None when no file can match (the caller then skips the
+database). The plan is one `file_metadata` alias per constrained key, each restricted to its
+`field_id` and to its own predicates on the typed column, joined on `file_id`: the optimizer
+drives from one `(field_id, value_x, file_id)` index range and probes the other keys through
+the primary key `(file_id, field_id)`, so the cost follows the most selective key. A key is
+present exactly when its row exists, so `!=` and `nin` need no extra EXISTS: the join already
+demands presence, as `matches` does.
+
+Literals are normalized to the field's declared type first, so that the SQL comparison is
+exact on both SQLite and MariaDB:
+
+- an int field compared with a float literal uses integer bounds (`run > 2.5` is `run > 2`);
+- a float field compared with an int beyond 2**53 uses the nearest floats on the right side;
+- strings: MariaDB's `utf8mb4_bin` is a PAD SPACE collation (`'a' = 'a '`, and `'a'` sorts
+  after `'a\\x01'`). Stored strings are therefore refused when they hold a character below
+  U+0020 or end with a space (see `STRING_REFUSED`), and a query literal that holds one is
+  replaced by the nearest storable string with the operator adjusted: for every storable `s`,
+  `s < t` iff `s <= r` and `s > t` iff `s > r`, where `r` is `t` cut before its first control
+  character and stripped of trailing spaces, and `s = t` never holds. Comparisons among
+  storable strings agree with code-point order under both collations.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from metaprod.core.metaquery import MetaQuery
+from metaprod.db.models import CatalogFile, FileMetadataValue, MetadataField
+from sqlalchemy import ColumnElement, Select, Table, and_, insert, select
+from sqlalchemy.orm import Session
+
+FILES: Table = CatalogFile.__table__  # type: ignore[assignment]
+FILE_METADATA: Table = FileMetadataValue.__table__  # type: ignore[assignment]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+VALUE_COLUMN = {"int": "value_int", "float": "value_float", "str": "value_str"}
+# A stored string (metadata value or LFN) may not hold these: see the module docstring.
+STRING_REFUSED = re.compile(r"[\x00-\x1f\ud800-\udfff]| \Z")
+
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    id: int
+    type: str  # int | float | str
+
+
+def load_fields(session: Session) -> dict[str, FieldInfo]:
+    """The catalog schema with field ids: {name: FieldInfo}."""
+    rows = session.execute(select(MetadataField.id, MetadataField.name, MetadataField.type))
+    return {name: FieldInfo(fid, ftype) for fid, name, ftype in rows}
+
+
+def compile_ids(
+    query: MetaQuery,
+    fields: Mapping[str, FieldInfo],
+    *,
+    after_id: int = 0,
+    upto_id: int | None = None,
+    limit: int = 0,
+    ordered: bool = True,
+) -> Select[int] | None:
+    """SELECT of the ids of the matching files with `after_id < id <= upto_id`, in id order
+    (when `ordered`), at most `limit` (0: all); None when no file can match."""
+    if query.is_empty():
+        return None
+    keys: list[tuple[int, FieldInfo, list[ColumnElement[bool]]]] = []
+    for key, entry in query.to_dict().items():
+        info = fields.get(key)
+        constraint = query.constraint(key)
+        if info is None or constraint is None:
+            return None  # an undeclared field: no file has it
+        predicates = key_predicates(constraint.kind, _atoms(entry), info)
+        if predicates is None:
+            return None
+        keys.append((_rank(entry), info, predicates))
+    if not keys:
+        id_column = FILES.c.id
+        stmt: Select[int] = select(id_column.label("file_id"))
+    else:
+        # The most selective-looking key first: optimizers mostly keep the written order
+        # when their estimates tie, which they do without statistics.
+        keys.sort(key=lambda item: item[0])
+        aliases = [FILE_METADATA.alias(f"m{i}") for i in range(len(keys))]
+        first = aliases[0]
+        id_column = first.c.file_id
+        stmt = select(id_column).select_from(first)  # already labelled file_id
+        for alias, (_, info, predicates) in zip(aliases[1:], keys[1:], strict=True):
+            on = and_(alias.c.file_id == first.c.file_id, alias.c.field_id == info.id, *_bind(alias, predicates))
+            stmt = stmt.join(alias, on)
+        _, info0, predicates0 = keys[0]
+        stmt = stmt.where(first.c.field_id == info0.id, *_bind(first, predicates0))
+    if after_id:
+        stmt = stmt.where(id_column > after_id)
+    if upto_id is not None:
+        stmt = stmt.where(id_column <= upto_id)
+    if ordered:
+        stmt = stmt.order_by(id_column)
+    if limit:
+        stmt = stmt.limit(limit)
+    return stmt
+
+
+def matching_ids(
+    session: Session,
+    query: MetaQuery,
+    fields: Mapping[str, FieldInfo] | None = None,
+    *,
+    after_id: int = 0,
+    limit: int = 0,
+) -> list[int]:
+    """Ids of the matching files in id order (no database access for an unsatisfiable query)."""
+    if query.is_empty():
+        return []
+    stmt = compile_ids(query, load_fields(session) if fields is None else fields, after_id=after_id, limit=limit)
+    return [] if stmt is None else list(session.scalars(stmt))
+
+
+# -- per-key predicates --------------------------------------------------------------------------
+# Predicates are built against a placeholder column name and bound to an alias afterwards, so
+# that normalization (pure Python) is separate from the SQL shape.
+Predicate = tuple[str, str, Any]  # (column name, operator, literal)
+
+
+def _atoms(entry: Any) -> list[tuple[str, Any]]:
+    if isinstance(entry, Mapping):
+        return list(entry.items())
+    if isinstance(entry, list | tuple):
+        return [("in", list(entry))]
+    return [("=", entry)]
+
+
+def _rank(entry: Any) -> int:
+    ops = set(entry) if isinstance(entry, Mapping) else {"="}
+    if ops & {"=", "in"}:
+        return 0
+    if ops & {"<", "<="} and ops & {">", ">="}:
+        return 1
+    if ops & {"<", "<=", ">", ">="}:
+        return 2
+    return 3  # presence, != and nin: a poor index range
+
+
+def key_predicates(kind: str, atoms: Iterable[tuple[str, Any]], info: FieldInfo) -> list[Any] | None:
+    """Predicates `(column, op, literal)` on the key's typed column, [] for mere presence, or
+    None when no value of the field's type can satisfy them."""
+    if kind == "any":
+        return []
+    if (kind == "str") != (info.type == "str") or (kind == "int" and info.type == "float"):
+        return None  # the query's kind refuses every value of the field's type
+    column = VALUE_COLUMN[info.type]
+    out: list[Any] = []
+    for op, literal in atoms:
+        if op in ("in", "nin"):
+            values = [v for v in (_equal_value(info.type, x) for x in literal) if v is not _NONE]
+            if op == "in" and not values:
+                return None
+            if values:
+                out.append((column, op, values))
+            continue
+        normalized = _normalize(info.type, op, literal)
+        if normalized is _FALSE:
+            return None
+        if normalized is not _TRUE:
+            out.append((column, *normalized))
+    return out
+
+
+_NONE = object()  # no storable value equals the literal
+_FALSE = object()  # no storable value satisfies the atom
+_TRUE = object()  # every storable value satisfies the atom
+
+
+def _equal_value(ftype: str, v: Any) -> Any:
+    """The storable value equal to literal `v`, or _NONE."""
+    if ftype == "str":
+        return v if not STRING_REFUSED.search(v) else _NONE
+    if ftype == "int":
+        if isinstance(v, float):
+            v = int(v) if v.is_integer() else _NONE
+        return v if v is _NONE or INT64_MIN <= v <= INT64_MAX else _NONE
+    if isinstance(v, int):  # a float field
+        try:
+            f = float(v)
+        except OverflowError:
+            return _NONE
+        return f if f == v else _NONE
+    return v
+
+
+def _normalize(ftype: str, op: str, v: Any) -> Any:
+    """`(op, literal)` exact for the field's storable values, or _TRUE / _FALSE."""
+    if op in ("=", "!="):
+        eq = _equal_value(ftype, v)
+        if eq is _NONE:
+            return _FALSE if op == "=" else _TRUE
+        return (op, eq)
+    exact = _equal_value(ftype, v)
+    if exact is not _NONE:
+        return (op, exact)
+    # `v` lies strictly between two storable values: below it is `<= floor`, above `> floor`
+    # (or `>= ceil`).
+    if ftype == "str":
+        cut = re.search(r"[\x00-\x1f]", v)
+        floor_s = (v[: cut.start()] if cut else v).rstrip(" ")
+        return ("<=", floor_s) if op in ("<", "<=") else (">", floor_s)
+    if ftype == "int":
+        floor = math.floor(v)
+        below = op in ("<", "<=")
+        if floor > INT64_MAX:  # beyond every stored int
+            return _TRUE if below else _FALSE
+        if floor < INT64_MIN:
+            return _FALSE if below else _TRUE
+        return ("<=", floor) if below else (">", floor)
+    low, high = _float_neighbours(v)
+    if op in ("<", "<="):
+        return _FALSE if low == -math.inf else ("<=", low)
+    return _FALSE if high == math.inf else (">=", high)
+
+
+def _float_neighbours(n: int) -> tuple[float, float]:
+    """The floats just below and just above an int no float equals."""
+    try:
+        f = float(n)
+    except OverflowError:
+        f = math.inf if n > 0 else -math.inf
+    if f < n:
+        return f, math.nextafter(f, math.inf)
+    return math.nextafter(f, -math.inf), f
+
+
+def _bind(alias: Any, predicates: list[Any]) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    for column_name, op, literal in predicates:
+        column = alias.c[column_name]
+        if op == "=":
+            out.append(column == literal)
+        elif op == "!=":
+            out.append(column != literal)
+        elif op == "<":
+            out.append(column < literal)
+        elif op == "<=":
+            out.append(column <= literal)
+        elif op == ">":
+            out.append(column > literal)
+        elif op == ">=":
+            out.append(column >= literal)
+        elif op == "in":
+            out.append(column.in_(literal))
+        elif op == "nin":
+            out.append(column.not_in(literal))
+        else:
+            raise ValueError(f"unknown operator {op!r}")
+    return out
+
+
+# -- bulk writes ---------------------------------------------------------------------------------
+# The catalog's bulk paths hand tuples straight to the driver's executemany (sqlite3 loops in C,
+# mysqlclient folds the rows into multi-row INSERTs): per-row work in SQLAlchemy would cost as
+# much as the database itself. Values must therefore already be in driver form (see bind_value).
+
+
+def executemany(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *, ignore: bool = False
+) -> int:
+    """INSERT `rows` (tuples in `columns` order) in one executemany; with `ignore`, rows
+    that collide with an existing key are skipped. Returns the number of rows inserted."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
+    placeholder = {"qmark": "?", "format": "%s"}.get(dialect.paramstyle)
+    if placeholder is None:  # another driver: let SQLAlchemy adapt the statement
+        stmt = insert(table)
+        if ignore:
+            stmt = stmt.prefix_with("OR IGNORE" if dialect.name == "sqlite" else "IGNORE")
+        result = connection.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+        return int(result.rowcount)
+    quote = dialect.identifier_preparer.quote
+    verb = "INSERT" if not ignore else "INSERT OR IGNORE" if dialect.name == "sqlite" else "INSERT IGNORE"
+    sql = (
+        f"{verb} INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join([placeholder] * len(columns))})"
+    )
+    return int(connection.exec_driver_sql(sql, list(rows)).rowcount)
+
+
+def bind_value(session: Session, column: ColumnElement[Any], value: Any) -> Any:
+    """`value` as the driver receives it for `column` (e.g. a UTC datetime as SQLite text)."""
+    processor = column.type.bind_processor(session.connection().dialect)
+    return value if processor is None else processor(value)

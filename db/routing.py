@@ -1,0 +1,180 @@
+"""The data-driven path: catalog files reach the Active transformations whose input query
+they match, as `Unused` transformation files.
+
+Two ways in, both idempotent (an existing attachment is never duplicated nor changed):
+
+- at registration, `attach_files` routes the new files through an in-memory `FileRouter` of
+  the Active transformations' input queries (one dict/bisect walk per file, no SQL per query);
+- `backfill_transformation` / `backfill_active` run one INSERT ... SELECT per transformation
+  with the SQL form of its query, for files catalogued before it became Active. The input
+  agent runs `backfill_active` as a safety net: it scans only files above each
+  transformation's `input_watermark`.
+
+On MariaDB a registration that read the Active set just before a transformation became
+Active, and commits just after the agent's next scan moved that transformation's watermark
+past the new ids, leaves its files unattached: the window is a few milliseconds per batch
+(SQLite serializes writers, so it cannot happen there); `backfill_transformation` from 0
+repairs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from metaprod.core.errors import NotFound
+from metaprod.core.metaquery import MetaQuery, Schema
+from metaprod.core.router import FileRouter
+from metaprod.core.statuses import FileStatus, TransformationStatus
+from metaprod.db.models import MetadataField, Transformation, TransformationFile, utcnow
+from metaprod.db.querysql import FILES, FieldInfo, bind_value, compile_ids, executemany, load_fields
+from sqlalchemy import Table, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+TRANSFORMATION_FILES: Table = TransformationFile.__table__  # type: ignore[assignment]
+_ATTACH_COLUMNS = ("transformation_id", "file_id", "status", "error_count", "updated_at")
+
+# One router per database URL, rebuilt only when the Active set or the schema changes: the
+# version is the (id, updated_at) list of the Active transformations plus the field count,
+# read with two indexed queries per call instead of re-parsing every query per batch.
+_routers: dict[str, tuple[Any, FileRouter[int]]] = {}
+_routers_lock = threading.Lock()
+
+
+def _version(session: Session) -> tuple[Any, ...]:
+    active = session.execute(
+        select(Transformation.id, Transformation.updated_at)
+        .where(Transformation.status == TransformationStatus.ACTIVE.value)
+        .order_by(Transformation.id)
+    ).all()
+    fields = session.execute(select(func.count(), func.max(MetadataField.id))).one()
+    return (tuple(tuple(row) for row in active), tuple(fields))
+
+
+def active_router(*, session: Session) -> FileRouter[int]:
+    """The router of the Active transformations' input queries (roots have none)."""
+    key = session.connection().engine.url.render_as_string(hide_password=True)
+    version = _version(session)
+    with _routers_lock:
+        cached = _routers.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    schema = _schema(load_fields(session))
+    queries: dict[int, MetaQuery] = {}
+    for tid, name, raw in session.execute(
+        select(Transformation.id, Transformation.name, Transformation.input_query).where(
+            Transformation.status == TransformationStatus.ACTIVE.value
+        )
+    ):
+        query = _parse(tid, name, raw, schema)
+        if query is not None:
+            queries[tid] = query
+    router: FileRouter[int] = FileRouter(queries)
+    router.route({})  # build the index now, not in a concurrent first route()
+    with _routers_lock:
+        _routers[key] = (version, router)
+    return router
+
+
+def _schema(fields: Mapping[str, FieldInfo]) -> Schema:
+    return Schema({name: info.type for name, info in fields.items()})
+
+
+def _parse(tid: int, name: str, raw: Any, schema: Schema) -> MetaQuery | None:
+    # JSON columns keep a Python None as JSON null: a root has no input query either way.
+    if raw is None:
+        return None
+    try:
+        return MetaQuery.from_dict(raw, schema)
+    except ValueError as exc:  # validated at creation; a bad stored query must not stop registration
+        log.warning("transformation %s (%s): input query %r ignored: %s", tid, name, raw, exc)
+        return None
+
+
+def attach_files(*, session: Session, file_rows: Sequence[tuple[int, Mapping[str, Any]]]) -> int:
+    """Attach files `(file_id, metadata)` to every Active transformation whose input query
+    they match, as Unused; attachments that exist already are skipped. One INSERT."""
+    if not file_rows:
+        return 0
+    router = active_router(session=session)
+    if not len(router):
+        return 0
+    unused = FileStatus.UNUSED.value
+    now = bind_value(session, TRANSFORMATION_FILES.c.updated_at, utcnow())
+    rows = [(tid, fid, unused, 0, now) for fid, metadata in file_rows for tid in router.route(metadata)]
+    return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
+
+
+def backfill_transformation(*, session: Session, transformation_id: int) -> int:
+    """Attach every catalog file matching the transformation's input query (whatever its
+    status) that is not attached yet; moves its watermark to the newest file id."""
+    t = session.get(Transformation, transformation_id)
+    if t is None:
+        raise NotFound(f"no transformation with id {transformation_id}")
+    fields = load_fields(session)
+    top = _top_file_id(session)
+    attached = _backfill(session, t.id, t.name, t.input_query, fields, after_id=0, upto_id=top)
+    _move_watermark(session, t.id, top)
+    return attached
+
+
+def backfill_active(*, session: Session) -> int:
+    """For each Active transformation, attach the matching files above its watermark, then
+    move the watermark: a cycle with no new file costs two tiny queries."""
+    top = _top_file_id(session)
+    behind = session.execute(
+        select(Transformation.id, Transformation.name, Transformation.input_query, Transformation.input_watermark)
+        .where(Transformation.status == TransformationStatus.ACTIVE.value, Transformation.input_watermark < top)
+        .order_by(Transformation.id)
+    ).all()
+    if not behind:
+        return 0
+    fields = load_fields(session)
+    attached = 0
+    for tid, name, raw, watermark in behind:
+        attached += _backfill(session, tid, name, raw, fields, after_id=watermark, upto_id=top)
+        _move_watermark(session, tid, top)
+    return attached
+
+
+def _top_file_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(FILES.c.id))) or 0)
+
+
+def _backfill(
+    session: Session, tid: int, name: str, raw: Any, fields: Mapping[str, FieldInfo], *, after_id: int, upto_id: int
+) -> int:
+    query = _parse(tid, name, raw, _schema(fields))
+    if query is None:
+        return 0
+    ids_select = compile_ids(query, fields, after_id=after_id, upto_id=upto_id, ordered=False)
+    if ids_select is None:
+        return 0
+    ids = ids_select.subquery("ids")
+    tf = TRANSFORMATION_FILES
+    already = exists().where(tf.c.transformation_id == tid, tf.c.file_id == ids.c.file_id)
+    rows = select(
+        literal(tid, tf.c.transformation_id.type),
+        ids.c.file_id,
+        literal(FileStatus.UNUSED.value, tf.c.status.type),
+        literal(0, tf.c.error_count.type),
+        literal(utcnow(), tf.c.updated_at.type),
+    ).where(~already)
+    # IGNORE: a concurrent backfill of the same transformation may insert the same pairs.
+    stmt = insert(tf).from_select(list(_ATTACH_COLUMNS), rows)
+    stmt = stmt.prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
+    stmt = stmt.prefix_with("IGNORE", dialect="mariadb")
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def _move_watermark(session: Session, tid: int, top: int) -> None:
+    # updated_at is kept as it is: it versions the routing cache, which a watermark leaves valid.
+    session.execute(
+        update(Transformation)
+        .where(Transformation.id == tid, Transformation.input_watermark < top)
+        .values(input_watermark=top, updated_at=Transformation.updated_at)
+    )

@@ -1,0 +1,118 @@
+"""FileCatalog servicer: typed fields, streamed registration, streamed metaquery search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import grpc
+from metaprod.core.auth import ensure_can_read, ensure_can_write
+from metaprod.core.errors import DomainError, InvalidArgument
+from metaprod.db import catalog
+from metaprod.services import convert
+from metaprod.services.convert_catalog import field_to_pb, file_input_from_pb, file_to_pb
+from metaprod.services.server import ServiceBinding, ServiceContext
+from metaprod.v1 import catalog_pb2 as pb
+from metaprod.v1 import catalog_pb2_grpc as pb_grpc
+
+# Files per registration transaction: large enough that per-transaction costs (commit, fsync,
+# router version check) vanish, small enough that no stream holds locks or undo for long.
+REGISTER_BATCH = 10_000
+FIND_BATCH = 1_000
+
+
+class FileCatalogServicer(pb_grpc.FileCatalogServicer):
+    def __init__(self, context: ServiceContext) -> None:
+        self.ctx = context
+
+    def AddField(self, request: pb.AddFieldRequest, context: grpc.ServicerContext) -> pb.AddFieldResponse:
+        ensure_can_write(self.ctx.authenticator.principal(context))
+        with self.ctx.database.session_scope() as session:
+            field, created = catalog.add_field(session=session, name=request.name, type=request.type)
+            return pb.AddFieldResponse(field=field_to_pb(field), created=created)
+
+    def ListFields(self, request: pb.ListFieldsRequest, context: grpc.ServicerContext) -> pb.ListFieldsResponse:
+        ensure_can_read(self.ctx.authenticator.principal(context))
+        with self.ctx.database.session_scope(readonly=True) as session:
+            return pb.ListFieldsResponse(fields=[field_to_pb(f) for f in catalog.list_fields(session=session)])
+
+    def RegisterFiles(
+        self, request_iterator: Iterable[pb.RegisterFilesRequest], context: grpc.ServicerContext
+    ) -> pb.RegisterFilesResponse:
+        """Register a stream of files, REGISTER_BATCH per transaction.
+
+        Each batch is validated as a whole and committed on its own, so a long stream never
+        holds one huge transaction. A batch is all-or-nothing; a failed batch ends the call
+        with its error, and the batches committed before it stay registered (the error
+        message says how many files that is). Agents are woken after every batch.
+        """
+        ensure_can_write(self.ctx.authenticator.principal(context))
+        registered = attached = 0
+        pending: list[catalog.FileInput] = []
+
+        def flush(files: list[catalog.FileInput]) -> None:
+            nonlocal registered, attached
+            with self.ctx.database.session_scope() as session:
+                result = catalog.register_files(session=session, files=files)
+            registered += result.registered
+            attached += result.attached
+            self.ctx.notify("files")
+
+        try:
+            for request in request_iterator:
+                for msg in request.files:
+                    if msg.has_provenance or msg.HasField("provenance"):
+                        raise InvalidArgument(
+                            f"file {msg.lfn!r}: provenance is recorded by the system when a task's outputs are "
+                            "registered; it cannot be given here"
+                        )
+                    pending.append(file_input_from_pb(msg))
+                while len(pending) >= REGISTER_BATCH:
+                    flush(pending[:REGISTER_BATCH])
+                    del pending[:REGISTER_BATCH]
+            if pending:
+                flush(pending)
+        except DomainError as exc:
+            if not registered:
+                raise
+            note = f" ({registered} files of earlier batches of this stream were registered)"
+            raise type(exc)(exc.message + note, details=exc.details) from None
+        return pb.RegisterFilesResponse(registered=registered, attached=attached)
+
+    def FindFiles(self, request: pb.FindFilesRequest, context: grpc.ServicerContext) -> Iterator[pb.FindFilesResponse]:
+        """Matching files in catalog order, FIND_BATCH per message."""
+        ensure_can_read(self.ctx.authenticator.principal(context))
+        if request.limit < 0:
+            raise InvalidArgument(f"limit must be 0 (no limit) or positive, not {request.limit}")
+        with self.ctx.database.session_scope(readonly=True) as session:
+            for batch in catalog.find_file_batches(
+                session=session,
+                query=request.query,
+                limit=request.limit,
+                batch=FIND_BATCH,
+                with_metadata=request.with_metadata,
+            ):
+                yield pb.FindFilesResponse(files=[file_to_pb(record) for record in batch])
+
+    def GetFile(self, request: pb.GetFileRequest, context: grpc.ServicerContext) -> pb.GetFileResponse:
+        ensure_can_read(self.ctx.authenticator.principal(context))
+        with self.ctx.database.session_scope(readonly=True) as session:
+            return pb.GetFileResponse(file=file_to_pb(catalog.get_file(session=session, lfn=request.lfn)))
+
+    def SetMetadata(self, request: pb.SetMetadataRequest, context: grpc.ServicerContext) -> pb.SetMetadataResponse:
+        ensure_can_write(self.ctx.authenticator.principal(context))
+        metadata = convert.metadata_from_pb(request.metadata)
+        with self.ctx.database.session_scope() as session:
+            record = catalog.set_metadata(session=session, lfn=request.lfn, metadata=metadata)
+        # New metadata may have attached the file to a transformation.
+        self.ctx.notify("files")
+        return pb.SetMetadataResponse(file=file_to_pb(record))
+
+
+def bindings(context: ServiceContext) -> list[ServiceBinding]:
+    return [
+        ServiceBinding(
+            FileCatalogServicer(context),
+            pb_grpc.add_FileCatalogServicer_to_server,
+            pb.DESCRIPTOR.services_by_name["FileCatalog"].full_name,
+        )
+    ]

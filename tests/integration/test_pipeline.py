@@ -1,0 +1,170 @@
+"""End to end through the CLI against `metaprod up`: a three-step chain with a failure that
+succeeds on retry, a partial group flushed after its parent completes, inherited metadata
+and provenance; bad jobs; and kill -9 crash recovery with exactly-once outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.system import System
+
+CHAIN = {
+    "production": "chain",
+    "fields": {"datatype": "str", "energy": "float", "seed": "int", "campaign": "str"},
+    "transformations": [
+        {
+            "name": "gen",
+            "tasks": 3,
+            # Task 0 fails its first attempt; the retry succeeds.
+            "command": 'if [ "$METAPROD_TASK_INDEX" = 0 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then echo boom >&2; exit 3; fi\n'
+            'echo "sim $METAPROD_TASK_INDEX" > out.sim\n'
+            'printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json',
+            "outputs": [{"glob": "*.sim", "metadata": {"datatype": "sim", "campaign": "c1", "energy": 7.5}}],
+            "output_query": {"datatype": "sim", "energy": {">=": 1, "<=": 10}},
+        },
+        {
+            "name": "reco",
+            "parents": ["gen"],
+            "input_query": {"datatype": "sim", "energy": {">": 5}},
+            "group_size": 2,
+            "command": "cat $METAPROD_INPUTS > out.reco; echo \"$METAPROD_INPUT_LFNS\" > lfns.txt",
+            "outputs": [{"glob": "*.reco", "metadata": {"datatype": "reco"}}],
+            "output_query": {"datatype": "reco"},
+        },
+        {
+            "name": "merge",
+            "parents": ["reco"],
+            "input_query": {"datatype": "reco"},
+            "group_size": 5,
+            "command": "cat $METAPROD_INPUTS > merged.dst",
+            "outputs": [{"glob": "*.dst", "metadata": {"datatype": "dst"}}],
+            "output_query": {"datatype": "dst"},
+        },
+    ],
+}
+
+
+@pytest.fixture
+def system(tmp_path: Path, database_url: str) -> Iterator[System]:
+    sys_ = System(data_dir=tmp_path / "data", db_url=database_url)
+    try:
+        yield sys_
+    finally:
+        sys_.stop()
+
+
+def write_spec(tmp_path: Path, spec: dict[str, object]) -> str:
+    path = tmp_path / f"{spec['production']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_three_step_chain(system: System, tmp_path: Path) -> None:
+    system.up()
+    system.cli("production", "create", "-f", write_spec(tmp_path, CHAIN))
+    system.cli("production", "start", "chain")
+    progress = system.wait_for("chain")
+    by_name = {t["name"]: t for t in progress["transformations"]}
+    assert progress["percent"] == 100
+    assert by_name["gen"]["tasks"]["Done"] == 3
+    assert by_name["reco"]["files"] == {"Unused": 0, "Assigned": 0, "Processed": 3, "Problematic": 0}
+    # 3 files in groups of 2: one full task, one partial task flushed once gen completed.
+    assert by_name["reco"]["tasks"]["Done"] == 2
+    assert by_name["merge"]["tasks"]["Done"] == 1
+
+    gen_tasks = system.json("transformation", "tasks", "chain", "gen")
+    first = next(t for t in gen_tasks if t["index"] == 0)
+    assert first["attempt"] == 2
+    log = system.cli("task", "log", str(first["id"]), "--attempt", "1").stdout
+    assert "command exited with code 3" in log and "boom" in log
+
+    merged = system.json("catalog", "find", "datatype=dst")
+    assert len(merged) == 1
+    shown = system.json("catalog", "show", merged[0]["lfn"])
+    # Inherited through reco and merge: campaign and energy are the same on all inputs.
+    assert shown["metadata"]["campaign"] == "c1" and shown["metadata"]["energy"] == 7.5
+    assert shown["metadata"]["datatype"] == "dst"
+    assert "seed" not in shown["metadata"]  # differs between the inputs: not inherited
+    prov = shown["provenance"]
+    assert prov["production"] == "chain" and prov["transformation"] == "merge"
+    assert sorted(prov["inputs"]) == sorted(f["lfn"] for f in system.json("catalog", "find", "datatype=reco"))
+    assert Path(shown["pfn"].removeprefix("file://")).read_text().count("sim") == 3
+    sims = system.json("catalog", "find", "datatype=sim")
+    assert sorted(f["metadata"]["seed"] for f in sims) == [0, 1, 2]
+
+
+BAD = {
+    "production": "bad",
+    "fields": {"datatype": "str", "energy": "float"},
+    "transformations": [
+        {"name": "exit", "tasks": 1, "max_attempts": 2, "command": "exit 7",
+         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
+        {"name": "missing", "tasks": 1, "max_attempts": 1, "command": "true",
+         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
+        {"name": "outside", "tasks": 1, "max_attempts": 1, "command": "echo > a.x; echo '{\"energy\": 99.0}' > a.x.meta.json",
+         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
+         "output_query": {"datatype": "x", "energy": {"<": 10}}},
+        {"name": "hang", "tasks": 1, "max_attempts": 1, "command": "kill -STOP $PPID; sleep 60",
+         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
+    ],
+}
+
+
+def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> None:
+    system.up()
+    system.cli("production", "create", "-f", write_spec(tmp_path, BAD))
+    system.cli("production", "start", "bad")
+    deadline = time.monotonic() + 120
+    reasons: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        reasons = {}
+        for name in ("exit", "missing", "outside", "hang"):
+            tasks = system.json("transformation", "tasks", "bad", name)
+            if tasks and tasks[0]["status"] == "Failed":
+                reasons[name] = tasks[0]["last_error"]
+        if len(reasons) == 4:
+            break
+        time.sleep(0.5)
+    assert "command exited with code 7" in reasons["exit"] and reasons["exit"].startswith("attempt 2")
+    assert "missing output" in reasons["missing"] and "*.x" in reasons["missing"]
+    assert "outside the output query" in reasons["outside"]
+    assert "no heartbeat" in reasons["hang"]
+    assert system.wait_for("bad")["status"] == "Completed"
+
+
+def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
+    spec = json.loads(json.dumps(CHAIN))
+    spec["production"] = "crash"
+    spec["transformations"][0]["tasks"] = 12
+    spec["transformations"][0]["command"] = (
+        'sleep 0.3; echo "sim $METAPROD_TASK_INDEX" > out.sim; printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json'
+    )
+    spec["transformations"][1]["command"] = "sleep 0.5; cat $METAPROD_INPUTS > out.reco"
+    proc = system.up()
+    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
+    system.cli("production", "start", "crash")
+    for delay in (2.0, 3.0):
+        time.sleep(delay)
+        system.kill9(proc)
+        proc = system.up()
+    progress = system.wait_for("crash", timeout=240)
+    by_name = {t["name"]: t for t in progress["transformations"]}
+    assert by_name["gen"]["tasks"]["Done"] == 12
+    sims = system.json("catalog", "find", "datatype=sim")
+    recos = system.json("catalog", "find", "datatype=reco")
+    dsts = system.json("catalog", "find", "datatype=dst")
+    assert len(sims) == 12 and len(recos) == 6
+    assert len(dsts) == 2  # 6 reco files in groups of 5: one full, one flushed
+    # Every input was consumed by exactly one successful task.
+    consumed = Counter(
+        lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"]
+    )
+    assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
+    assert by_name["reco"]["files"]["Processed"] == 12
