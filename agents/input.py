@@ -6,7 +6,7 @@ transformation started after its files were catalogued gets them too."""
 
 from __future__ import annotations
 
-from metaprod.db import routing
+from metaprod.db.routing import backfill_active
 from sqlalchemy.orm import Session
 
 
@@ -16,5 +16,5 @@ class InputAgent:
     produces = frozenset({"files"})
 
     def run_once(self, session: Session) -> str:
-        attached = routing.backfill_active(session=session)
+        attached = backfill_active(session=session)
         return f"attached {attached} files" if attached else "idle"

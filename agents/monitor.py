@@ -4,6 +4,7 @@ are retried with backoff up to max_attempts like any failure."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -96,7 +97,6 @@ class MonitorAgent:
     def _cancel(self, a: LiveAttempt) -> None:
         if not a.backend_job_id:
             return
-        try:
+        # Best effort: a stale attempt's report is refused anyway.
+        with contextlib.suppress(BackendError):
             self.backends.get(a.backend).cancel([a.backend_job_id])
-        except BackendError:
-            pass  # best effort: a stale attempt's report is refused anyway

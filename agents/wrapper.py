@@ -36,7 +36,7 @@ T = TypeVar("T")
 class Reporter:
     def __init__(self, address: str, token: str) -> None:
         self._channel = grpc.insecure_channel(address)
-        self._stub = tpb_grpc.TransformationServiceStub(self._channel)
+        self._stub = tpb_grpc.TransformationServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:
@@ -52,10 +52,14 @@ class Reporter:
                 delay = min(5.0, delay * 2)
 
     def heartbeat(self, task: int, attempt: int) -> bool:
-        return self.call(self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)).proceed
+        response: tpb.HeartbeatResponse = self.call(
+            self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)
+        )
+        return bool(response.proceed)
 
     def report(self, request: tpb.ReportTaskResultRequest) -> tpb.ReportTaskResultResponse:
-        return self.call(self._stub.ReportTaskResult, request)
+        response: tpb.ReportTaskResultResponse = self.call(self._stub.ReportTaskResult, request)
+        return response
 
     def close(self) -> None:
         self._channel.close()

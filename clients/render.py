@@ -289,7 +289,9 @@ def progress_table(p: t.Progress) -> Table:
 
 
 def counts_table(title: str, counts: Mapping[str, int], pinned: Sequence[str]) -> Table:
-    return table(title, ("Status", "Count"), status_counts(counts, pinned).items())
+    tab = table(title, ("Status", "Count"), status_counts(counts, pinned).items())
+    tab.columns[1].justify = "right"
+    return tab
 
 
 def tfiles_table(items: Iterable[t.TransformationFile]) -> Table:

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from metaprod.core import constraint_views as kv
 from metaprod.core import constraints as kc
 from metaprod.core import querystring
 from metaprod.core.checks import Check, compile_check
@@ -166,9 +167,7 @@ class MetaQuery:
         return cls._make(norm, {k: tuple(v) for k, v in per_key.items()}, schema)
 
     @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any], schema: Schema | None = None, *, strict_fields: bool = True
-    ) -> MetaQuery:
+    def from_dict(cls, d: Mapping[str, Any], schema: Schema | None = None, *, strict_fields: bool = True) -> MetaQuery:
         """Parse DIRAC's dict form, e.g. `{"run": {">=": 100, "<": 200}, "site": ["A", "B"]}`.
         `strict_fields=False` lets keys the schema lacks through (kind from their literals)."""
         if not isinstance(d, Mapping):
@@ -264,7 +263,7 @@ class MetaQuery:
         """An example metadata dict matching this query, or None when it is unsatisfiable."""
         if self.is_empty():
             return None
-        return {key: kc.witness(c) for key, c in self._norm.items()}
+        return {key: kv.witness(c) for key, c in self._norm.items()}
 
     def explain_intersection(self, other: MetaQuery) -> IntersectionReport:
         """Whether both queries can hold for one file: a witness, or the key and clashing conditions."""
@@ -303,14 +302,14 @@ class MetaQuery:
         """Canonical dict form: `from_dict(q.to_dict(), schema) == q`."""
         out: dict[str, Any] = {}
         for key, c in self._norm.items():
-            atoms = kc.to_atoms(c)
+            atoms = kv.to_atoms(c)
             out[key] = atoms[0][1] if len(atoms) == 1 and atoms[0][0] == "=" else dict(atoms)
         return out
 
     def to_string(self) -> str:
         """Canonical compact form: `from_string(q.to_string()) == q`."""
         return " ".join(
-            querystring.format_condition(key, op, v) for key, c in self._norm.items() for op, v in kc.to_atoms(c)
+            querystring.format_condition(key, op, v) for key, c in self._norm.items() for op, v in kv.to_atoms(c)
         )
 
     def __eq__(self, other: object) -> bool:

@@ -8,9 +8,10 @@ The queries are compiled into a decision tree of closures, built lazily after an
 - an *interval node* on any other key: the sorted boundaries of all the queries' conditions on
   that key (bounds, pinned and excluded values) cut the value line into points and open gaps, on
   each of which every query is either satisfied or not, so one bisect picks the queries;
-- each branch then indexes the remaining keys of its queries the same way; queries that do not
-  constrain the node's key go down a *rest* branch; small groups end in *leaves* that run the
-  compiled per-key checks.
+- each branch then indexes the remaining keys of its queries the same way, down to branches that
+  just emit their ids; queries that do not constrain the node's key go down a *rest* branch (or
+  join every branch when they are few); when the work allowance runs out (thousands of
+  overlapping queries) a group becomes a *leaf* that runs the compiled per-key checks.
 
 Value types are kept apart (an int key refuses 5.0, bool is never a number, NaN matches nothing),
 so the tree is exact, not a pre-filter. Identical sub-groups share one subtree.
@@ -18,31 +19,17 @@ so the tree is exact, not a pre-filter. Identical sub-groups share one subtree.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from metaprod.core.checks import Check, compile_check
 from metaprod.core.constraints import ANY, INT, STR, KeyConstraint
 from metaprod.core.metaquery import MetaQuery
+from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_visitor, pure_node
 
 T = TypeVar("T", bound=Hashable)
-Visitor = Callable[[Mapping[str, Any], set[Any]], None]
 _TYPES = (int, float, str)
-_LEAF_SIZE = 0  # a group this small is checked directly rather than indexed
-_MIN_SHARED = 1  # index a key only when at least this many queries of the group constrain it
 _BUDGET = 500_000  # total size of the indexed groups before the builder falls back to leaves
-
-
-def _value_type(v: Any) -> type | None:
-    """int, float or str for values some constraint may accept; None otherwise (bool, NaN, ...)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return int
-    if isinstance(v, float):
-        return float if v == v else None
-    return str if isinstance(v, str) else None
 
 
 def _accepts(c: KeyConstraint, t: type) -> bool:
@@ -72,23 +59,6 @@ def _hashable_points(c: KeyConstraint, t: type) -> list[Any]:
     return out
 
 
-class _Node:
-    """A built subtree: its visitor, and `pure`, the ids it emits when it checks nothing."""
-
-    __slots__ = ("pure", "visit")
-
-    def __init__(self, visit: Visitor, pure: tuple[Any, ...] | None = None) -> None:
-        self.visit = visit
-        self.pure = pure
-
-
-def _pure(ids: tuple[Any, ...]) -> _Node:
-    if len(ids) == 1:
-        (one,) = ids
-        return _Node(lambda md, out: out.add(one), ids)
-    return _Node(lambda md, out: out.update(ids), ids)
-
-
 class _Builder:
     """Builds the tree top-down. Each subtree gets an allowance of work (the total size of the
     groups it may index, shared among branches by size), so that a large or tangled set of
@@ -98,9 +68,9 @@ class _Builder:
         self.items = items
         self.keys = [frozenset(cs) for _, cs in items]
         self.checks: dict[tuple[int, str], Check] = {}
-        self.memo: dict[tuple[frozenset[int], frozenset[str]], _Node | None] = {}
+        self.memo: dict[tuple[frozenset[int], frozenset[str]], Node | None] = {}
 
-    def build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> _Node | None:
+    def build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> Node | None:
         memo_key = (group, consumed)
         if memo_key not in self.memo:
             self.memo[memo_key] = self._build(group, consumed, allowance)
@@ -112,7 +82,7 @@ class _Builder:
             check = self.checks[i, key] = compile_check(self.items[i][1][key])
         return check
 
-    def _build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> _Node | None:
+    def _build(self, group: frozenset[int], consumed: frozenset[str], allowance: float) -> Node | None:
         if not group:
             return None
         counts: dict[str, int] = {}
@@ -120,9 +90,7 @@ class _Builder:
             for k in self.keys[i] - consumed:
                 counts[k] = counts.get(k, 0) + 1
         if not counts:
-            return _pure(tuple(self.items[i][0] for i in sorted(group)))
-        if len(group) <= _LEAF_SIZE or max(counts.values()) < _MIN_SHARED:
-            return self._leaf(sorted(group), consumed)
+            return pure_node(tuple(self.items[i][0] for i in sorted(group)))
 
         def hashable(k: str) -> bool:
             return all(self.items[i][1][k].points is not None for i in group if k in self.items[i][1])
@@ -148,28 +116,28 @@ class _Builder:
         cost = sum(len(g | joined) for g in branch_groups) + len(others)
         if cost > allowance:
             return self._leaf(sorted(group), consumed)
-        share = (allowance - cost) / cost
+        share = (allowance - cost) / max(cost, 1)
         below = consumed | {key}
         rest = self.build(others, consumed, share * len(others))
 
-        def sub(g: frozenset[int]) -> _Node | None:
+        def sub(g: frozenset[int]) -> Node | None:
             return self.build(g | joined, below, share * len(g | joined))
 
         rest_visit = None if rest is None else rest.visit
         fallback, after = (rest_visit, None) if joined else (None, rest_visit)
         if hplan:
-            return _Node(_hash_visitor(key, {t: {v: sub(g) for v, g in tb.items()} for t, tb in hplan.items()},
-                                       fallback, after))  # fmt: skip
+            tables = {t: {v: sub(g) for v, g in tb.items()} for t, tb in hplan.items()}
+            return Node(hash_visitor(key, tables, fallback, after))
         assert iplan is not None
-        built: dict[int, list[_Node | None]] = {}
-        itables: dict[type, tuple[list[Any], list[_Node | None]]] = {}
+        built: dict[int, list[Node | None]] = {}
+        itables: dict[type, tuple[list[Any], list[Node | None]]] = {}
         for t, (bounds, groups) in iplan.items():
             if id(groups) not in built:
                 built[id(groups)] = [sub(g) for g in groups]
             itables[t] = (bounds, built[id(groups)])
-        return _Node(_interval_visitor(key, itables, fallback, after))
+        return Node(interval_visitor(key, itables, fallback, after))
 
-    def _leaf(self, group: list[int], consumed: frozenset[str]) -> _Node:
+    def _leaf(self, group: list[int], consumed: frozenset[str]) -> Node:
         always: list[Any] = []
         single: list[tuple[Any, str, Check]] = []
         multi: list[tuple[Any, tuple[tuple[str, Check], ...]]] = []
@@ -179,7 +147,7 @@ class _Builder:
                 always.append(self.items[i][0])
             elif len(checks) == 1:
                 single.append((self.items[i][0], *checks[0]))
-            elif checks:
+            else:
                 multi.append((self.items[i][0], checks))
         always_t, singles, multis = tuple(always), tuple(single), tuple(multi)
 
@@ -197,7 +165,7 @@ class _Builder:
                 else:
                     out.add(tid)
 
-        return _Node(leaf)
+        return Node(leaf)
 
     def _plan_hash(self, key: str, group: frozenset[int]) -> dict[type, dict[Any, frozenset[int]]]:
         """Per value type, the queries pinned to each value."""
@@ -238,141 +206,6 @@ class _Builder:
                 return None
             plan[t] = (bounds, groups)
         return plan
-
-
-def _normalized(v: Any, t: type) -> Any:
-    """`v` as a plain int/float/str for the lookup tables (None: no constraint accepts it)."""
-    t2 = _value_type(v) if v is not None else None
-    if t2 is None or (t2 is t and t is not float):
-        return None
-    return t2(v)
-
-
-def _hash_visitor(
-    key: str, tables: dict[type, dict[Any, _Node | None]], fallback: Visitor | None, after: Visitor | None
-) -> Visitor:
-    nodes = {t: {v: n for v, n in tb.items() if n is not None} for t, tb in tables.items()}
-    if all(n.pure is not None for tb in nodes.values() for n in tb.values()):
-        pure = {t: {v: n.pure or () for v, n in tb.items()} for t, tb in nodes.items()}
-        return _hash_pure(key, pure, fallback, after)
-    return _hash_general(key, {t: {v: n.visit for v, n in tb.items()} for t, tb in nodes.items()}, fallback, after)
-
-
-def _interval_visitor(
-    key: str,
-    tables: dict[type, tuple[list[Any], list[_Node | None]]],
-    fallback: Visitor | None,
-    after: Visitor | None,
-) -> Visitor:
-    if all(n is None or n.pure is not None for _, kids in tables.values() for n in kids):
-        pure = {t: (b, [() if n is None else n.pure or () for n in kids]) for t, (b, kids) in tables.items()}
-        return _interval_pure(key, pure, fallback, after)
-    general = {t: (b, [None if n is None else n.visit for n in kids]) for t, (b, kids) in tables.items()}
-    return _interval_general(key, general, fallback, after)
-
-
-def _hash_pure(
-    key: str, tables: dict[type, dict[Any, tuple[Any, ...]]], fallback: Visitor | None, after: Visitor | None
-) -> Visitor:
-    get_table = tables.get
-
-    def hash_pure(md: Mapping[str, Any], out: set[Any]) -> None:
-        v = md.get(key)
-        t = type(v)
-        table = get_table(t)
-        if table is None:
-            v = _normalized(v, t)
-            table = None if v is None else get_table(type(v))
-        ids = None if table is None else table.get(v)
-        if ids is not None:
-            out.update(ids)
-        elif fallback is not None:
-            fallback(md, out)
-        if after is not None:
-            after(md, out)
-
-    return hash_pure
-
-
-def _hash_general(
-    key: str, tables: dict[type, dict[Any, Visitor]], fallback: Visitor | None, after: Visitor | None
-) -> Visitor:
-    get_table = tables.get
-
-    def hash_node(md: Mapping[str, Any], out: set[Any]) -> None:
-        v = md.get(key)
-        t = type(v)
-        table = get_table(t)
-        if table is None:
-            v = _normalized(v, t)
-            table = None if v is None else get_table(type(v))
-        child = None if table is None else table.get(v)
-        if child is not None:
-            child(md, out)
-        elif fallback is not None:
-            fallback(md, out)
-        if after is not None:
-            after(md, out)
-
-    return hash_node
-
-
-def _interval_pure(
-    key: str,
-    tables: dict[type, tuple[list[Any], list[tuple[Any, ...]]]],
-    fallback: Visitor | None,
-    after: Visitor | None,
-) -> Visitor:
-    get_table = tables.get
-
-    def interval_pure(md: Mapping[str, Any], out: set[Any]) -> None:
-        v = md.get(key)
-        t = type(v)
-        entry = get_table(t)
-        if entry is None or (t is float and v != v):
-            v = _normalized(v, t)
-            entry = None if v is None else get_table(type(v))
-        if entry is not None:
-            bounds, kids = entry
-            i = bisect_left(bounds, v)
-            ids = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
-            if ids:
-                out.update(ids)
-        elif fallback is not None:
-            fallback(md, out)
-        if after is not None:
-            after(md, out)
-
-    return interval_pure
-
-
-def _interval_general(
-    key: str,
-    tables: dict[type, tuple[list[Any], list[Visitor | None]]],
-    fallback: Visitor | None,
-    after: Visitor | None,
-) -> Visitor:
-    get_table = tables.get
-
-    def interval_node(md: Mapping[str, Any], out: set[Any]) -> None:
-        v = md.get(key)
-        t = type(v)
-        entry = get_table(t)
-        if entry is None or (t is float and v != v):
-            v = _normalized(v, t)
-            entry = None if v is None else get_table(type(v))
-        if entry is not None:
-            bounds, kids = entry
-            i = bisect_left(bounds, v)
-            child = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
-            if child is not None:
-                child(md, out)
-        elif fallback is not None:
-            fallback(md, out)
-        if after is not None:
-            after(md, out)
-
-    return interval_node
 
 
 def _sweep(
@@ -462,6 +295,7 @@ class FileRouter(Generic[T]):
         return out
 
     def route_many(self, files: Iterable[Mapping[str, Any]]) -> list[set[T]]:
+        """`route` for each file, in order."""
         if self._dirty:
             self._rebuild()
         root = self._root

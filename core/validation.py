@@ -13,13 +13,8 @@ A transformation's outputs are described by its output query; without one, by it
 `outputs[].metadata` maps (each one the pinned values of one kind of output); with neither they
 are unknown and the checks that need them are skipped.
 
-coverage_gap is exact: the child's input query Q is checked against the union of its parents'
-outputs P1..Pn by splitting Q minus each Pi into disjoint per-key pieces (interval complements,
-excluded points, other types), so a gap is reported only with a witness file that matches Q and
-no Pi, and no gap is missed. Only a Pi constraining keys Q does not constrain can never cover Q
-(Q's files may lack those keys), which the check uses first. Two limits: a key typed int on one
-side and float on the other is treated as not covered on that key, and the search stops (no
-warning) after 20,000 pieces.
+coverage_gap is exact (see coverage.py): it is reported only with a witness file that matches
+the child's input and no parent's output, and no gap is missed (within the documented limits).
 """
 
 from __future__ import annotations
@@ -28,12 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaprod.core import constraints as kc
-from metaprod.core.constraints import KeyConstraint
+from metaprod.core.coverage import uncovered_witness
 from metaprod.core.metaquery import MetaQuery, describe
 from metaprod.core.schema import Schema
-
-_COVERAGE_BUDGET = 20_000
 
 
 @dataclass(frozen=True)
@@ -350,64 +342,3 @@ def _cycle_path(comp: list[str], by_name: Mapping[str, TransformationNode]) -> l
         path.append(nxt)
         seen.add(nxt)
     return list(reversed(path))
-
-
-def uncovered_witness(query: MetaQuery, covers: Sequence[MetaQuery]) -> dict[str, Any] | None:
-    """A metadata dict matching `query` and none of `covers`, or None when the covers' union
-    holds every file matching `query` (or when the search budget runs out)."""
-    if query.is_empty():
-        return None
-    keys = set(query.keys())
-    usable = [dict(c.constraints()) for c in covers if not c.is_empty() and set(c.keys()) <= keys]
-    budget = [_COVERAGE_BUDGET]
-    try:
-        return _uncovered(dict(query.constraints()), usable, budget)
-    except _OutOfBudget:
-        return None
-
-
-class _OutOfBudget(Exception):
-    pass
-
-
-def _uncovered(
-    region: dict[str, KeyConstraint], covers: list[dict[str, KeyConstraint]], budget: list[int]
-) -> dict[str, Any] | None:
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _OutOfBudget
-    if not covers:
-        return {k: kc.witness(c) for k, c in region.items()}
-    cover, rest = covers[0], covers[1:]
-    inside = {k: kc.intersect(region[k], c) for k, c in cover.items()}
-    if any(c.empty for c in inside.values()):
-        return _uncovered(region, rest, budget)
-    # region minus cover = the disjoint union, over the cover's keys k1..km, of the files with
-    # k1..k(j-1) inside the cover and kj outside it.
-    acc = dict(region)
-    for k, c in cover.items():
-        for piece in _difference(region[k], c):
-            w = _uncovered({**acc, k: piece}, rest, budget)
-            if w is not None:
-                return w
-        acc[k] = inside[k]
-    return None
-
-
-def _difference(r: KeyConstraint, c: KeyConstraint) -> list[KeyConstraint]:
-    """Constraints whose union is the values of `r` outside `c`."""
-    if c.kind == kc.ANY:
-        return []
-    pieces: list[KeyConstraint] = []
-    if r.kind == kc.ANY:
-        other = kc.NUM if c.kind == kc.STR else kc.STR
-        pieces.append(KeyConstraint(other))
-        r = KeyConstraint(kc.STR if c.kind == kc.STR else kc.NUM)
-    if kc.kind_class(r.kind) != kc.kind_class(c.kind):
-        return [r]
-    if c.kind == kc.INT and r.kind != kc.INT:
-        return [*pieces, r]  # float values are outside an int set: keep the whole (see module doc)
-    if r.kind == kc.INT and c.kind != kc.INT:
-        c = kc.intersect(KeyConstraint(kc.INT), c)
-    pieces.extend(kc.intersect(r, p) for p in kc.complement(c))
-    return [p for p in pieces if not p.empty]

@@ -27,6 +27,7 @@ from metaprod.db.querysql import (
     STRING_REFUSED,
     FieldInfo,
     bind_value,
+    choose_driver,
     compile_ids,
     executemany,
     load_fields,
@@ -291,7 +292,8 @@ def find_file_batches(
     once (one index-driven query), then the rows are fetched by id, batch by batch."""
     fields = load_fields(session)
     q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
-    stmt = compile_ids(q, fields, after_id=after_id, limit=max(0, limit))
+    driver = choose_driver(session, q, fields)
+    stmt = compile_ids(q, fields, driver=driver, after_id=after_id, limit=max(0, limit))
     if stmt is None:
         return
     ids = list(session.scalars(stmt))
@@ -312,7 +314,7 @@ def find_files(
 def count_files(*, session: Session, query: MetaQuery | Mapping[str, Any] | str) -> int:
     fields = load_fields(session)
     q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
-    stmt = compile_ids(q, fields, ordered=False)
+    stmt = compile_ids(q, fields, driver=choose_driver(session, q, fields), ordered=False)
     return 0 if stmt is None else int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
-
 from metaprod.core.statuses import (
     ACTIVE_TASK_STATUSES,
     FileStatus,
@@ -15,6 +12,8 @@ from metaprod.core.statuses import (
     TransformationStatus,
 )
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink, utcnow
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 ACTIVE_TASKS = [s.value for s in ACTIVE_TASK_STATUSES]
 OPEN_FILES = [FileStatus.UNUSED.value, FileStatus.ASSIGNED.value]
@@ -53,16 +52,12 @@ def complete_transformations(*, session: Session) -> int:
         parent.status != TransformationStatus.COMPLETED.value,
     )
     root_done = t.input_query.is_(None) & (task_total >= func.coalesce(t.task_count, 0)) & ~unfinished_task
-    child_done = (
-        t.input_query.is_not(None) & ~parent_not_done & ~open_file & ~unfinished_task & (has_parent | any_file)
-    )
+    child_done = t.input_query.is_not(None) & ~parent_not_done & ~open_file & ~unfinished_task & (has_parent | any_file)
     completed = 0
     # Repeat so a chain whose steps all finished completes in one cycle, parent before child.
     for _ in range(32):
         ids = list(
-            session.scalars(
-                select(t.id).where(t.status == TransformationStatus.ACTIVE.value, root_done | child_done)
-            )
+            session.scalars(select(t.id).where(t.status == TransformationStatus.ACTIVE.value, root_done | child_done))
         )
         if not ids:
             break

@@ -12,17 +12,17 @@ from typing import Any, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-T = TypeVar("T", bound=tuple[Any, ...])
+S = TypeVar("S", bound=Select[Any])
 
 
-def claim(session: Session, stmt: Select[T]) -> Select[T]:
+def claim(session: Session, stmt: S) -> S:
     if session.get_bind().dialect.name in {"mysql", "mariadb"}:
-        return stmt.with_for_update(skip_locked=True)
+        return stmt.with_for_update(skip_locked=True)  # type: ignore[return-value]
     return stmt
 
 
-def lock(session: Session, stmt: Select[T]) -> Select[T]:
+def lock(session: Session, stmt: S) -> S:
     """Wait for the rows (no skipping): used where the caller must see the latest state."""
     if session.get_bind().dialect.name in {"mysql", "mariadb"}:
-        return stmt.with_for_update()
+        return stmt.with_for_update()  # type: ignore[return-value]
     return stmt

@@ -19,6 +19,7 @@ from metaprod.core.progress import (
     TransformationProgress,
     complete_counts,
 )
+from metaprod.core.spec import validate_spec
 from metaprod.core.statuses import (
     ACTIVE_TASK_STATUSES,
     FileStatus,
@@ -27,7 +28,6 @@ from metaprod.core.statuses import (
     TransformationStatus,
     check_production_move,
 )
-from metaprod.core.spec import validate_spec
 from metaprod.core.validation import Finding, ValidationResult
 from metaprod.db import catalog
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink

@@ -29,7 +29,7 @@ from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.router import FileRouter
 from metaprod.core.statuses import FileStatus, TransformationStatus
 from metaprod.db.models import MetadataField, Transformation, TransformationFile, utcnow
-from metaprod.db.querysql import FILES, FieldInfo, bind_value, compile_ids, executemany, load_fields
+from metaprod.db.querysql import FILES, FieldInfo, bind_value, choose_driver, compile_ids, executemany, load_fields
 from sqlalchemy import Table, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -151,7 +151,8 @@ def _backfill(
     query = _parse(tid, name, raw, _schema(fields))
     if query is None:
         return 0
-    ids_select = compile_ids(query, fields, after_id=after_id, upto_id=upto_id, ordered=False)
+    driver = choose_driver(session, query, fields, id_span=upto_id - after_id)
+    ids_select = compile_ids(query, fields, driver=driver, after_id=after_id, upto_id=upto_id, ordered=False)
     if ids_select is None:
         return 0
     ids = ids_select.subquery("ids")

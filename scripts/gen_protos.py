@@ -54,7 +54,9 @@ def main() -> int:
             stale = sorted(
                 name
                 for name in set(fresh) | set(current)
-                if name not in fresh or name not in current or not filecmp.cmp(fresh[name], current[name], shallow=False)
+                if name not in fresh
+                or name not in current
+                or not filecmp.cmp(fresh[name], current[name], shallow=False)
             )
             if stale:
                 print("stale generated protobuf code: " + ", ".join(stale), file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 from metaprod.core.auth import Principal
@@ -64,9 +65,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         if method.startswith(OPEN_METHOD_PREFIXES):
             return continuation(handler_call_details)
@@ -80,7 +81,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return handler
 
 
-def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+def _refusal(handler: grpc.RpcMethodHandler[Any, Any], message: str) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same shape as the real one that aborts before reading anything."""
 
     def refuse(request: object, context: grpc.ServicerContext) -> None:

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-
 from metaprod.core.auth import SYSTEM
 from metaprod.db import productions
 from metaprod.db.session import Database
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from metaprod.db.migrate import upgrade
 from metaprod.db.session import Database
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 # "sqlite" (default) or a server URL such as mysql://root@127.0.0.1:3306
 TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")

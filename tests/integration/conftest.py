@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
 from metaprod.db.session import Database
 from metaprod.db.tokens import create_token
 from metaprod.services.app import build_server

@@ -61,23 +61,44 @@ class System:
 
     def up(self) -> subprocess.Popen[bytes]:
         proc = self._spawn(
-            "up", "--data-dir", str(self.data_dir), "--port", str(self.port), "--db", self.db_url,
-            "--agent-config", json.dumps(self.agent_config), log_name="up.log",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--db",
+            self.db_url,
+            "--agent-config",
+            json.dumps(self.agent_config),
+            log_name="up.log",
         )
         self.wait_ready()
         return proc
 
     def serve(self) -> subprocess.Popen[bytes]:
         proc = self._spawn(
-            "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--db", self.db_url, log_name="serve.log"
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--db",
+            self.db_url,
+            log_name="serve.log",
         )
         self.wait_ready()
         return proc
 
     def agents(self, name: str) -> subprocess.Popen[bytes]:
         return self._spawn(
-            "agents", "--data-dir", str(self.data_dir), "--db", self.db_url,
-            "--agent-config", json.dumps(self.agent_config), log_name=f"agents-{name}.log",
+            "agents",
+            "--data-dir",
+            str(self.data_dir),
+            "--db",
+            self.db_url,
+            "--agent-config",
+            json.dumps(self.agent_config),
+            log_name=f"agents-{name}.log",
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -99,7 +120,9 @@ class System:
             [*METAPROD, *args], capture_output=True, text=True, env=self.env(), input=input, timeout=120
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"metaprod {' '.join(args)} failed ({result.returncode}): {result.stderr}{result.stdout}")
+            raise AssertionError(
+                f"metaprod {' '.join(args)} failed ({result.returncode}): {result.stderr}{result.stdout}"
+            )
         return result
 
     def json(self, *args: str) -> Any:

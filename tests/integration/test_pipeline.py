@@ -23,7 +23,8 @@ CHAIN = {
             "name": "gen",
             "tasks": 3,
             # Task 0 fails its first attempt; the retry succeeds.
-            "command": 'if [ "$METAPROD_TASK_INDEX" = 0 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then echo boom >&2; exit 3; fi\n'
+            "command": 'if [ "$METAPROD_TASK_INDEX" = 0 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then '
+            "echo boom >&2; exit 3; fi\n"
             'echo "sim $METAPROD_TASK_INDEX" > out.sim\n'
             'printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json',
             "outputs": [{"glob": "*.sim", "metadata": {"datatype": "sim", "campaign": "c1", "energy": 7.5}}],
@@ -34,7 +35,7 @@ CHAIN = {
             "parents": ["gen"],
             "input_query": {"datatype": "sim", "energy": {">": 5}},
             "group_size": 2,
-            "command": "cat $METAPROD_INPUTS > out.reco; echo \"$METAPROD_INPUT_LFNS\" > lfns.txt",
+            "command": 'cat $METAPROD_INPUTS > out.reco; echo "$METAPROD_INPUT_LFNS" > lfns.txt',
             "outputs": [{"glob": "*.reco", "metadata": {"datatype": "reco"}}],
             "output_query": {"datatype": "reco"},
         },
@@ -104,15 +105,35 @@ BAD = {
     "production": "bad",
     "fields": {"datatype": "str", "energy": "float"},
     "transformations": [
-        {"name": "exit", "tasks": 1, "max_attempts": 2, "command": "exit 7",
-         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
-        {"name": "missing", "tasks": 1, "max_attempts": 1, "command": "true",
-         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
-        {"name": "outside", "tasks": 1, "max_attempts": 1, "command": "echo > a.x; echo '{\"energy\": 99.0}' > a.x.meta.json",
-         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
-         "output_query": {"datatype": "x", "energy": {"<": 10}}},
-        {"name": "hang", "tasks": 1, "max_attempts": 1, "command": "kill -STOP $PPID; sleep 60",
-         "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}]},
+        {
+            "name": "exit",
+            "tasks": 1,
+            "max_attempts": 2,
+            "command": "exit 7",
+            "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
+        },
+        {
+            "name": "missing",
+            "tasks": 1,
+            "max_attempts": 1,
+            "command": "true",
+            "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
+        },
+        {
+            "name": "outside",
+            "tasks": 1,
+            "max_attempts": 1,
+            "command": "echo > a.x; echo '{\"energy\": 99.0}' > a.x.meta.json",
+            "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
+            "output_query": {"datatype": "x", "energy": {"<": 10}},
+        },
+        {
+            "name": "hang",
+            "tasks": 1,
+            "max_attempts": 1,
+            "command": "kill -STOP $PPID; sleep 60",
+            "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
+        },
     ],
 }
 
@@ -144,7 +165,8 @@ def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
     spec["production"] = "crash"
     spec["transformations"][0]["tasks"] = 12
     spec["transformations"][0]["command"] = (
-        'sleep 0.3; echo "sim $METAPROD_TASK_INDEX" > out.sim; printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json'
+        'sleep 0.3; echo "sim $METAPROD_TASK_INDEX" > out.sim; '
+        'printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json'
     )
     spec["transformations"][1]["command"] = "sleep 0.5; cat $METAPROD_INPUTS > out.reco"
     proc = system.up()
@@ -163,8 +185,6 @@ def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
     assert len(sims) == 12 and len(recos) == 6
     assert len(dsts) == 2  # 6 reco files in groups of 5: one full, one flushed
     # Every input was consumed by exactly one successful task.
-    consumed = Counter(
-        lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"]
-    )
+    consumed = Counter(lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"])
     assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
     assert by_name["reco"]["files"]["Processed"] == 12

@@ -3,11 +3,11 @@ finite universes rich enough that every cell of the value line has a representat
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 from hypothesis import strategies as st
-
 from metaprod.core.metaquery import Schema
 
 SCHEMA = Schema({"i": "int", "f": "float", "s": "str"})
@@ -21,7 +21,7 @@ STR_LITS = ["", "\0", "a", "a\0", "ab", "b", "b\0", "é"]
 
 def _midpoints(xs: list[float]) -> list[float]:
     xs = sorted(set(xs))
-    return [(a + b) / 2 for a, b in zip(xs, xs[1:], strict=False)] + [xs[0] - 1, xs[-1] + 1]
+    return [(a + b) / 2 for a, b in itertools.pairwise(xs)] + [xs[0] - 1, xs[-1] + 1]
 
 
 # Values of the right type, one in every cell (points, gaps between literals, beyond them).
@@ -29,11 +29,10 @@ INT_U: list[Any] = list(range(-6, 7))
 NUM_U: list[Any] = sorted({float(x) for x in NUM_LITS} | set(_midpoints([float(x) for x in NUM_LITS])))
 NUM_U += [int(x) for x in NUM_U if float(x).is_integer()]  # int values are numbers too
 STR_U: list[Any] = sorted(set(STR_LITS) | {s + "\0" for s in STR_LITS} | {"zz"})
-WRONG: list[Any] = [None, True, False, math.nan, [1], "1"]
 UNIVERSE = {
-    "i": INT_U + [1.0, 2.0, "1", None, True, math.nan],
-    "f": NUM_U + ["0.5", None, True, math.nan],
-    "s": STR_U + [0, 1.5, None, True],
+    "i": [*INT_U, 1.0, 2.0, "1", None, True, math.nan],
+    "f": [*NUM_U, "0.5", None, True, math.nan],
+    "s": [*STR_U, 0, 1.5, None, True],
 }
 KIND = {"i": "int", "f": "float", "s": "str"}
 
@@ -59,16 +58,22 @@ def atoms(spec: Any) -> list[tuple[str, Any]]:
 
 
 def atom_ok(op: str, lit: Any, v: Any) -> bool:
-    return {
-        "=": lambda: v == lit,
-        "!=": lambda: v != lit,
-        "<": lambda: v < lit,
-        "<=": lambda: v <= lit,
-        ">": lambda: v > lit,
-        ">=": lambda: v >= lit,
-        "in": lambda: any(v == x for x in lit),
-        "nin": lambda: all(v != x for x in lit),
-    }[op]()
+    if op == "=":
+        return bool(v == lit)
+    if op == "!=":
+        return bool(v != lit)
+    if op == "<":
+        return bool(v < lit)
+    if op == "<=":
+        return bool(v <= lit)
+    if op == ">":
+        return bool(v > lit)
+    if op == ">=":
+        return bool(v >= lit)
+    if op == "in":
+        return any(v == x for x in lit)
+    assert op == "nin"
+    return all(v != x for x in lit)
 
 
 def key_kind(key: str, spec: Any, schema: Schema | None) -> str:

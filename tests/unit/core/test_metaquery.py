@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import pytest
-
 from metaprod.core.metaquery import IntersectionReport, MetaQuery, Schema
 
 S = Schema({"datatype": "str", "run": "int", "energy": "float", "site": "str", "tag": "str"})
@@ -213,12 +212,12 @@ def test_schema_validation_and_api() -> None:
     assert dict(s.items()) == s.to_dict() == {"energy": "float", "run": "int", "site": "str"}
     assert s == Schema(s.to_dict()) and hash(s) == hash(Schema(s.to_dict()))
     assert s.merged({"seed": "int"}).field_type("seed") == "int"
-    with pytest.raises(ValueError, match="'run'.*int.*str"):
+    with pytest.raises(ValueError, match=r"'run'.*int.*str"):
         s.merged({"run": "str"})
     for bad in ({"run": "integer"}, {"run": "bool"}, {"run": bool}, {"": "int"}, {3: "int"}):
         with pytest.raises(ValueError):
             Schema(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="'run'.*'double'"):
+    with pytest.raises(ValueError, match=r"'run'.*'double'"):
         Schema({"run": "double"})
     with pytest.raises(ValueError):
         Schema(["run"])  # type: ignore[arg-type]

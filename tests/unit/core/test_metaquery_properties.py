@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from metaprod.core.metaquery import MetaQuery, Schema
+
 from tests.unit.core.oracle import (
     KEYS,
     SCHEMA,
@@ -22,7 +22,7 @@ from tests.unit.core.oracle import (
     value_set,
 )
 
-PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Each property runs on typed queries (schema SCHEMA) and schema-less ones.
 both = st.one_of(

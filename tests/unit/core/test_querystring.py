@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from metaprod.core.metaquery import MetaQuery, Schema
 
 S = Schema({"datatype": "str", "run": "int", "energy": "float", "site": "str", "tag": "str"})

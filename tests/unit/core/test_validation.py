@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from metaprod.core.errors import InvalidArgument
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.spec import ProductionSpec, SpecError, TransformationSpec, parse_spec, validate_spec
@@ -20,6 +19,7 @@ from metaprod.core.validation import (
     uncovered_witness,
     validate_graph,
 )
+
 from tests.unit.core.oracle import SCHEMA, UNIVERSE, typed_queries, value_set
 
 S = Schema({"datatype": "str", "energy": "float", "seed": "int", "run": "int", "site": "str"})
@@ -167,7 +167,10 @@ def test_undeclared_links_are_warned_once_per_direction() -> None:
         S,
     )
     assert res.ok
-    assert [(f.code, f.transformations) for f in res.warnings] == [("undeclared_link", ("gen", "ana"))]
+    assert [(f.code, f.transformations) for f in res.warnings] == [
+        ("undeclared_link", ("gen", "ana")),
+        ("coverage_gap", ("ana", "reco")),  # its `sim` files come from no declared parent
+    ]
     assert "{'datatype': 'sim'}" in res.warnings[0].message
 
 
@@ -198,7 +201,10 @@ def test_coverage_by_a_union_of_parents() -> None:
 
 def test_parent_without_output_query_uses_output_metadata() -> None:
     res = validate_graph(
-        [node("g", tasks=1, output_metadata=({"datatype": "sim"}, {"datatype": "log"})), node("r", ("g",), "datatype=raw")],
+        [
+            node("g", tasks=1, output_metadata=({"datatype": "sim"}, {"datatype": "log"})),
+            node("r", ("g",), "datatype=raw"),
+        ],
         S,
     )
     assert codes(res.errors) == ["empty_link"] and "output metadata" in res.errors[0].message
