@@ -29,6 +29,7 @@ from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_vis
 
 T = TypeVar("T", bound=Hashable)
 _TYPES = (int, float, str)
+_JOIN_MIN, _JOIN_DIV = 2, 8
 _BUDGET = 500_000  # total size of the indexed groups before the builder falls back to leaves
 
 
@@ -101,7 +102,7 @@ class _Builder:
         # A few queries that do not constrain the key join every branch (saving a call per
         # level); `rest` serves the files whose value finds no branch, and all of `others` when
         # they are too many to copy into every branch.
-        joined = others if len(others) <= max(2, len(indexed) // 8) else frozenset()
+        joined = others if len(others) <= max(_JOIN_MIN, len(indexed) // _JOIN_DIV) else frozenset()
         hplan: dict[type, dict[Any, frozenset[int]]] = {}
         iplan: dict[type, tuple[list[Any], list[frozenset[int]]]] | None = {}
         if hashable(key):

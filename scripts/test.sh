@@ -18,7 +18,7 @@ if [ "${METAPROD_SKIP_LINT:-0}" != 1 ]; then
   echo "== mypy"
   scripts/typecheck.sh
   echo "== import layers"
-  .venv/bin/lint-imports
+  PYTHONPATH=build/typecheck .venv/bin/lint-imports  # the symlink tree made by typecheck.sh
 fi
 echo "== pytest (database: ${METAPROD_TEST_DB:-sqlite})"
 exec .venv/bin/python -m pytest "$@"
