@@ -7,7 +7,7 @@
    with 4 metadata keys through the Python client's streaming RegisterFiles call.
 2. Inserts the same rows (files + file_metadata) with raw DB-API `executemany` into a second
    fresh database of the same schema, ids chosen by the script: the floor of what any
-   registration path can cost on this database.
+   registration path can cost on this database. The two paths alternate in --rounds rounds.
 3. Prints files/s of both and their ratio, then times a 3-key range query (run range,
    energy >, datatype =) over the N files through the FindFiles call, with its count.
 
@@ -32,7 +32,7 @@ from metaprod.core.metaquery import MetaQuery
 from metaprod.db import catalog
 from metaprod.db.migrate import upgrade
 from metaprod.db.models import utcnow
-from metaprod.db.querysql import compile_ids, load_fields
+from metaprod.db.querysql import choose_driver, compile_ids, load_fields
 from metaprod.db.session import Database
 from metaprod.db.tokens import create_token
 from metaprod.services.app import build_server
@@ -83,74 +83,62 @@ def fresh_database(kind: str, workdir: Path) -> Iterator[Database]:
         admin.dispose()
 
 
-def client_path(db: Database, rows: list[Row], batch: int) -> tuple[float, str]:
-    """Seconds to register `rows` through the client; and the server's address for the find."""
-    with db.session_scope() as session:
-        _, token = create_token(session=session, name="bench", role="admin")
-    server = build_server(db, address="127.0.0.1:0", max_workers=8)
-    server.start()
-    client = connect(server.address, token, timeout=600)
-    for name, ftype in FIELDS.items():
-        client.catalog.add_field(name, ftype)
-    files = ({"lfn": lfn, "metadata": md} for lfn, md in rows)
-    start = time.perf_counter()
-    result = client.catalog.register_files(files, batch_size=batch)
-    elapsed = time.perf_counter() - start
-    assert result.registered == len(rows), result
-    timed_find(client, db)
-    client.close()
-    server.stop(grace=1.0)
-    return elapsed, server.address
+class ClientPath:
+    """A real server on `db` and a client: registers rows through streaming RegisterFiles."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.session_scope() as session:
+            _, token = create_token(session=session, name="bench", role="admin")
+        self.server = build_server(db, address="127.0.0.1:0", max_workers=8)
+        self.server.start()
+        self.client = connect(self.server.address, token, timeout=600)
+        for name, ftype in FIELDS.items():
+            self.client.catalog.add_field(name, ftype)
+
+    def register(self, rows: list[Row], batch: int) -> None:
+        files = ({"lfn": lfn, "metadata": md} for lfn, md in rows)
+        result = self.client.catalog.register_files(files, batch_size=batch)
+        assert result.registered == len(rows), result
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop(grace=1.0)
 
 
-def timed_find(client: Any, db: Database) -> None:
-    with db.session_scope(readonly=True) as session:
-        fields = load_fields(session)
-        query = catalog.parse_query(QUERY, catalog.catalog_schema(session=session))
-        stmt = compile_ids(query, fields)
-        assert stmt is not None
-        sql = str(stmt.compile(dialect=session.connection().dialect, compile_kwargs={"literal_binds": True}))
-        explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
-        plan = session.execute(text(explain + sql)).all()
-    for attempt in ("cold", "warm"):
-        start = time.perf_counter()
-        found = sum(1 for _ in client.catalog.find(QUERY, with_metadata=False))
-        took = time.perf_counter() - start
-        print(f"find [{QUERY}] ({attempt}): {found} files in {took:.3f} s (FindFiles RPC, streamed)")
-    start = time.perf_counter()
-    with db.session_scope(readonly=True) as session:
-        count = catalog.count_files(session=session, query=MetaQuery.from_string(QUERY, query.schema))
-    print(f"count (SQL only): {count} in {time.perf_counter() - start:.3f} s")
-    print("plan:", *(" | ".join(str(c) for c in row) for row in plan), sep="\n  ")
+class RawPath:
+    """DB-API executemany into `db` (same schema and connection tuning), ids chosen here."""
 
-
-def raw_path(db: Database, rows: list[Row], batch: int) -> float:
-    """Seconds to insert the same rows by DB-API executemany, ids chosen here."""
-    field_ids = {name: i + 1 for i, name in enumerate(FIELDS)}
-    conn = db.engine.raw_connection()  # the same connection tuning (WAL, ...) as the server's
-    try:
-        cur = conn.cursor()
-        ph = "?" if db.is_sqlite else "%s"
-        for name, fid in field_ids.items():
-            cur.execute(
-                f"INSERT INTO metadata_fields (id, name, type, created_at) VALUES ({ph}, {ph}, {ph}, {ph})",
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conn = db.engine.raw_connection()
+        self.cur = self.conn.cursor()
+        self.ph = "?" if db.is_sqlite else "%s"
+        self.field_ids = {name: i + 1 for i, name in enumerate(FIELDS)}
+        for name, fid in self.field_ids.items():
+            self.cur.execute(
+                f"INSERT INTO metadata_fields (id, name, type, created_at) VALUES ({', '.join([self.ph] * 4)})",
                 (fid, name, FIELDS[name], utcnow().replace(tzinfo=None).isoformat(" ")),
             )
-        conn.commit()
+        self.conn.commit()
+        self.next_id = 1
+
+    def register(self, rows: list[Row], batch: int) -> None:
+        ph, cur = self.ph, self.cur
         files_sql = f"INSERT INTO files (id, lfn, pfn, size, checksum, created_at) VALUES ({', '.join([ph] * 6)})"
         md_sql = (
             "INSERT INTO file_metadata (file_id, field_id, value_int, value_float, value_str) "
             f"VALUES ({', '.join([ph] * 5)})"
         )
-        run, energy, datatype, site = (field_ids[k] for k in FIELDS)
-        start = time.perf_counter()
+        run, energy, datatype, site = (self.field_ids[k] for k in FIELDS)
         for first in range(0, len(rows), batch):
-            if db.is_sqlite:
+            if self.db.is_sqlite:
                 cur.execute("BEGIN IMMEDIATE")
             created = utcnow().replace(tzinfo=None)
-            stamp: Any = created.isoformat(" ") if db.is_sqlite else created
+            stamp: Any = created.isoformat(" ") if self.db.is_sqlite else created
             chunk = rows[first : first + batch]
-            ids = range(first + 1, first + 1 + len(chunk))
+            ids = range(self.next_id, self.next_id + len(chunk))
+            self.next_id += len(chunk)
             cur.executemany(files_sql, [(i, lfn, "", 0, "", stamp) for i, (lfn, _) in zip(ids, chunk, strict=True)])
             md_rows: list[tuple[Any, ...]] = []
             for i, (_, md) in zip(ids, chunk, strict=True):
@@ -159,10 +147,34 @@ def raw_path(db: Database, rows: list[Row], batch: int) -> float:
                 md_rows.append((i, datatype, None, None, md["datatype"]))
                 md_rows.append((i, site, None, None, md["site"]))
             cur.executemany(md_sql, md_rows)
-            conn.commit()
-        return time.perf_counter() - start
-    finally:
-        conn.close()
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def timed_find(client: Any, db: Database) -> None:
+    with db.session_scope(readonly=True) as session:
+        fields = load_fields(session)
+        query = catalog.parse_query(QUERY, catalog.catalog_schema(session=session))
+        stmt = compile_ids(query, fields, driver=choose_driver(session, query, fields))
+        assert stmt is not None
+        sql = str(stmt.compile(dialect=session.connection().dialect, compile_kwargs={"literal_binds": True}))
+        explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+        plan = session.execute(text(explain + sql)).all()
+    for attempt in ("first", "second"):
+        start = time.perf_counter()
+        found = sum(1 for _ in client.catalog.find(QUERY, with_metadata=False))
+        took = time.perf_counter() - start
+        print(f"find [{QUERY}] ({attempt}): {found} files in {took:.3f} s (FindFiles RPC, streamed)")
+    start = time.perf_counter()
+    found = sum(1 for _ in client.catalog.find(QUERY, with_metadata=True))
+    print(f"find with metadata: {found} files in {time.perf_counter() - start:.3f} s")
+    start = time.perf_counter()
+    with db.session_scope(readonly=True) as session:
+        count = catalog.count_files(session=session, query=MetaQuery.from_string(QUERY, query.schema))
+    print(f"count (SQL only): {count} in {time.perf_counter() - start:.3f} s")
+    print("plan:", *(" | ".join(str(c) for c in row) for row in plan), sep="\n  ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,17 +182,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--db", default="sqlite", help="sqlite, or a server URL such as mysql://root@127.0.0.1:3306")
     parser.add_argument("--batch", type=int, default=10_000, help="files per client request / raw transaction")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations between the two paths")
     opts = parser.parse_args(argv)
     print(f"generating {opts.files} files ...", flush=True)
     rows = generate(opts.files)
+    client_s = raw_s = 0.0
+    per_round = -(-opts.files // opts.rounds)
     with tempfile.TemporaryDirectory(prefix="metaprod-bench-") as tmp:
         workdir = Path(tmp)
-        with fresh_database(opts.db, workdir) as db:
-            print(f"client path: streaming RegisterFiles on {db.url.get_backend_name()} ...", flush=True)
-            client_s, _ = client_path(db, rows, opts.batch)
-        with fresh_database(opts.db, workdir) as db:
-            print("raw path: DB-API executemany ...", flush=True)
-            raw_s = raw_path(db, rows, opts.batch)
+        with fresh_database(opts.db, workdir) as client_db, fresh_database(opts.db, workdir) as raw_db:
+            client, raw = ClientPath(client_db), RawPath(raw_db)
+            # Alternate the two paths round by round: both databases grow alike, and a load
+            # change on the machine weighs on both measures.
+            for first in range(0, opts.files, per_round):
+                chunk = rows[first : first + per_round]
+                start = time.perf_counter()
+                client.register(chunk, opts.batch)
+                client_s += time.perf_counter() - start
+                start = time.perf_counter()
+                raw.register(chunk, opts.batch)
+                raw_s += time.perf_counter() - start
+                done = first + len(chunk)
+                print(f"  {done} files: client {done / client_s:,.0f} files/s, raw {done / raw_s:,.0f} files/s",
+                      flush=True)  # fmt: skip
+            raw.close()
+            timed_find(client.client, client_db)
+            client.close()
     n = opts.files
     client_rate, raw_rate = n / client_s, n / raw_s
     print(f"client path: {n} files in {client_s:.1f} s = {client_rate:,.0f} files/s ({4 * client_rate:,.0f} values/s)")

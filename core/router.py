@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from metaprod.core.checks import Check, compile_check
 from metaprod.core.constraints import ANY, INT, STR, KeyConstraint
 from metaprod.core.metaquery import MetaQuery
-from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_visitor, pure_node
+from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_node, pure_node
 
 T = TypeVar("T", bound=Hashable)
 _TYPES = (int, float, str)
@@ -136,7 +136,7 @@ class _Builder:
             if id(groups) not in built:
                 built[id(groups)] = [sub(g) for g in groups]
             itables[t] = (bounds, built[id(groups)])
-        return Node(interval_visitor(key, itables, fallback, after))
+        return interval_node(key, itables, fallback, after)
 
     def _leaf(self, group: list[int], consumed: frozenset[str]) -> Node:
         always: list[Any] = []

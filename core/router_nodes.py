@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 Visitor = Callable[[Mapping[str, Any], set[Any]], None]
+Kid = Any  # a branch: fixed ids (a tuple), an Inline lookup, or a visitor to call
 
 
 def value_type(v: Any) -> type | None:
@@ -29,11 +30,23 @@ def value_type(v: Any) -> type | None:
 class Node:
     """A built subtree: its visitor, and `pure`, the ids it emits when it checks nothing."""
 
-    __slots__ = ("pure", "visit")
+    __slots__ = ("inline", "pure", "visit")
 
-    def __init__(self, visit: Visitor, pure: tuple[Any, ...] | None = None) -> None:
+    def __init__(self, visit: Visitor, pure: tuple[Any, ...] | None = None, inline: Inline | None = None) -> None:
         self.visit = visit
         self.pure = pure
+        self.inline = inline  # set for a pure interval node that a parent may run without a call
+
+
+class Inline:
+    """A pure interval node's lookup, for its parent to run in place (saving a call per file)."""
+
+    __slots__ = ("get_table", "key", "visit")
+
+    def __init__(self, key: str, get_table: Any, visit: Visitor) -> None:
+        self.key = key
+        self.get_table = get_table
+        self.visit = visit
 
 
 def pure_node(ids: tuple[Any, ...]) -> Node:
@@ -58,20 +71,32 @@ def hash_visitor(
     if all(n.pure is not None for tb in nodes.values() for n in tb.values()):
         pure = {t: {v: n.pure or () for v, n in tb.items()} for t, tb in nodes.items()}
         return _hash_pure(key, pure, fallback, after)
-    return _hash_general(key, {t: {v: n.visit for v, n in tb.items()} for t, tb in nodes.items()}, fallback, after)
+    return _hash_general(key, {t: {v: _kid(n) for v, n in tb.items()} for t, tb in nodes.items()}, fallback, after)
 
 
-def interval_visitor(
+def interval_node(
     key: str,
     tables: dict[type, tuple[list[Any], list[Node | None]]],
     fallback: Visitor | None,
     after: Visitor | None,
-) -> Visitor:
+) -> Node:
     if all(n is None or n.pure is not None for _, kids in tables.values() for n in kids):
         pure = {t: (b, [() if n is None else n.pure or () for n in kids]) for t, (b, kids) in tables.items()}
-        return _interval_pure(key, pure, fallback, after)
-    general = {t: (b, [None if n is None else n.visit for n in kids]) for t, (b, kids) in tables.items()}
-    return _interval_general(key, general, fallback, after)
+        visit = _interval_pure(key, pure, fallback, after)
+        inline = Inline(key, pure.get, visit) if fallback is None and after is None else None
+        return Node(visit, inline=inline)
+    general = {t: (b, [_kid(n) for n in kids]) for t, (b, kids) in tables.items()}
+    return Node(_interval_general(key, general, fallback, after))
+
+
+def _kid(n: Node | None) -> Kid:
+    """How a general node holds a branch: the ids themselves when the branch checks nothing
+    (no call needed to emit them), else its visitor."""
+    if n is None:
+        return ()
+    if n.pure is not None:
+        return n.pure
+    return n.inline if n.inline is not None else n.visit
 
 
 def _hash_pure(
@@ -98,7 +123,7 @@ def _hash_pure(
 
 
 def _hash_general(
-    key: str, tables: dict[type, dict[Any, Visitor]], fallback: Visitor | None, after: Visitor | None
+    key: str, tables: dict[type, dict[Any, Kid]], fallback: Visitor | None, after: Visitor | None
 ) -> Visitor:
     get_table = tables.get
 
@@ -111,7 +136,10 @@ def _hash_general(
             table = None if v is None else get_table(type(v))
         child = None if table is None else table.get(v)
         if child is not None:
-            child(md, out)
+            if type(child) is tuple:
+                out.update(child)
+            else:
+                child(md, out)  # type: ignore[operator]
         elif fallback is not None:
             fallback(md, out)
         if after is not None:
@@ -151,7 +179,7 @@ def _interval_pure(
 
 def _interval_general(
     key: str,
-    tables: dict[type, tuple[list[Any], list[Visitor | None]]],
+    tables: dict[type, tuple[list[Any], list[Kid]]],
     fallback: Visitor | None,
     after: Visitor | None,
 ) -> Visitor:
@@ -168,7 +196,24 @@ def _interval_general(
             bounds, kids = entry
             i = bisect_left(bounds, v)
             child = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
-            if child is not None:
+            kind = type(child)
+            if kind is tuple:
+                if child:
+                    out.update(child)
+            elif kind is Inline:
+                # The child's own lookup, in place; anything unusual goes through its visitor.
+                v2 = md.get(child.key)
+                t2 = type(v2)
+                entry2 = child.get_table(t2)
+                if entry2 is None or (t2 is float and v2 != v2):
+                    child.visit(md, out)
+                else:
+                    bounds2, kids2 = entry2
+                    j = bisect_left(bounds2, v2)
+                    ids = kids2[2 * j + 1] if j < len(bounds2) and bounds2[j] == v2 else kids2[2 * j]
+                    if ids:
+                        out.update(ids)
+            else:
                 child(md, out)
         elif fallback is not None:
             fallback(md, out)

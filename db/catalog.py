@@ -24,6 +24,8 @@ from metaprod.db.models import CatalogFile, MetadataField, Production, Task, Tas
 from metaprod.db.querysql import (
     FILE_METADATA,
     FILES,
+    INT64_MAX,
+    INT64_MIN,
     STRING_REFUSED,
     FieldInfo,
     bind_value,
@@ -40,11 +42,12 @@ MetaScalar = int | float | str
 LFN_MAX = 700
 STR_MAX = 255
 CHECKSUM_MAX = 128
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_EXACT_INT = 2**53
 # Bare words of the compact query form: a field name must read as a key there.
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 RESERVED_NAMES = frozenset({"in", "nin", "not"})
+FILE_COLUMNS = ("lfn", "pfn", "size", "checksum", "producer_task_id", "producer_attempt", "created_at")
+METADATA_COLUMNS = ("file_id", "field_id", "value_int", "value_float", "value_str")
 LOOKUP_CHUNK = 5000  # ids or LFNs per IN list (well below SQLite's variable limit)
 
 
@@ -134,16 +137,19 @@ def register_files(
         raise NotFound(f"producer task {producer[0]} does not exist")
     task_id, attempt = producer if producer is not None else (None, None)
     created = bind_value(session, FILES.c.created_at, utcnow())
-    rows = [(lfn, pfn, size, checksum, task_id, attempt, created) for lfn, pfn, size, checksum in file_rows]
     try:
         with session.begin_nested():
-            executemany(session, FILES, ("lfn", "pfn", "size", "checksum", "producer_task_id",
-                                         "producer_attempt", "created_at"), rows)  # fmt: skip
-            ids = _ids_of(session, lfns)
+            first_id = _next_id(session)
+            if first_id is None:
+                rows = [(lfn, pfn, size, checksum, task_id, attempt, created) for lfn, pfn, size, checksum in file_rows]
+                executemany(session, FILES, FILE_COLUMNS, rows)
+                ids = _ids_of(session, lfns)
+            else:
+                ids = range(first_id, first_id + len(file_rows))
+                rows = [(fid, *row, task_id, attempt, created) for fid, row in zip(ids, file_rows, strict=True)]
+                executemany(session, FILES, ("id", *FILE_COLUMNS), rows)
             md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
-            if md_rows:
-                executemany(session, FILE_METADATA, ("file_id", "field_id", "value_int", "value_float",
-                                                     "value_str"), md_rows)  # fmt: skip
+            executemany(session, FILE_METADATA, METADATA_COLUMNS, md_rows)
             attached = routing.attach_files(
                 session=session, file_rows=[(fid, f.metadata) for fid, f in zip(ids, files, strict=True)]
             )
@@ -156,27 +162,62 @@ def register_files(
     return RegisterResult(len(files), attached)
 
 
+def _next_id(session: Session) -> int | None:
+    """On SQLite the writer holds the database lock (session_scope begins IMMEDIATE), so new
+    ids can be numbered from max(id) with no round trip to read them back; a transaction that
+    did not take the lock fails its INSERT rather than reuse an id. Elsewhere: None."""
+    if session.connection().dialect.name != "sqlite":
+        return None
+    return int(session.scalar(select(func.coalesce(func.max(FILES.c.id), 0))) or 0) + 1
+
+
+def storable(s: str) -> bool:
+    """True when a string may be stored: no character below U+0020, no trailing space (see
+    db.querysql: MariaDB's PAD SPACE collation could not compare such strings exactly)."""
+    if s.isascii() and s.isprintable():  # the common case, in C
+        return not s.endswith(" ")
+    return STRING_REFUSED.search(s) is None
+
+
 def _prepare(
     files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
 ) -> tuple[list[str], list[tuple[str, str, int, str]], list[list[tuple[int, Any, Any, Any]]]]:
-    """Validate a batch and shape its rows: (lfns, file rows, metadata rows per file)."""
+    """Validate a batch and shape its rows: (lfns, file rows, metadata rows per file).
+    This loop runs for every registered file: checks are inlined, errors explained apart."""
     lfns: list[str] = []
     file_rows: list[tuple[str, str, int, str]] = []
     metadata: list[list[tuple[int, Any, Any, Any]]] = []
+    specs = {name: (info.id, info.type) for name, info in fields.items()}
     for f in files:
-        lfn = f.lfn
-        if not isinstance(lfn, str) or not lfn or len(lfn) > LFN_MAX or STRING_REFUSED.search(lfn):
-            raise InvalidArgument(
-                f"bad LFN {lfn!r}: 1 to {LFN_MAX} characters, no control character, no trailing space"
-            )
-        if not isinstance(f.pfn, str) or not isinstance(f.checksum, str) or len(f.checksum) > CHECKSUM_MAX:
-            raise InvalidArgument(f"file {lfn!r}: pfn and checksum are strings (checksum up to {CHECKSUM_MAX})")
-        size = f.size
-        if type(size) is not int or not 0 <= size <= INT64_MAX:
-            raise InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {size!r}")
+        lfn, pfn, size, checksum = f.lfn, f.pfn, f.size, f.checksum
+        if (
+            type(lfn) is not str
+            or not 0 < len(lfn) <= LFN_MAX
+            or not storable(lfn)
+            or type(pfn) is not str
+            or type(checksum) is not str
+            or len(checksum) > CHECKSUM_MAX
+            or type(size) is not int
+            or not 0 <= size <= INT64_MAX
+        ):
+            raise _bad_file(f)
+        values: list[tuple[int, Any, Any, Any]] = []
+        for key, v in f.metadata.items():
+            spec = specs.get(key)
+            if spec is None:
+                raise InvalidArgument(f"file {lfn!r}: metadata field {key!r} is not declared in the catalog schema")
+            field_id, ftype = spec
+            if ftype == "int" and type(v) is int and INT64_MIN <= v <= INT64_MAX:
+                values.append((field_id, v, None, None))
+            elif ftype == "str" and type(v) is str and len(v) <= STR_MAX and storable(v):
+                values.append((field_id, None, None, v))
+            elif ftype == "float" and type(v) is float and math.isfinite(v):
+                values.append((field_id, None, v, None))
+            else:
+                values.append(_typed_value(lfn, key, v, field_id, ftype))
         lfns.append(lfn)
-        file_rows.append((lfn, f.pfn, size, f.checksum))
-        metadata.append(typed_values(lfn, f.metadata, fields))
+        file_rows.append((lfn, pfn, size, checksum))
+        metadata.append(values)
     if len(set(lfns)) != len(lfns):
         seen: set[str] = set()
         dup = next(lfn for lfn in lfns if lfn in seen or seen.add(lfn))  # type: ignore[func-returns-value]
@@ -184,34 +225,33 @@ def _prepare(
     return lfns, file_rows, metadata
 
 
+def _bad_file(f: FileInput) -> InvalidArgument:
+    lfn = f.lfn
+    if not isinstance(lfn, str) or not lfn or len(lfn) > LFN_MAX or not storable(lfn):
+        return InvalidArgument(f"bad LFN {lfn!r}: 1 to {LFN_MAX} characters, no control character, no trailing space")
+    if type(f.size) is not int or not 0 <= f.size <= INT64_MAX:
+        return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {f.size!r}")
+    return InvalidArgument(f"file {lfn!r}: pfn and checksum are strings (checksum up to {CHECKSUM_MAX} characters)")
+
+
+def _typed_value(lfn: str, key: str, v: Any, field_id: int, ftype: str) -> tuple[int, Any, Any, Any]:
+    """The slow path of one value: an int for a float field, or an error saying what is wrong."""
+    if ftype == "float" and type(v) is int and -FLOAT_EXACT_INT <= v <= FLOAT_EXACT_INT:
+        return (field_id, None, float(v), None)
+    if ftype == "int":
+        problem = "is not a 64-bit integer"
+    elif ftype == "float":
+        problem = "is not a finite number (ints beyond 2**53 are not exact floats)"
+    else:
+        problem = f"is not a string of at most {STR_MAX} characters without control characters or trailing spaces"
+    raise InvalidArgument(f"file {lfn!r}: field {key!r} is {ftype}, {v!r} ({type(v).__name__}) {problem}")
+
+
 def typed_values(
     lfn: str, metadata: Mapping[str, Any], fields: Mapping[str, FieldInfo]
 ) -> list[tuple[int, Any, Any, Any]]:
     """`(field_id, value_int, value_float, value_str)` per key, validated against the schema."""
-    out: list[tuple[int, Any, Any, Any]] = []
-    for key, v in metadata.items():
-        info = fields.get(key)
-        if info is None:
-            raise InvalidArgument(f"file {lfn!r}: metadata field {key!r} is not declared in the catalog schema")
-        t = info.type
-        if t == "int":
-            if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
-                raise InvalidArgument(f"file {lfn!r}: field {key!r} is int, {v!r} is not a 64-bit integer")
-            out.append((info.id, v, None, None))
-        elif t == "float":
-            if type(v) is int and -FLOAT_EXACT_INT <= v <= FLOAT_EXACT_INT:
-                v = float(v)
-            if type(v) is not float or not math.isfinite(v):
-                raise InvalidArgument(f"file {lfn!r}: field {key!r} is float, {v!r} is not a finite number")
-            out.append((info.id, None, v, None))
-        else:
-            if type(v) is not str or len(v) > STR_MAX or STRING_REFUSED.search(v):
-                raise InvalidArgument(
-                    f"file {lfn!r}: field {key!r} is str, {v!r} is not a string of at most {STR_MAX} characters"
-                    " without control characters or trailing spaces"
-                )
-            out.append((info.id, None, None, v))
-    return out
+    return _prepare([FileInput(lfn, metadata=metadata)], fields)[2][0]
 
 
 def _ids_of(session: Session, lfns: list[str]) -> list[int]:
@@ -220,9 +260,8 @@ def _ids_of(session: Session, lfns: list[str]) -> list[int]:
     found: dict[str, int] = {}
     for start in range(0, len(lfns), LOOKUP_CHUNK):
         chunk = lfns[start : start + LOOKUP_CHUNK]
-        found.update(
-            (lfn, fid) for fid, lfn in session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn.in_(chunk)))
-        )
+        rows = session.execute(select(FILES.c.lfn, FILES.c.id).where(FILES.c.lfn.in_(chunk))).all()
+        found.update(rows)  # type: ignore[arg-type]
     return [found[lfn] for lfn in lfns]
 
 
@@ -246,8 +285,7 @@ def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> 
         session.execute(
             FILE_METADATA.delete().where(FILE_METADATA.c.file_id == file_id, FILE_METADATA.c.field_id.in_(field_ids))
         )
-        executemany(session, FILE_METADATA, ("file_id", "field_id", "value_int", "value_float", "value_str"),
-                    [(file_id, *v) for v in values])  # fmt: skip
+        executemany(session, FILE_METADATA, METADATA_COLUMNS, [(file_id, *v) for v in values])
     record = get_file(session=session, lfn=lfn)
     routing.attach_files(session=session, file_rows=[(file_id, record.metadata)])
     return record

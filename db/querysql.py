@@ -342,5 +342,6 @@ def executemany(
 
 def bind_value(session: Session, column: ColumnElement[Any], value: Any) -> Any:
     """`value` as the driver receives it for `column` (e.g. a UTC datetime as SQLite text)."""
-    processor = column.type.bind_processor(session.connection().dialect)
+    dialect = session.connection().dialect
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
     return value if processor is None else processor(value)

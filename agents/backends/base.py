@@ -46,6 +46,18 @@ class JobSpec:
     # extra_args; dask: resources). Override the backend's configured defaults; keys a backend
     # does not use are ignored, so one spec can carry options for several backends.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The same job as a Python call, ("module:function", args), for backends whose workers
+    # are long-lived Python processes (the local pool, Dask): they call it in-process instead
+    # of paying an interpreter start per job. Backends without Python workers (Slurm) run argv.
+    # The call returns an exit code; see PID_FILE and CANCEL_FILE for the cancel contract.
+    python_entry: tuple[str, tuple[str, ...]] | None = None
+
+
+# The cancel contract of a python_entry run by a pooled worker: it writes the pid of its
+# command (a process-group leader) to WORKDIR/PID_FILE while that command runs, and never
+# starts it, or stops it and does not report, once WORKDIR/CANCEL_FILE exists.
+PID_FILE = "command.pid"
+CANCEL_FILE = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,8 @@ def check_config(backend: str, config: Mapping[str, Any], allowed: ConfigTypes) 
 
 
 __all__ = [
+    "CANCEL_FILE",
+    "PID_FILE",
     "BackendError",
     "BackendFactory",
     "ConfigTypes",

@@ -188,3 +188,45 @@ def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
     consumed = Counter(lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"])
     assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
     assert by_name["reco"]["files"]["Processed"] == 12
+
+
+def test_two_agent_processes_kill9_exactly_once(system: System, tmp_path: Path) -> None:
+    """`serve` plus two `agents` processes on one database; one is killed -9 and restarted."""
+    spec = json.loads(json.dumps(CHAIN))
+    spec["production"] = "shared"
+    spec["transformations"][0]["tasks"] = 10
+    spec["transformations"][1]["command"] = "sleep 0.3; cat $METAPROD_INPUTS > out.reco"
+    system.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade = system.cli("db", "upgrade", "--data-dir", str(system.data_dir), "--db", system.db_url, check=False)
+    assert upgrade.returncode == 0, upgrade.stderr
+    admin = system.cli("token", "create", "admin", "--role", "admin", check=False)
+    assert admin.returncode != 0  # no services yet: a one-line error, not a traceback
+    assert admin.stderr.startswith("metaprod: error:") and "Traceback" not in admin.stderr
+    from metaprod.db.session import Database
+    from metaprod.db.tokens import create_token
+
+    database = Database(system.db_url)
+    with database.session_scope() as session:
+        _, secret = create_token(session=session, name="admin", role="admin")
+    database.dispose()
+    (system.data_dir / "admin.token").write_text(secret)
+    system.serve()
+    first = system.agents("a")
+    system.agents("b")
+    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
+    system.cli("production", "start", "shared")
+    time.sleep(3.0)
+    system.kill9(first)
+    system.agents("a2")
+    progress = system.wait_for("shared", timeout=240)
+    by_name = {t["name"]: t for t in progress["transformations"]}
+    assert by_name["gen"]["tasks"]["Done"] == 10
+    sims = system.json("catalog", "find", "datatype=sim")
+    recos = system.json("catalog", "find", "datatype=reco")
+    assert len(sims) == 10 and len(recos) == 5
+    consumed = Counter(lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"])
+    assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
+    assert len(system.json("catalog", "find", "datatype=dst")) == 1
+    # Both live agent processes beat in the shared database.
+    alive = {(a["name"], a["pid"]) for a in system.json("agents", "status") if a["alive"]}
+    assert len({pid for _, pid in alive}) >= 2
