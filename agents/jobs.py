@@ -15,6 +15,8 @@ from metaprod.agents.backends.base import JobBackend, JobSpec, make_backend
 from metaprod.agents.settings import AgentSettings
 from metaprod.db.jobs import ClaimedJob
 
+WRAPPER_ENTRY = "metaprod.agents.wrapper:run_job_file"
+
 
 class BackendPool:
     """Backends are made on first use, one per name, and closed together."""
@@ -71,13 +73,16 @@ def prepare_job(job: ClaimedJob, settings: AgentSettings) -> JobSpec:
     fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(payload, fh)
+    log_path = log_dir / f"attempt-{job.attempt}.log"
     return JobSpec(
         key=key,
         argv=(sys.executable, "-m", "metaprod.agents.wrapper", str(job_file)),
         env={"METAPROD_JOB_FILE": str(job_file)},
         workdir=attempt_dir,
-        log_path=log_dir / f"attempt-{job.attempt}.log",
+        log_path=log_path,
         options=dict(job.backend_options),
+        # Backends with Python workers call the wrapper in-process (no interpreter start).
+        python_entry=(WRAPPER_ENTRY, (str(job_file), str(log_path))),
     )
 
 

@@ -97,7 +97,7 @@ def _agents(args: argparse.Namespace) -> int:
             for name, status in runner.run_all_once().items():
                 print(f"{name}: {status}")
             return 0
-        runner.run_forever(stop_event())
+        runner.run_forever(stop_event(), watch_seconds=settings.watch_seconds)
     finally:
         backends.close()
         database.dispose()

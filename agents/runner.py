@@ -107,13 +107,28 @@ class AgentRunner:
         except Exception:
             log.exception("could not record the agents' stop")
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, *, watch_seconds: float | None = None) -> None:
+        """Run until `stop` is set. With `watch_seconds`, also look at the database's marks
+        of new work that often (agents apart from the services get no in-process wake)."""
         self.start()
+        previous: dict[str, object] | None = None
         try:
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(watch_seconds or 0.5):
+                if watch_seconds:
+                    previous = self._watch(previous)
         finally:
             self.stop()
+
+    def _watch(self, previous: dict[str, object] | None) -> dict[str, object] | None:
+        try:
+            with self.database.session_scope(readonly=True) as session:
+                marks = agents_status.work_signature(session=session)
+        except Exception:
+            log.exception("could not read the marks of new work")
+            return previous
+        if previous is not None:
+            self.wake(kind for kind, value in marks.items() if previous.get(kind) != value)
+        return marks
 
 
 def _now() -> datetime:

@@ -16,6 +16,8 @@ class AgentSettings:
     storage_url: str = ""
     # Safety-net poll periods; new work also wakes the agents at once.
     poll_seconds: float = 5.0
+    # Agents apart from the services look for new work in the database this often.
+    watch_seconds: float = 0.25
     batch_size: int = 500
     retry_backoff_seconds: float = 5.0
     heartbeat_interval: float = 5.0

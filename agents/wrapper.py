@@ -18,10 +18,11 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import fsspec
 import grpc
+from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.v1 import catalog_pb2, common_pb2
 from metaprod.v1 import transformation_pb2 as tpb
 from metaprod.v1 import transformation_pb2_grpc as tpb_grpc
@@ -33,10 +34,23 @@ RETRIED_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED, g
 T = TypeVar("T")
 
 
+# One channel per services address for the life of the process: a pooled worker runs many
+# jobs, each with its own token (sent as call metadata), over one connection.
+_CHANNELS: dict[str, grpc.Channel] = {}
+_CHANNELS_LOCK = threading.Lock()
+
+
+def _channel(address: str) -> grpc.Channel:
+    with _CHANNELS_LOCK:
+        channel = _CHANNELS.get(address)
+        if channel is None:
+            channel = _CHANNELS[address] = grpc.insecure_channel(address)
+        return channel
+
+
 class Reporter:
     def __init__(self, address: str, token: str) -> None:
-        self._channel = grpc.insecure_channel(address)
-        self._stub = tpb_grpc.TransformationServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stub = tpb_grpc.TransformationServiceStub(_channel(address))
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:
@@ -52,17 +66,13 @@ class Reporter:
                 delay = min(5.0, delay * 2)
 
     def heartbeat(self, task: int, attempt: int) -> bool:
-        response: tpb.HeartbeatResponse = self.call(
-            self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)
-        )
-        return bool(response.proceed)
+        return self.call(self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)).proceed
 
     def report(self, request: tpb.ReportTaskResultRequest) -> tpb.ReportTaskResultResponse:
-        response: tpb.ReportTaskResultResponse = self.call(self._stub.ReportTaskResult, request)
-        return response
+        return self.call(self._stub.ReportTaskResult, request)
 
     def close(self) -> None:
-        self._channel.close()
+        """The channel is shared by the process's reporters and stays open."""
 
 
 def _meta_value(key: str, value: Any) -> common_pb2.MetaValue:
@@ -141,58 +151,94 @@ def store_outputs(job: dict[str, Any], workdir: Path) -> list[catalog_pb2.Catalo
     return files
 
 
-def run_job_file(job_file: str) -> int:
+def run_job_file(job_file: str, log_path: str | None = None) -> int:
+    """Run one task attempt. Its messages and the command's stdout and stderr go to
+    ``log_path`` (appended) when given, else to this process's stdout. While the command runs
+    its pid (a process-group leader) is in ATTEMPT_DIR/command.pid; once ATTEMPT_DIR/cancelled
+    exists the command is not started, or is killed, and nothing is reported (the backend's
+    cancel contract, see metaprod.agents.backends.base.PID_FILE)."""
+    if log_path is None:
+        return _run(job_file, sys.stdout)
+    with open(log_path, "a", buffering=1) as out:
+        return _run(job_file, out)
+
+
+def _run(job_file: str, out: TextIO) -> int:
     job = json.loads(Path(job_file).read_text())
     task, attempt = int(job["task_id"]), int(job["attempt"])
-    workdir = Path(job_file).resolve().parent / "work"
+    attempt_dir = Path(job_file).resolve().parent
+    workdir = attempt_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
+    cancelled, pid_file = attempt_dir / CANCEL_FILE, attempt_dir / PID_FILE
     reporter = Reporter(job["address"], job["token"])
-    try:
-        if not reporter.heartbeat(task, attempt):
-            print(f"[metaprod] task {task} attempt {attempt} is no longer live; not starting", flush=True)
-            return 0
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", job["command"]], cwd=workdir, env=job_environment(job), start_new_session=True
-        )
-        superseded = threading.Event()
-        finished = threading.Event()
-
-        def beat() -> None:
-            while not finished.wait(float(job.get("heartbeat_interval", 5.0))):
-                try:
-                    if not reporter.heartbeat(task, attempt):
-                        superseded.set()
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        return
-                except (grpc.RpcError, ProcessLookupError):
-                    continue
-
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        code = proc.wait()
-        finished.set()
-        thread.join(timeout=5)
-        if superseded.is_set():
-            print(f"[metaprod] task {task} attempt {attempt} was superseded or killed; no report", flush=True)
-            return 0
-        request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
-        if code != 0:
-            request.success, request.error = False, f"command exited with code {code}"
-        else:
-            try:
-                request.outputs.extend(store_outputs(job, workdir))
-                request.success = True
-            except (ValueError, OSError) as exc:
-                request.success, request.error = False, str(exc)
-        outcome = reporter.report(request)
-        print(
-            f"[metaprod] task {task} attempt {attempt}: reported success={request.success} "
-            f"accepted={outcome.accepted} {request.error}",
-            flush=True,
-        )
+    if not reporter.heartbeat(task, attempt):
+        print(f"[metaprod] task {task} attempt {attempt} is no longer live; not starting", file=out, flush=True)
         return 0
-    finally:
-        reporter.close()
+    if cancelled.exists():
+        print(f"[metaprod] task {task} attempt {attempt} was cancelled; not starting", file=out, flush=True)
+        return 0
+    out.flush()
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", job["command"]],
+        cwd=workdir,
+        env=job_environment(job),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid_file.write_text(str(proc.pid))
+    if cancelled.exists():  # the backend may have looked for the pid before it was written
+        _kill_group(proc.pid, signal.SIGTERM)
+    superseded = threading.Event()
+    finished = threading.Event()
+
+    def beat() -> None:
+        while not finished.wait(float(job.get("heartbeat_interval", 5.0))):
+            try:
+                if not reporter.heartbeat(task, attempt):
+                    superseded.set()
+                    _kill_group(proc.pid, signal.SIGKILL)
+                    return
+            except grpc.RpcError:
+                continue
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    # Wait without reaping, so the pid (and its group id) cannot be reused while the
+    # backend may still read it from the pid file.
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    pid_file.unlink(missing_ok=True)
+    code = proc.wait()
+    finished.set()
+    thread.join(timeout=5)
+    if superseded.is_set() or cancelled.exists():
+        print(f"[metaprod] task {task} attempt {attempt} was superseded or cancelled; no report", file=out, flush=True)
+        return 0
+    request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
+    if code != 0:
+        request.success, request.error = False, f"command exited with code {code}"
+    else:
+        try:
+            request.outputs.extend(store_outputs(job, workdir))
+            request.success = True
+        except (ValueError, OSError) as exc:
+            request.success, request.error = False, str(exc)
+    outcome = reporter.report(request)
+    print(
+        f"[metaprod] task {task} attempt {attempt}: reported success={request.success} "
+        f"accepted={outcome.accepted} {request.error}",
+        file=out,
+        flush=True,
+    )
+    return 0
+
+
+def _kill_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,11 +25,12 @@ from typing import Any, Generic, TypeVar
 from metaprod.core.checks import Check, compile_check
 from metaprod.core.constraints import ANY, INT, STR, KeyConstraint
 from metaprod.core.metaquery import MetaQuery
-from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_node, pure_node
+from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_visitor, pure_node
 
 T = TypeVar("T", bound=Hashable)
 _TYPES = (int, float, str)
-_JOIN_MIN, _JOIN_DIV = 2, 8
+# `others` (queries without the node's key) are copied into every branch when at most this many.
+_JOIN_MIN, _JOIN_DIV = 2, 8  # max(_JOIN_MIN, len(indexed) // _JOIN_DIV)
 _BUDGET = 500_000  # total size of the indexed groups before the builder falls back to leaves
 
 
@@ -136,7 +137,7 @@ class _Builder:
             if id(groups) not in built:
                 built[id(groups)] = [sub(g) for g in groups]
             itables[t] = (bounds, built[id(groups)])
-        return interval_node(key, itables, fallback, after)
+        return Node(interval_visitor(key, itables, fallback, after))
 
     def _leaf(self, group: list[int], consumed: frozenset[str]) -> Node:
         always: list[Any] = []

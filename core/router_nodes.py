@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 Visitor = Callable[[Mapping[str, Any], set[Any]], None]
-Kid = Any  # a branch: fixed ids (a tuple), an Inline lookup, or a visitor to call
+Kid = tuple[Any, ...] | Visitor  # a branch: fixed ids, or a visitor to call
 
 
 def value_type(v: Any) -> type | None:
@@ -30,23 +30,11 @@ def value_type(v: Any) -> type | None:
 class Node:
     """A built subtree: its visitor, and `pure`, the ids it emits when it checks nothing."""
 
-    __slots__ = ("inline", "pure", "visit")
+    __slots__ = ("pure", "visit")
 
-    def __init__(self, visit: Visitor, pure: tuple[Any, ...] | None = None, inline: Inline | None = None) -> None:
+    def __init__(self, visit: Visitor, pure: tuple[Any, ...] | None = None) -> None:
         self.visit = visit
         self.pure = pure
-        self.inline = inline  # set for a pure interval node that a parent may run without a call
-
-
-class Inline:
-    """A pure interval node's lookup, for its parent to run in place (saving a call per file)."""
-
-    __slots__ = ("get_table", "key", "visit")
-
-    def __init__(self, key: str, get_table: Any, visit: Visitor) -> None:
-        self.key = key
-        self.get_table = get_table
-        self.visit = visit
 
 
 def pure_node(ids: tuple[Any, ...]) -> Node:
@@ -74,19 +62,17 @@ def hash_visitor(
     return _hash_general(key, {t: {v: _kid(n) for v, n in tb.items()} for t, tb in nodes.items()}, fallback, after)
 
 
-def interval_node(
+def interval_visitor(
     key: str,
     tables: dict[type, tuple[list[Any], list[Node | None]]],
     fallback: Visitor | None,
     after: Visitor | None,
-) -> Node:
+) -> Visitor:
     if all(n is None or n.pure is not None for _, kids in tables.values() for n in kids):
         pure = {t: (b, [() if n is None else n.pure or () for n in kids]) for t, (b, kids) in tables.items()}
-        visit = _interval_pure(key, pure, fallback, after)
-        inline = Inline(key, pure.get, visit) if fallback is None and after is None else None
-        return Node(visit, inline=inline)
+        return _interval_pure(key, pure, fallback, after)
     general = {t: (b, [_kid(n) for n in kids]) for t, (b, kids) in tables.items()}
-    return Node(_interval_general(key, general, fallback, after))
+    return _interval_general(key, general, fallback, after)
 
 
 def _kid(n: Node | None) -> Kid:
@@ -94,9 +80,7 @@ def _kid(n: Node | None) -> Kid:
     (no call needed to emit them), else its visitor."""
     if n is None:
         return ()
-    if n.pure is not None:
-        return n.pure
-    return n.inline if n.inline is not None else n.visit
+    return n.pure if n.pure is not None else n.visit
 
 
 def _hash_pure(
@@ -196,25 +180,11 @@ def _interval_general(
             bounds, kids = entry
             i = bisect_left(bounds, v)
             child = kids[2 * i + 1] if i < len(bounds) and bounds[i] == v else kids[2 * i]
-            kind = type(child)
-            if kind is tuple:
+            if type(child) is tuple:
                 if child:
                     out.update(child)
-            elif kind is Inline:
-                # The child's own lookup, in place; anything unusual goes through its visitor.
-                v2 = md.get(child.key)
-                t2 = type(v2)
-                entry2 = child.get_table(t2)
-                if entry2 is None or (t2 is float and v2 != v2):
-                    child.visit(md, out)
-                else:
-                    bounds2, kids2 = entry2
-                    j = bisect_left(bounds2, v2)
-                    ids = kids2[2 * j + 1] if j < len(bounds2) and bounds2[j] == v2 else kids2[2 * j]
-                    if ids:
-                        out.update(ids)
             else:
-                child(md, out)
+                child(md, out)  # type: ignore[operator]
         elif fallback is not None:
             fallback(md, out)
         if after is not None:

@@ -6,8 +6,8 @@ import os
 import socket
 from datetime import timedelta
 
-from metaprod.db.models import AgentHeartbeat, utcnow
-from sqlalchemy import select, update
+from metaprod.db.models import AgentHeartbeat, CatalogFile, JobAttempt, Production, Task, Transformation, utcnow
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 # An agent that has not beaten for this long is reported dead.
@@ -33,3 +33,18 @@ def list_agents(*, session: Session) -> list[tuple[AgentHeartbeat, bool]]:
         select(AgentHeartbeat).order_by(AgentHeartbeat.name, AgentHeartbeat.host, AgentHeartbeat.pid)
     )
     return [(row, not row.stopped and now - row.last_beat < ALIVE_WINDOW) for row in rows]
+
+
+def work_signature(*, session: Session) -> dict[str, object]:
+    """Cheap marks of new work, for agent processes that run apart from the services and so
+    get no in-process wake-up: a change of a mark wakes the agents interested in it."""
+    from metaprod.db.models import CatalogFile, JobAttempt, Production, Task, Transformation
+    from sqlalchemy import func
+
+    return {
+        "files": session.scalar(select(func.max(CatalogFile.id))),
+        "tasks": session.scalar(select(func.max(Task.id))),
+        "report": session.scalar(select(func.count()).where(JobAttempt.status == "Reported")),
+        "transformation": session.scalar(select(func.max(Transformation.updated_at))),
+        "production": session.scalar(select(func.max(Production.updated_at))),
+    }
