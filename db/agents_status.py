@@ -38,8 +38,6 @@ def list_agents(*, session: Session) -> list[tuple[AgentHeartbeat, bool]]:
 def work_signature(*, session: Session) -> dict[str, object]:
     """Cheap marks of new work, for agent processes that run apart from the services and so
     get no in-process wake-up: a change of a mark wakes the agents interested in it."""
-    from metaprod.db.models import CatalogFile, JobAttempt, Production, Task, Transformation
-    from sqlalchemy import func
 
     return {
         "files": session.scalar(select(func.max(CatalogFile.id))),
