@@ -1,5 +1,10 @@
 """What can be read off a per-key normal form: a witness value, the canonical literal form,
-and the complement (split from constraints.py, which builds and combines the normal forms)."""
+and the complement (split from constraints.py, which builds and combines the normal forms).
+
+Witnesses are exact except in one corner of the reals: an open interval between two adjacent
+floats (say `> 1.0 and < 1.0000000000000002`) is non-empty as a set of reals but holds no Python
+number, so its "witness" is the nearest float, which does not satisfy it.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ _EXACT_FLOAT_INT = 2**53
 
 
 def witness(c: KeyConstraint) -> Any:
-    """A value satisfying `c` (None when `c` is empty). The smallest one where there is one."""
+    """A value satisfying `c` (None when `c` is empty): the least one when `c` has a least
+    element, else a simple one (an integer or a midpoint)."""
     v = _witness(c)
     if c.kind in NUMERIC_KINDS and v is not None:
         shown = canonical_number(c.kind, v)

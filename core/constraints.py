@@ -122,7 +122,7 @@ def empty(kind: str) -> KeyConstraint:
 
 def full(kind: str) -> KeyConstraint:
     """Every value of the kind (the key only has to be present)."""
-    return KeyConstraint(kind, lo="") if kind == STR else KeyConstraint(kind)
+    return build(kind, ())
 
 
 class _Acc:

@@ -83,6 +83,11 @@ def _infer_kind(key: str, atoms: list[Atom]) -> str:
     return kc.STR if has_str else kc.NUM if lits else kc.ANY
 
 
+def _as_schema(schema: Schema | Mapping[str, Any] | None) -> Schema | None:
+    # A plain {"run": "int"} mapping is accepted wherever a Schema is.
+    return schema if schema is None or isinstance(schema, Schema) else Schema(schema)
+
+
 def _merge_schemas(a: Schema | None, b: Schema | None) -> Schema | None:
     if a is None or a == b:
         return a if a is not None else b
@@ -103,20 +108,18 @@ class IntersectionReport:
     witness: dict[str, Any] | None
     intersection: MetaQuery | None
 
-    def __bool__(self) -> bool:  # truthy when the queries intersect
-        return not self.empty
-
 
 class MetaQuery:
     """A conjunction of per-key constraints; build with `from_dict`, `from_string` or `parse`."""
 
     __slots__ = ("_atoms", "_checks", "_hash", "_norm", "_schema")
 
-    def __init__(self, query: Mapping[str, Any] | None = None, schema: Schema | None = None) -> None:
-        built = MetaQuery.from_dict({} if query is None else query, schema)
+    def __init__(self, query: Mapping[str, Any] | str | None = None, schema: Schema | None = None) -> None:
+        """`MetaQuery(query, schema)` is `MetaQuery.parse`: the dict or the compact string form."""
+        built = MetaQuery.parse({} if query is None else query, schema)
         self._norm: dict[str, KeyConstraint] = built._norm
         self._atoms: dict[str, tuple[Atom, ...]] = built._atoms
-        self._schema: Schema | None = schema
+        self._schema: Schema | None = built._schema
         self._checks: tuple[tuple[str, Check], ...] | None = None
         self._hash: int | None = None
 
@@ -139,8 +142,7 @@ class MetaQuery:
     ) -> MetaQuery:
         """Build from `(key, operator, literal)` triples (a repeated key adds conditions).
         With `strict_fields=False` keys missing from the schema get their kind from literals."""
-        if schema is not None and not isinstance(schema, Schema):
-            schema = Schema(schema)
+        schema = _as_schema(schema)
         per_key: dict[str, list[Atom]] = {}
         for key, op, value in atoms:
             if not isinstance(key, str) or not key:
@@ -172,6 +174,7 @@ class MetaQuery:
         `strict_fields=False` lets keys the schema lacks through (kind from their literals)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"a metaquery must be a dict, not {type(d).__name__}: {d!r}")
+        schema = _as_schema(schema)
         atoms: list[tuple[Any, Any, Any]] = []
         for key, value in d.items():
             entry = _key_atoms(key, value)
@@ -188,6 +191,7 @@ class MetaQuery:
     @classmethod
     def from_string(cls, s: str, schema: Schema | None = None, *, strict_fields: bool = True) -> MetaQuery:
         """Parse the compact form, e.g. `datatype=raw run>=100 run<200 site in CERN,IN2P3`."""
+        schema = _as_schema(schema)
         return cls.from_atoms(querystring.parse(s, schema), schema, strict_fields=strict_fields)
 
     @classmethod

@@ -23,22 +23,10 @@ PLUGINS = ("standard", "by_metadata", "by_size")
 BACKENDS = ("local", "slurm", "dask")
 DEFAULT_MAX_ATTEMPTS = 3
 _TOP_KEYS = ("production", "description", "fields", "transformations")
-_TRANSFORMATION_KEYS = (
-    "name",
-    "tasks",
-    "parents",
-    "input_query",
-    "output_query",
-    "outputs",
-    "group_size",
-    "plugin",
-    "group_by",
-    "max_bytes",
-    "max_attempts",
-    "backend",
-    "options",
-    "command",
-)
+# The settings of a transformation (DESIGN.md, production spec); anything else is a typo.
+_DATA_KEYS = ("name", "command", "tasks", "parents", "input_query", "output_query", "outputs")
+_RUN_KEYS = ("group_size", "plugin", "group_by", "max_bytes", "max_attempts", "backend", "options")
+_TRANSFORMATION_KEYS = _DATA_KEYS + _RUN_KEYS
 _OUTPUT_KEYS = ("glob", "metadata")
 Scalar = int | float | str
 

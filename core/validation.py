@@ -121,174 +121,146 @@ def outputs_of(node: TransformationNode, schema: Schema | None = None) -> list[M
     return pinned or None
 
 
+class _Findings:
+    """Collects findings; `err`/`warn` keep the checks below short."""
+
+    def __init__(self) -> None:
+        self.res = ValidationResult()
+
+    def err(self, code: str, names: tuple[str, ...], key: str | None, message: str) -> None:
+        self.res.errors.append(Finding(code, names, key, message))
+
+    def warn(self, code: str, names: tuple[str, ...], key: str | None, message: str) -> None:
+        self.res.warnings.append(Finding(code, names, key, message))
+
+
 def validate_graph(nodes: Sequence[TransformationNode], schema: Schema | None = None) -> ValidationResult:
     """Check a production's transformations against each other and the schema."""
-    res = ValidationResult()
-    err, warn = res.errors.append, res.warnings.append
+    f = _Findings()
     by_name: dict[str, TransformationNode] = {}
     for n in nodes:
         if n.name not in by_name:
             by_name[n.name] = n
-        elif not any(f.code == "duplicate_name" and f.transformations == (n.name,) for f in res.errors):
-            err(Finding("duplicate_name", (n.name,), None, f"transformation name {n.name!r} is used more than once"))
+        elif not any(x.code == "duplicate_name" and x.transformations == (n.name,) for x in f.res.errors):
+            f.err("duplicate_name", (n.name,), None, f"transformation name {n.name!r} is used more than once")
     for n in by_name.values():
-        _check_fields(n, schema, err)
-        _check_queries(n, err)
-    for n in by_name.values():
+        _check_fields(f, n, schema)
+        _check_queries(f, n)
         for p in n.parents:
             if p not in by_name:
-                err(
-                    Finding(
-                        "unknown_parent",
-                        (n.name, p),
-                        None,
-                        f"transformation {n.name!r} declares parent {p!r}, which is not in the production",
-                    )
-                )
+                msg = f"transformation {n.name!r} declares parent {p!r}, which is not in the production"
+                f.err("unknown_parent", (n.name, p), None, msg)
         if not n.parents and n.input_query is None and n.tasks is None:
-            err(
-                Finding(
-                    "root_without_input",
-                    (n.name,),
-                    None,
-                    f"transformation {n.name!r} has no parent, no input_query and no task count: "
-                    "it would never run (give it `tasks: N` or an input query)",
-                )
+            msg = (
+                f"transformation {n.name!r} has no parent, no input_query and no task count: it would "
+                "never run (give it `tasks: N` or an input query)"
             )
+            f.err("root_without_input", (n.name,), None, msg)
     for cycle in _cycles(by_name):
-        path = " -> ".join((*cycle, cycle[0]))
-        err(Finding("cycle", tuple(cycle), None, f"the parent links form a cycle: {path}"))
+        f.err("cycle", tuple(cycle), None, f"the parent links form a cycle: {' -> '.join((*cycle, cycle[0]))}")
     outs = {name: outputs_of(n, schema) for name, n in by_name.items()}
     for child in by_name.values():
-        for p in dict.fromkeys(child.parents):
-            if p in by_name and p != child.name:
-                _check_link(by_name[p], outs[p], child, err)
-    for child in by_name.values():
+        parents = [p for p in dict.fromkeys(child.parents) if p in by_name and p != child.name]
+        linked = all([_check_link(f, by_name[p], outs[p], child) for p in parents])  # check every one
         if child.input_query is None or child.input_query.is_empty():
             continue
-        for parent in by_name.values():
-            po = outs[parent.name]
-            if parent.name == child.name or parent.name in child.parents or not po:
-                continue
-            inter = next((r for q in po if not (r := q.explain_intersection(child.input_query)).empty), None)
-            if inter is not None:
-                warn(
-                    Finding(
-                        "undeclared_link",
-                        (parent.name, child.name),
-                        None,
-                        f"files produced by {parent.name!r} can match the input query of {child.name!r}, "
-                        f"which does not declare {parent.name!r} as a parent (e.g. {inter.witness!r})",
-                    )
-                )
-        parents = [p for p in dict.fromkeys(child.parents) if p in by_name and p != child.name]
-        unlinked = any(f.code == "empty_link" and f.transformations[1] == child.name for f in res.errors)
-        if parents and all(outs[p] for p in parents) and not unlinked:
-            covers = [q for p in parents for q in outs[p] or ()]
-            gap = uncovered_witness(child.input_query, covers)
+        _check_undeclared(f, child, child.input_query, by_name, outs)
+        if parents and linked and all(outs[p] for p in parents):
+            gap = uncovered_witness(child.input_query, [q for p in parents for q in outs[p] or ()])
             if gap is not None:
-                names = ", ".join(repr(p) for p in parents)
-                warn(
-                    Finding(
-                        "coverage_gap",
-                        (child.name, *parents),
-                        None,
-                        f"the input query of {child.name!r} is not covered by the outputs of its parents "
-                        f"({names}): a file with metadata {gap!r} matches it but no parent output",
-                    )
+                msg = (
+                    f"the input query of {child.name!r} is not covered by the outputs of its parents "
+                    f"({', '.join(map(repr, parents))}): a file with metadata {gap!r} matches it "
+                    "but no parent output"
                 )
-    return res
+                f.warn("coverage_gap", (child.name, *parents), None, msg)
+    return f.res
 
 
-def _check_fields(n: TransformationNode, schema: Schema | None, err: Any) -> None:
-    for what, q in (("input query", n.input_query), ("output query", n.output_query)):
-        for key in q.keys() if q is not None and schema is not None else ():
+def _check_fields(f: _Findings, n: TransformationNode, schema: Schema | None) -> None:
+    queries = (("input query", n.input_query), ("output query", n.output_query))
+    for what, q in queries if schema is not None else ():
+        for key in q.keys() if q is not None else ():
             if key not in schema:  # type: ignore[operator]
-                err(
-                    Finding(
-                        "unknown_field",
-                        (n.name,),
-                        key,
-                        f"transformation {n.name!r}: {what} key {key!r} is not a catalog field "
-                        "(declare it under `fields`)",
-                    )
-                )
+                msg = f"transformation {n.name!r}: {what} key {key!r} is not a catalog field"
+                f.err("unknown_field", (n.name,), key, msg + " (declare it under `fields`)")
     for m in n.output_metadata:
         for key, v in m.items():
             ftype = schema.field_type(key) if schema is not None and isinstance(key, str) else None
             if schema is not None and ftype is None:
-                err(
-                    Finding(
-                        "unknown_field",
-                        (n.name,),
-                        str(key),
-                        f"transformation {n.name!r}: output metadata key {key!r} is not a catalog field "
-                        "(declare it under `fields`)",
-                    )
+                msg = (
+                    f"transformation {n.name!r}: output metadata key {key!r} is not a catalog field "
+                    "(declare it under `fields`)"
                 )
+                f.err("unknown_field", (n.name,), str(key), msg)
             elif not _scalar_ok(v, ftype):
                 want = f"a {ftype}" if ftype else "an int, a float or a str"
-                err(
-                    Finding(
-                        "bad_output_metadata",
-                        (n.name,),
-                        str(key),
-                        f"transformation {n.name!r}: output metadata {key}={v!r} is not {want}",
-                    )
-                )
+                msg = f"transformation {n.name!r}: output metadata {key}={v!r} is not {want}"
+                f.err("bad_output_metadata", (n.name,), str(key), msg)
 
 
-def _check_queries(n: TransformationNode, err: Any) -> None:
+def _check_queries(f: _Findings, n: TransformationNode) -> None:
     for what, q in (("input query", n.input_query), ("output query", n.output_query)):
         if q is not None and q.is_empty():
             why = q.explain_intersection(MetaQuery())
-            err(
-                Finding(
-                    "unsatisfiable_query",
-                    (n.name,),
-                    why.key,
-                    f"transformation {n.name!r}: no file can match its {what}: key {why.key!r}: "
-                    f"{describe(why.key or '', why.left_constraints)}",
-                )
+            msg = (
+                f"transformation {n.name!r}: no file can match its {what}: key {why.key!r}: "
+                f"{describe(why.key or '', why.left_constraints)}"
             )
+            f.err("unsatisfiable_query", (n.name,), why.key, msg)
     oq = n.output_query
-    if oq is None:
-        return
-    for m in n.output_metadata:
+    for m in n.output_metadata if oq is not None else ():
         for key, v in m.items():
-            c = oq.constraint(key) if isinstance(key, str) else None
-            if c is not None and not c.empty and not c.contains(v):
-                err(
-                    Finding(
-                        "output_metadata_contradicts_output_query",
-                        (n.name,),
-                        key,
-                        f"transformation {n.name!r}: output metadata {key}={v!r} contradicts its own "
-                        f"output query ({describe(key, oq.atoms(key))}): every such output would fail",
-                    )
+            c = oq.constraint(key) if oq is not None and isinstance(key, str) else None
+            if oq is not None and c is not None and not c.empty and not c.contains(v):
+                msg = (
+                    f"transformation {n.name!r}: output metadata {key}={v!r} contradicts its own output "
+                    f"query ({describe(key, oq.atoms(key))}): every such output would fail"
                 )
+                f.err("output_metadata_contradicts_output_query", (n.name,), key, msg)
 
 
-def _check_link(parent: TransformationNode, outs: list[MetaQuery] | None, child: TransformationNode, err: Any) -> None:
+def _check_link(
+    f: _Findings, parent: TransformationNode, outs: list[MetaQuery] | None, child: TransformationNode
+) -> bool:
+    """Report a declared link that no file can follow; False when reported."""
     cin = child.input_query
     if cin is None or not outs or cin.is_empty() or any(q.is_empty() for q in outs):
-        return  # unknown, or already reported as an unsatisfiable query
+        return True  # unknown, or already reported as an unsatisfiable query
     reports = [q.explain_intersection(cin) for q in outs]
     if any(not r.empty for r in reports):
-        return
+        return True
     r = reports[0]
     what = "output query" if parent.output_query is not None else "output metadata"
     pl = describe(r.key or "", r.left_constraints) if r.left_constraints else f"no {r.key!r}"
     cl = describe(r.key or "", r.right_constraints) if r.right_constraints else f"no {r.key!r}"
-    err(
-        Finding(
-            "empty_link",
-            (parent.name, child.name),
-            r.key,
-            f"transformation {child.name!r} declares parent {parent.name!r}, but no file can match both: "
-            f"key {r.key!r}: {parent.name!r} {what} requires {pl}, {child.name!r} input query requires {cl}",
-        )
+    msg = (
+        f"transformation {child.name!r} declares parent {parent.name!r}, but no file can match both: "
+        f"key {r.key!r}: {parent.name!r} {what} requires {pl}, {child.name!r} input query requires {cl}"
     )
+    f.err("empty_link", (parent.name, child.name), r.key, msg)
+    return False
+
+
+def _check_undeclared(
+    f: _Findings,
+    child: TransformationNode,
+    cin: MetaQuery,
+    by_name: Mapping[str, TransformationNode],
+    outs: Mapping[str, list[MetaQuery] | None],
+) -> None:
+    """Warn for every other transformation whose outputs the child would consume undeclared."""
+    for other in by_name.values():
+        po = outs[other.name]
+        if other.name == child.name or other.name in child.parents or not po:
+            continue
+        hit = next((r for q in po if not (r := q.explain_intersection(cin)).empty), None)
+        if hit is not None:
+            msg = (
+                f"files produced by {other.name!r} can match the input query of {child.name!r}, which "
+                f"does not declare {other.name!r} as a parent (e.g. {hit.witness!r})"
+            )
+            f.warn("undeclared_link", (other.name, child.name), None, msg)
 
 
 def _cycles(by_name: Mapping[str, TransformationNode]) -> list[list[str]]:

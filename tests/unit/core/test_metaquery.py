@@ -24,7 +24,7 @@ def test_overlapping_in_lists_are_linked() -> None:
 
 def test_disjoint_in_lists_are_not_linked() -> None:
     r = q({"run": [1, 2]}).explain_intersection(q({"run": [3, 4]}))
-    assert r.empty and r.key == "run" and not r
+    assert r.empty and r.key == "run" and r.intersection is None
     assert r.left_constraints == (("in", (1, 2)),) and r.right_constraints == (("in", (3, 4)),)
 
 

@@ -22,7 +22,7 @@ from tests.unit.core.oracle import (
     value_set,
 )
 
-PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Each property runs on typed queries (schema SCHEMA) and schema-less ones.
 both = st.one_of(

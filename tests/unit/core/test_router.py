@@ -12,7 +12,7 @@ from metaprod.core.router import FileRouter
 
 from tests.unit.core.oracle import SCHEMA, files, oracle_match, schemaless_queries, typed_queries
 
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPS

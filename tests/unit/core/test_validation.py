@@ -9,16 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metaprod.core.coverage import uncovered_witness
 from metaprod.core.errors import InvalidArgument
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.spec import ProductionSpec, SpecError, TransformationSpec, parse_spec, validate_spec
-from metaprod.core.validation import (
-    Finding,
-    TransformationNode,
-    ValidationResult,
-    uncovered_witness,
-    validate_graph,
-)
+from metaprod.core.validation import Finding, TransformationNode, ValidationResult, validate_graph
 
 from tests.unit.core.oracle import SCHEMA, UNIVERSE, typed_queries, value_set
 
@@ -219,7 +214,7 @@ def test_node_normalizes_its_fields() -> None:
 
 
 # -- exact coverage against brute force --------------------------------------------------------
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(typed_queries(), st.lists(typed_queries(), max_size=3))
 def test_uncovered_witness_is_exact(child: dict[str, Any], parents: list[dict[str, Any]]) -> None:
     c = MetaQuery.from_dict(child, SCHEMA)
@@ -357,3 +352,19 @@ def test_result_serializes() -> None:
     d = res.to_dict()
     assert d["ok"] is False and d["errors"][0]["code"] == "malformed_spec"
     assert d["errors"][0]["transformations"] == ["gen"]
+
+
+def test_every_declared_parent_is_checked() -> None:
+    res = validate_graph(
+        [
+            node("a", outq="datatype=a", tasks=1),
+            node("b", outq="datatype=b", tasks=1),
+            node("c", ("a", "b"), "datatype=c"),
+        ],
+        S,
+    )
+    assert [(f.code, f.transformations) for f in res.errors] == [
+        ("empty_link", ("a", "c")),
+        ("empty_link", ("b", "c")),
+    ]
+    assert res.warnings == []  # no coverage noise on top of the errors
