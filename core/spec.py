@@ -92,6 +92,11 @@ class SpecError(InvalidArgument, ValueError):
         self.result = result
 
 
+# The database keeps names in 128 characters and counts in 32-bit integers.
+MAX_NAME = 128
+MAX_INT = 2**31 - 1
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -112,8 +117,8 @@ class _Reader:
         v = d.get(key)
         if v is None:
             return None
-        if not _is_int(v) or v < 1:
-            self.bad(where, f"{prefix}{key} must be a positive integer, not {v!r}")
+        if not _is_int(v) or v < 1 or v > MAX_INT:
+            self.bad(where, f"{prefix}{key} must be a positive integer up to {MAX_INT}, not {v!r}")
             return None
         return int(v)
 
@@ -198,6 +203,9 @@ class _Reader:
         if not isinstance(name, str) or not name:
             self.bad((), f"transformations[{i}]: name is missing or not a non-empty string: {name!r}")
             return None
+        if len(name) > MAX_NAME:
+            self.bad((), f"transformations[{i}]: name is longer than {MAX_NAME} characters")
+            return None
         where, p = (name,), f"transformation {name!r}: "
         for k in t:
             if k not in _TRANSFORMATION_KEYS:
@@ -264,6 +272,9 @@ class _Reader:
         name = spec.get("production")
         if not isinstance(name, str) or not name.strip():
             self.bad((), f"production (the production's name) is missing or not a non-empty string: {name!r}")
+            name = ""
+        elif len(name) > MAX_NAME:
+            self.bad((), f"production name is longer than {MAX_NAME} characters")
             name = ""
         description = spec.get("description") or ""
         if not isinstance(description, str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from metaprod.core.errors import FailedPrecondition
+from metaprod.core.errors import FailedPrecondition, InvalidArgument
 
 
 class ProductionStatus(StrEnum):
@@ -78,7 +78,7 @@ def check_production_move(current: str, target: str) -> ProductionStatus:
     try:
         src, dst = ProductionStatus(current), ProductionStatus(target)
     except ValueError as exc:
-        raise FailedPrecondition(f"unknown production status: {exc}") from None
+        raise InvalidArgument(f"unknown production status: {exc}") from None
     if dst not in _PRODUCTION_MOVES[src]:
         raise FailedPrecondition(f"a production cannot go from {src} to {dst}")
     return dst
@@ -88,7 +88,7 @@ def check_transformation_move(current: str, target: str) -> TransformationStatus
     try:
         src, dst = TransformationStatus(current), TransformationStatus(target)
     except ValueError as exc:
-        raise FailedPrecondition(f"unknown transformation status: {exc}") from None
+        raise InvalidArgument(f"unknown transformation status: {exc}") from None
     if src == dst:
         return dst
     if dst not in _TRANSFORMATION_MOVES[src]:

@@ -140,21 +140,24 @@ def register_files(
     try:
         with session.begin_nested():
             first_id = _next_id(session)
+            ids: Sequence[int]
             if first_id is None:
-                rows = [(lfn, pfn, size, checksum, task_id, attempt, created) for lfn, pfn, size, checksum in file_rows]
+                rows = [(*row, task_id, attempt, created) for row in file_rows]
                 executemany(session, FILES, FILE_COLUMNS, rows)
-                ids = _ids_of(session, lfns)
+                found = _lookup(session, lfns)
+                ids = [found[lfn] for lfn in lfns]
             else:
                 ids = range(first_id, first_id + len(file_rows))
-                rows = [(fid, *row, task_id, attempt, created) for fid, row in zip(ids, file_rows, strict=True)]
-                executemany(session, FILES, ("id", *FILE_COLUMNS), rows)
+                numbered = [(fid, *row, task_id, attempt, created) for fid, row in zip(ids, file_rows, strict=True)]
+                executemany(session, FILES, ("id", *FILE_COLUMNS), numbered)
             md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
             executemany(session, FILE_METADATA, METADATA_COLUMNS, md_rows)
             attached = routing.attach_files(
                 session=session, file_rows=[(fid, f.metadata) for fid, f in zip(ids, files, strict=True)]
             )
     except IntegrityError:
-        taken = _existing_lfns(session, lfns)
+        found = _lookup(session, lfns)
+        taken = [lfn for lfn in lfns if lfn in found]
         if taken:
             more = f" (and {len(taken) - 1} more of this batch)" if len(taken) > 1 else ""
             raise AlreadyExists(f"file {taken[0]!r} is already in the catalog{more}") from None
@@ -254,23 +257,14 @@ def typed_values(
     return _prepare([FileInput(lfn, metadata=metadata)], fields)[2][0]
 
 
-def _ids_of(session: Session, lfns: list[str]) -> list[int]:
-    """The ids of just-inserted files, in the order of `lfns` (LFNs are unique: safe under
-    concurrent registrations, unlike guessing ids from an auto-increment counter)."""
+def _lookup(session: Session, lfns: list[str]) -> dict[str, int]:
+    """{lfn: id} of those of `lfns` in the catalog (LFNs are unique: reading new ids back
+    this way is safe under concurrent registrations, unlike guessing auto-increment values)."""
     found: dict[str, int] = {}
     for start in range(0, len(lfns), LOOKUP_CHUNK):
         chunk = lfns[start : start + LOOKUP_CHUNK]
-        rows = session.execute(select(FILES.c.lfn, FILES.c.id).where(FILES.c.lfn.in_(chunk))).all()
-        found.update(rows)  # type: ignore[arg-type]
-    return [found[lfn] for lfn in lfns]
-
-
-def _existing_lfns(session: Session, lfns: list[str]) -> list[str]:
-    taken: set[str] = set()
-    for start in range(0, len(lfns), LOOKUP_CHUNK):
-        chunk = lfns[start : start + LOOKUP_CHUNK]
-        taken.update(session.scalars(select(FILES.c.lfn).where(FILES.c.lfn.in_(chunk))))
-    return [lfn for lfn in lfns if lfn in taken]
+        found.update(session.execute(select(FILES.c.lfn, FILES.c.id).where(FILES.c.lfn.in_(chunk))).all())  # type: ignore[arg-type]
+    return found
 
 
 # -- metadata updates -------------------------------------------------------------------------

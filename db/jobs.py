@@ -38,7 +38,7 @@ from metaprod.db.models import (
     TransformationFile,
     utcnow,
 )
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
@@ -92,10 +92,11 @@ def claim_tasks(
             .group_by(Task.transformation_id)
         ).all()
     )
-    rows = session.scalars(
+    # Plain rows first (cheap), then ORM objects for the chosen tasks only.
+    rows = session.execute(
         claim(
             session,
-            select(Task)
+            select(Task.id, Task.backend, Task.transformation_id)
             .join(Transformation, Transformation.id == Task.transformation_id)
             .where(
                 Task.status == TaskStatus.CREATED.value,
@@ -106,23 +107,27 @@ def claim_tasks(
             .limit(limit * 4),
         )
     ).all()
-    chosen: list[Task] = []
-    for task in rows:
-        cap = max_queued_per_backend.get(task.backend, 0)
-        if cap and queued.get(task.backend, 0) >= cap:
+    chosen_ids: list[int] = []
+    caps: dict[str, int] = {}
+    for task_id, backend, transformation_id in rows:
+        if backend not in caps:
+            caps[backend] = max_queued_per_backend.get(backend, 0)
+        cap = caps[backend]
+        if cap and queued.get(backend, 0) >= cap:
             continue
         if (
             max_queued_per_transformation
-            and per_transformation.get(task.transformation_id, 0) >= max_queued_per_transformation
+            and per_transformation.get(transformation_id, 0) >= max_queued_per_transformation
         ):
             continue
-        queued[task.backend] = queued.get(task.backend, 0) + 1
-        per_transformation[task.transformation_id] = per_transformation.get(task.transformation_id, 0) + 1
-        chosen.append(task)
-        if len(chosen) >= limit:
+        queued[backend] = queued.get(backend, 0) + 1
+        per_transformation[transformation_id] = per_transformation.get(transformation_id, 0) + 1
+        chosen_ids.append(task_id)
+        if len(chosen_ids) >= limit:
             break
-    if not chosen:
+    if not chosen_ids:
         return []
+    chosen = list(session.scalars(select(Task).where(Task.id.in_(chosen_ids)).order_by(Task.id)))
     transformations = {
         t.id: t
         for t in session.scalars(
@@ -137,31 +142,45 @@ def claim_tasks(
         ).all()
     )
     inputs = _inputs_of(session, [t.id for t in chosen])
-    claimed: list[ClaimedJob] = []
+    secrets: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
     for task in chosen:
-        t = transformations[task.transformation_id]
         task.attempt += 1
         task.status = TaskStatus.SUBMITTED.value
         task.not_before = None
         task.backend_job_id = None
-        secret = new_secret()
-        attempt = JobAttempt(
-            task_id=task.id,
-            attempt=task.attempt,
-            status=AttemptStatus.SUBMITTED.value,
-            backend=task.backend,
-            token_hash=hash_secret(secret),
-            submitted_at=now,
+        secrets[task.id] = new_secret()
+        rows.append(
+            {
+                "task_id": task.id,
+                "attempt": task.attempt,
+                "status": AttemptStatus.SUBMITTED.value,
+                "backend": task.backend,
+                "token_hash": hash_secret(secrets[task.id]),
+                "submitted_at": now,
+            }
         )
-        session.add(attempt)
-        session.flush()
+    session.flush()
+    # One multi-row insert for the batch, then the ids by (task, attempt) in one query.
+    session.execute(insert(JobAttempt), rows)
+    attempt_ids: dict[tuple[int, int], int] = {
+        (tid, n): aid
+        for aid, tid, n in session.execute(
+            select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(
+                JobAttempt.task_id.in_([t.id for t in chosen])
+            )
+        )
+    }
+    claimed: list[ClaimedJob] = []
+    for task in chosen:
+        t = transformations[task.transformation_id]
         claimed.append(
             ClaimedJob(
                 task_id=task.id,
                 task_index=task.task_index,
                 attempt=task.attempt,
-                attempt_id=attempt.id,
-                secret=secret,
+                attempt_id=attempt_ids[(task.id, task.attempt)],
+                secret=secrets[task.id],
                 backend=task.backend,
                 backend_options=dict(t.spec.get("options") or {}),
                 production=production_names[t.production_id],
@@ -171,7 +190,6 @@ def claim_tasks(
                 inputs=tuple(inputs.get(task.id, ())),
             )
         )
-    session.flush()
     return claimed
 
 
@@ -189,14 +207,42 @@ def _inputs_of(session: Session, task_ids: list[int]) -> dict[int, list[JobInput
 
 
 def record_submission(*, session: Session, attempt_id: int, backend_job_id: str, workdir: str, log_path: str) -> None:
-    attempt = session.get_one(JobAttempt, attempt_id)
-    attempt.backend_job_id, attempt.workdir, attempt.log_path = backend_job_id, workdir, log_path
-    session.execute(
-        update(Task)
-        .where(Task.id == attempt.task_id, Task.attempt == attempt.attempt)
-        .values(backend_job_id=backend_job_id)
+    record_submissions(session=session, submissions=[Submission(attempt_id, backend_job_id, workdir, log_path)])
+
+
+@dataclass(frozen=True)
+class Submission:
+    attempt_id: int
+    backend_job_id: str
+    workdir: str
+    log_path: str
+
+
+def record_submissions(*, session: Session, submissions: Sequence[Submission]) -> None:
+    """Record where a batch of claimed attempts went (two executemany UPDATEs)."""
+    if not submissions:
+        return
+    by_id = {s.attempt_id: s for s in submissions}
+    keys = session.execute(
+        select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.id.in_(list(by_id)))
+    ).all()
+    conn = session.connection()
+    conn.execute(
+        update(JobAttempt.__table__)  # type: ignore[arg-type]
+        .where(JobAttempt.__table__.c.id == bindparam("b_id"))
+        .values(backend_job_id=bindparam("b_job"), workdir=bindparam("b_workdir"), log_path=bindparam("b_log")),
+        [
+            {"b_id": s.attempt_id, "b_job": s.backend_job_id, "b_workdir": s.workdir, "b_log": s.log_path}
+            for s in submissions
+        ],
     )
-    session.flush()
+    tasks = Task.__table__
+    conn.execute(
+        update(tasks)  # type: ignore[arg-type]
+        .where(tasks.c.id == bindparam("b_task"), tasks.c.attempt == bindparam("b_attempt"))
+        .values(backend_job_id=bindparam("b_job")),
+        [{"b_task": tid, "b_attempt": n, "b_job": by_id[aid].backend_job_id} for aid, tid, n in keys],
+    )
 
 
 def record_heartbeat(*, session: Session, task_id: int, attempt: int) -> bool:
@@ -300,6 +346,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
     )
     input_md = _input_metadata(session, list(tasks))
     schema = catalog.catalog_schema(session=session)
+    done_tasks: list[int] = []
     for attempt in attempts:
         task = tasks[attempt.task_id]
         report = attempt.report or {}
@@ -321,20 +368,23 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             files = _outputs_to_register(
                 task, t, production_names[t.production_id], report, input_md.get(task.id, []), schema
             )
-            with session.begin_nested():
-                result = catalog.register_files(session=session, files=files, producer=(task.id, attempt.attempt))
+            if files:
+                with session.begin_nested():
+                    result = catalog.register_files(session=session, files=files, producer=(task.id, attempt.attempt))
+                summary.outputs += result.registered
         except (DomainError, ValueError) as exc:
             fail_attempt(session=session, task=task, attempt=attempt, reason=str(exc), backoff_base=backoff_base)
             summary.failed += 1
             continue
-        summary.outputs += result.registered
         summary.done += 1
         attempt.status = AttemptStatus.DONE.value
         task.status = TaskStatus.DONE.value
         task.last_error = None
+        done_tasks.append(task.id)
+    if done_tasks:
         session.execute(
             update(TransformationFile)
-            .where(TransformationFile.task_id == task.id, TransformationFile.status == FileStatus.ASSIGNED.value)
+            .where(TransformationFile.task_id.in_(done_tasks), TransformationFile.status == FileStatus.ASSIGNED.value)
             .values(status=FileStatus.PROCESSED.value, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 from metaprod.core.auth import Principal, ensure_can_read, ensure_can_write, ensure_owns
-from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
+from metaprod.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.progress import (
     FILE_KEYS,
@@ -32,6 +32,7 @@ from metaprod.core.validation import Finding, ValidationResult
 from metaprod.db import catalog
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 
@@ -82,7 +83,12 @@ def create_production(*, session: Session, spec: Mapping[str, Any], principal: P
         spec=json.loads(json.dumps(dict(spec))),
     )
     session.add(production)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Lost a race with a concurrent create of the same name (MariaDB, READ COMMITTED).
+        raise AlreadyExists(f"a production named {name!r} exists") from None
     _store_transformations(session, production, list(spec.get("transformations") or []))
     return Created(production, tuple(result.warnings))
 
@@ -93,7 +99,7 @@ def add_transformation(
     production = get_production(session=session, name=production_name)
     ensure_owns(principal, production.owner, f"production {production.name!r}")
     if production.status in (ProductionStatus.CLEANING, ProductionStatus.CLEANED):
-        raise InvalidArgument(f"production {production.name!r} is {production.status}")
+        raise FailedPrecondition(f"production {production.name!r} is {production.status}")
     spec = dict(production.spec)
     spec["transformations"] = [*(spec.get("transformations") or []), dict(transformation)]
     result = validate(session=session, spec=spec)
@@ -135,13 +141,19 @@ def _store_transformations(
         created.append(t)
     session.flush()
     for entry, t in zip(entries, created, strict=True):
-        for parent_name in entry.get("parents") or []:
+        for parent_name in parent_list(entry):
             parent = existing[parent_name]
             session.add(
                 TransformationLink(child_id=t.id, parent_id=parent.id, intersection=_intersection(parent, t, schema))
             )
     session.flush()
     return created
+
+
+def parent_list(entry: Mapping[str, Any]) -> list[str]:
+    """Declared parents as a list without repeats (a spec may name one parent as a string)."""
+    parents = entry.get("parents") or []
+    return list(dict.fromkeys([parents] if isinstance(parents, str) else [str(p) for p in parents]))
 
 
 def _canonical(query: Any, schema: Schema) -> dict[str, Any] | None:
@@ -167,6 +179,9 @@ def get_production(*, session: Session, name: str) -> Production:
 def list_productions(*, session: Session, status: str = "") -> list[Production]:
     stmt = select(Production).order_by(Production.id)
     if status:
+        if status not in {s.value for s in ProductionStatus}:
+            choices = ", ".join(s.value for s in ProductionStatus)
+            raise InvalidArgument(f"unknown status {status!r}: use one of {choices}")
         stmt = stmt.where(Production.status == status)
     return list(session.scalars(stmt))
 

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from metaprod.core.metaquery import MetaQuery
@@ -42,7 +43,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 VALUE_COLUMN = {"int": "value_int", "float": "value_float", "str": "value_str"}
 # A stored string (metadata value or LFN) may not hold these: see the module docstring.
 ID_RANGE = "<file id range>"  # a compile_ids driver: scan files by id, probe every key
-PROBE_CAP = 20_000  # index entries counted per key when choosing the driver
+PROBE_CAP = 20_000
+# Bulk INSERTs on SQLite: rows per statement, within the variable limit of every SQLite
+# build since 3.32 (older builds allow 999 variables: not supported).
+SQLITE_ROWS_PER_STATEMENT = 2_000
+SQLITE_MAX_VARIABLES = 32_766  # index entries counted per key when choosing the driver
 STRING_REFUSED = re.compile(r"[\x00-\x1f\ud800-\udfff]| \Z")
 
 
@@ -318,8 +323,8 @@ def _bind(alias: Any, predicates: list[Any]) -> list[ColumnElement[bool]]:
 def executemany(
     session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *, ignore: bool = False
 ) -> int:
-    """INSERT `rows` (tuples in `columns` order) in one executemany; with `ignore`, rows
-    that collide with an existing key are skipped. Returns the number of rows inserted."""
+    """INSERT `rows` (tuples in `columns` order) in bulk; with `ignore`, rows that collide
+    with an existing key are skipped. Returns the number of rows inserted."""
     if not rows:
         return 0
     connection = session.connection()
@@ -333,11 +338,25 @@ def executemany(
         return int(result.rowcount)
     quote = dialect.identifier_preparer.quote
     verb = "INSERT" if not ignore else "INSERT OR IGNORE" if dialect.name == "sqlite" else "INSERT IGNORE"
-    sql = (
-        f"{verb} INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join([placeholder] * len(columns))})"
-    )
-    return int(connection.exec_driver_sql(sql, list(rows)).rowcount)
+    head = f"{verb} INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+    row_marks = f"({', '.join([placeholder] * len(columns))})"
+    if dialect.name != "sqlite":
+        return int(connection.exec_driver_sql(head + row_marks, list(rows)).rowcount)
+    # sqlite3 releases the GIL around every statement step: one row per step lets any busy
+    # Python thread of the process (agents, other RPCs) stall the insert for a whole switch
+    # interval per row. Multi-row VALUES make that one step per SQLITE_ROWS_PER_STATEMENT rows.
+    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, SQLITE_MAX_VARIABLES // len(columns)))
+    full = len(rows) - len(rows) % per
+    inserted = 0
+    if full:
+        batches = [tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)]
+        inserted += connection.exec_driver_sql(head + ", ".join([row_marks] * per), batches).rowcount
+    if full < len(rows):
+        rest = rows[full:]
+        inserted += connection.exec_driver_sql(
+            head + ", ".join([row_marks] * len(rest)), tuple(chain.from_iterable(rest))
+        ).rowcount
+    return int(inserted)
 
 
 def bind_value(session: Session, column: ColumnElement[Any], value: Any) -> Any:

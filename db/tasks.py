@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, needs_metadata
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus
 from metaprod.db.locking import claim
+from metaprod.db.querysql import bind_value, executemany
 from metaprod.db.models import (
     CatalogFile,
     FileMetadataValue,
@@ -19,7 +20,7 @@ from metaprod.db.models import (
     TransformationLink,
     utcnow,
 )
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 # Files considered per transformation and cycle: bounds one transaction's size.
@@ -88,7 +89,7 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
     groups = group_files(t.plugin, candidates, params, flush)
     if not groups:
         return TaskCreation(t.id, 0, 0)
-    first_id = _insert_tasks(session, t, next_index, len(groups))
+    _insert_tasks(session, t, next_index, len(groups))
     task_ids = list(
         session.scalars(
             select(Task.id)
@@ -97,46 +98,31 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
         )
     )
     inputs = [
-        {"task_id": task_id, "position": pos, "file_id": file_id}
-        for task_id, group in zip(task_ids, groups, strict=True)
-        for pos, file_id in enumerate(group)
+        (task_id, pos, file_id) for task_id, group in zip(task_ids, groups, strict=True) for pos, file_id in enumerate(group)
     ]
-    session.execute(insert(TaskInput), inputs)
-    # One correlated UPDATE assigns every grouped file to its new task.
-    new_input = (
-        select(TaskInput.task_id)
-        .where(TaskInput.file_id == TransformationFile.file_id, TaskInput.task_id >= first_id)
-        .join(Task, and_(Task.id == TaskInput.task_id, Task.transformation_id == t.id))
-    )
-    session.execute(
-        update(TransformationFile)
-        .where(
-            TransformationFile.transformation_id == t.id,
-            TransformationFile.status == FileStatus.UNUSED.value,
-            TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id >= first_id)),
-        )
-        .values(status=FileStatus.ASSIGNED.value, task_id=new_input.scalar_subquery(), updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    # Driver-level executemany: at a million files, SQLAlchemy's per-row parameter
+    # processing would cost more than the database work.
+    executemany(session, TaskInput.__table__, ("task_id", "position", "file_id"), inputs)  # type: ignore[arg-type]
+    # Each grouped file is assigned to its new task by primary key (the status condition keeps
+    # the claim's guarantee: only files still Unused change).
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    now = bind_value(session, TransformationFile.__table__.c.updated_at, utcnow())
+    assigned, unused = FileStatus.ASSIGNED.value, FileStatus.UNUSED.value
+    conn.exec_driver_sql(
+        f"UPDATE transformation_files SET status = {mark}, task_id = {mark}, updated_at = {mark} "
+        f"WHERE transformation_id = {mark} AND file_id = {mark} AND status = {mark}",
+        [(assigned, task_id, now, t.id, file_id, unused) for task_id, _, file_id in inputs],
     )
     session.flush()
     return TaskCreation(t.id, len(groups), len(inputs))
 
 
 def _insert_tasks(session: Session, t: Transformation, first_index: int, count: int) -> int:
-    now = utcnow()
-    rows = [
-        {
-            "transformation_id": t.id,
-            "task_index": first_index + i,
-            "status": TaskStatus.CREATED.value,
-            "attempt": 0,
-            "backend": t.backend,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(count)
-    ]
-    session.execute(insert(Task), rows)
+    now = bind_value(session, Task.__table__.c.created_at, utcnow())
+    rows = [(t.id, first_index + i, TaskStatus.CREATED.value, 0, t.backend, now, now) for i in range(count)]
+    columns = ("transformation_id", "task_index", "status", "attempt", "backend", "created_at", "updated_at")
+    executemany(session, Task.__table__, columns, rows)  # type: ignore[arg-type]
     first = session.scalar(select(Task.id).where(Task.transformation_id == t.id, Task.task_index == first_index))
     assert first is not None
     return int(first)

@@ -6,6 +6,7 @@ from metaprod.core.auth import Principal, Role, hash_secret, new_secret
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from metaprod.db.models import ApiToken, JobAttempt, utcnow
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 
@@ -24,7 +25,11 @@ def create_token(*, session: Session, name: str, role: str, owner: str | None = 
     secret = new_secret()
     token = ApiToken(name=name, token_hash=hash_secret(secret), role=parsed.value, owner=owner or name)
     session.add(token)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"a token named {name!r} exists") from None
     return token, secret
 
 

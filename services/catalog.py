@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
 from metaprod.core.auth import ensure_can_read, ensure_can_write
@@ -46,37 +47,33 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         message says how many files that is). Agents are woken after every batch.
         """
         ensure_can_write(self.ctx.authenticator.principal(context))
-        registered = attached = 0
+        committer = _Committer(self.ctx)
         pending: list[catalog.FileInput] = []
-
-        def flush(files: list[catalog.FileInput]) -> None:
-            nonlocal registered, attached
-            with self.ctx.database.session_scope() as session:
-                result = catalog.register_files(session=session, files=files)
-            registered += result.registered
-            attached += result.attached
-            self.ctx.notify("files")
-
         try:
-            for request in request_iterator:
-                for msg in request.files:
-                    if msg.has_provenance or msg.HasField("provenance"):
-                        raise InvalidArgument(
-                            f"file {msg.lfn!r}: provenance is recorded by the system when a task's outputs are "
-                            "registered; it cannot be given here"
-                        )
-                    pending.append(file_input_from_pb(msg))
-                while len(pending) >= REGISTER_BATCH:
-                    flush(pending[:REGISTER_BATCH])
-                    del pending[:REGISTER_BATCH]
-            if pending:
-                flush(pending)
-        except DomainError as exc:
-            if not registered:
+            try:
+                for request in request_iterator:
+                    for msg in request.files:
+                        if msg.has_provenance or msg.HasField("provenance"):
+                            raise InvalidArgument(
+                                f"file {msg.lfn!r}: provenance is recorded by the system when a task's outputs "
+                                "are registered; it cannot be given here"
+                            )
+                        pending.append(file_input_from_pb(msg))
+                    while len(pending) >= REGISTER_BATCH:
+                        committer.submit(pending[:REGISTER_BATCH])
+                        del pending[:REGISTER_BATCH]
+                committer.finish(pending)
+            except DomainError:
+                committer.wait()  # a failure of the batch before comes first
                 raise
-            note = f" ({registered} files of earlier batches of this stream were registered)"
+        except DomainError as exc:
+            if not committer.registered:
+                raise
+            note = f" ({committer.registered} files of earlier batches of this stream were registered)"
             raise type(exc)(exc.message + note, details=exc.details) from None
-        return pb.RegisterFilesResponse(registered=registered, attached=attached)
+        finally:
+            committer.close()
+        return pb.RegisterFilesResponse(registered=committer.registered, attached=committer.attached)
 
     def FindFiles(self, request: pb.FindFilesRequest, context: grpc.ServicerContext) -> Iterator[pb.FindFilesResponse]:
         """Matching files in catalog order, FIND_BATCH per message."""
@@ -106,6 +103,49 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         # New metadata may have attached the file to a transformation.
         self.ctx.notify("files")
         return pb.SetMetadataResponse(file=file_to_pb(record))
+
+
+class _Committer:
+    """Commits a stream's batches in order, one at a time, on a worker thread: the handler
+    thread meanwhile reads and converts the next batch (Python work), while the database
+    step runs mostly outside the GIL."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.registered = self.attached = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future[catalog.RegisterResult] | None = None
+
+    def _commit(self, files: list[catalog.FileInput]) -> catalog.RegisterResult:
+        with self.ctx.database.session_scope() as session:
+            result = catalog.register_files(session=session, files=files)
+        self.ctx.notify("files")
+        return result
+
+    def _count(self, result: catalog.RegisterResult) -> None:
+        self.registered += result.registered
+        self.attached += result.attached
+
+    def submit(self, files: list[catalog.FileInput]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-register")
+        self._inflight = self._pool.submit(self._commit, files)
+
+    def wait(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            self._count(inflight.result())
+
+    def finish(self, files: list[catalog.FileInput]) -> None:
+        """Commit the last batch here, after the one in flight."""
+        self.wait()
+        if files:
+            self._count(self._commit(files))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def bindings(context: ServiceContext) -> list[ServiceBinding]:

@@ -65,7 +65,7 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
             t, warnings = productions.add_transformation(
                 session=session, production_name=request.production, transformation=entry, principal=principal
             )
-            parents = [str(p) for p in entry.get("parents") or []]
+            parents = productions.parent_list(entry)
             return pb.AddTransformationResponse(
                 transformation=transformation_to_pb(t, request.production, parents),
                 warnings=convert.findings_to_pb(warnings),

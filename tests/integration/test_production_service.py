@@ -4,6 +4,8 @@ nothing, authentication and ownership, and the job wrapper's calls."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from metaprod.core.errors import (
 RunningServer = Any
 Connect = Callable[[str | None], Client]
 
+TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")
 FILE_KEYS = {"Unused", "Assigned", "Processed", "Problematic"}
 TASK_KEYS = {"Created", "Submitted", "Running", "Done", "Failed"}
 
@@ -204,11 +207,6 @@ def test_add_transformation_with_parents(admin: Client) -> None:
     assert [t.name for t in admin.transformations.list(production="muon-study")] == names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="db/productions.py add_transformation raises InvalidArgument (not FailedPrecondition) "
-    "for a production that is Cleaning/Cleaned: a state precondition, not malformed input",
-)
 def test_add_transformation_to_cleaning_production_is_failed_precondition(admin: Client) -> None:
     admin.productions.create(spec_yaml())
     admin.productions.delete("muon-study")
@@ -338,6 +336,72 @@ def test_unknown_production_is_not_found(admin: Client) -> None:
     assert admin.productions.list() == []
 
 
+def race(server: RunningServer, calls: int, call: Callable[[Client], object]) -> list[str]:
+    """Run `call` from `calls` clients at once; the outcome of each: "ok" or the error's class."""
+    barrier = threading.Barrier(calls)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        with connect(server.address, server.admin_token, timeout=30, retries=0) as client:
+            barrier.wait()
+            try:
+                call(client)
+                outcome = "ok"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_concurrent_creates_of_one_name_make_one_production(server: RunningServer, admin: Client) -> None:
+    for round_ in range(3):
+        name = f"race-{round_}"
+        outcomes = race(server, 6, lambda client, name=name: client.productions.create(spec_yaml(name)))
+        assert outcomes.count("ok") == 1, outcomes
+        assert all(o == "ok" or o.startswith("AlreadyExists") for o in outcomes), outcomes
+    assert production_names(admin) == ["race-0", "race-1", "race-2"]
+
+
+def test_parents_are_read_as_the_validator_reads_them(admin: Client) -> None:
+    one = admin.productions.create(spec_yaml("one-string").replace("parents: [gen]", "parents: gen"))
+    assert {t.name: t.parents for t in one.production.transformations}["reco"] == ("gen",)
+    twice = spec_yaml("twice").replace("parents: [gen]", "parents: [gen, gen]")
+    try:
+        created = admin.productions.create(twice)
+    except InvalidArgument:
+        assert production_names(admin) == ["one-string"]
+    else:
+        assert {t.name: t.parents for t in created.production.transformations}["reco"] == ("gen",)
+
+
+def test_values_that_do_not_fit_are_invalid_argument(admin: Client) -> None:
+    cases = [
+        (spec_yaml("p" * 129), "production"),
+        (variant("name: reco", "name: " + "r" * 129), "name"),
+        (variant("tasks: 5", "tasks: 3000000000"), "tasks"),
+        (variant("group_size: 2", "group_size: 3000000000"), "group_size"),
+        (variant("max_attempts: 3", "max_attempts: 3000000000"), "max_attempts"),
+    ]
+    for text, word in cases:
+        with pytest.raises(InvalidArgument, match=word):
+            admin.productions.create(text)
+        assert admin.productions.list() == [], word
+
+
+def test_production_list_with_an_unknown_status_is_invalid_argument(admin: Client) -> None:
+    admin.productions.create(spec_yaml())
+    with pytest.raises(InvalidArgument, match="Bogus"):
+        admin.productions.list(status="Bogus")
+
+
 # --- authentication and ownership ----------------------------------------------------------
 
 
@@ -457,11 +521,6 @@ def test_transformation_reset_and_set_status(admin: Client) -> None:
     assert admin.transformations.get("muon-study", "gen").transformation.status == "New"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/statuses.py check_transformation_move turns an unknown target status into "
-    "FailedPrecondition; a malformed status word from the caller is InvalidArgument (as the list filters say)",
-)
 def test_set_status_to_an_unknown_status_is_invalid_argument(admin: Client) -> None:
     admin.productions.create(spec_yaml())
     with pytest.raises(InvalidArgument):

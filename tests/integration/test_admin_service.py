@@ -1,0 +1,202 @@
+"""The Admin service over a real server and database: tokens (create, use, list, revoke),
+who am I, agents; and the health and reflection services, open without a token."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from metaprod.clients import Client, connect
+from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from metaprod.v1 import production_pb2, production_pb2_grpc
+
+# The `server` fixture (tests/integration/conftest.py) is a RunningServer.
+RunningServer = Any
+Connect = Callable[[str | None], Client]
+
+METAPROD_SERVICES = {
+    "metaprod.v1.FileCatalog",
+    "metaprod.v1.ProductionManager",
+    "metaprod.v1.TransformationService",
+    "metaprod.v1.Admin",
+}
+# The server trusts a resolved token for 2 s (services/auth.py CACHE_SECONDS).
+REVOCATION_DELAY = 2.5
+TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")
+
+
+@pytest.fixture
+def connect_as(server: RunningServer) -> Iterator[Connect]:
+    """Clients of the running server with a given bearer token (None: the admin's)."""
+    clients: list[Client] = []
+
+    def make(token: str | None = None) -> Client:
+        client = connect(server.address, server.admin_token if token is None else token, timeout=15, retries=0)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def admin(connect_as: Connect) -> Client:
+    return connect_as(None)
+
+
+def test_token_create_use_list_revoke(connect_as: Connect, admin: Client) -> None:
+    new = admin.admin.create_token("alice", "user")
+    assert (new.token.name, new.token.role, new.token.owner, new.token.revoked) == ("alice", "user", "alice", False)
+    assert new.token.created_at is not None
+    assert new.secret and new.secret != "alice"
+
+    # The secret is a bearer token at once.
+    alice = connect_as(new.secret)
+    me = alice.admin.whoami()
+    assert (me.name, me.role, me.owner) == ("alice", "user", "alice")
+    assert alice.productions.list() == []
+
+    bot = admin.admin.create_token("bot", "reader", owner="team-x")
+    assert bot.token.owner == "team-x"
+    me = connect_as(bot.secret).admin.whoami()
+    assert (me.name, me.role, me.owner) == ("bot", "reader", "team-x")
+
+    listed = {t.name: t for t in admin.admin.list_tokens()}
+    assert set(listed) == {"admin", "alice", "bot"}
+    assert (listed["alice"].role, listed["alice"].owner, listed["alice"].revoked) == ("user", "alice", False)
+    assert listed["admin"].role == "admin"
+
+    revoked = admin.admin.revoke_token("alice")
+    revoked_at = time.monotonic()
+    assert (revoked.name, revoked.revoked) == ("alice", True)
+    assert {t.name: t.revoked for t in admin.admin.list_tokens()} == {"admin": False, "alice": True, "bot": False}
+    # Revoking again is harmless; an unknown name is NotFound.
+    assert admin.admin.revoke_token("alice").revoked is True
+    with pytest.raises(NotFound):
+        admin.admin.revoke_token("nobody")
+
+    # Within the cache delay, calls with the revoked secret start failing.
+    while True:
+        try:
+            alice.admin.whoami()
+        except Unauthenticated as exc:
+            assert "revoked" in str(exc)
+            break
+        assert time.monotonic() - revoked_at < REVOCATION_DELAY, "a revoked token still works"
+        time.sleep(0.1)
+    with pytest.raises(Unauthenticated):
+        alice.productions.list()
+    # The other tokens still work, and the revoked name stays taken.
+    assert connect_as(bot.secret).admin.whoami().name == "bot"
+    with pytest.raises(AlreadyExists):
+        admin.admin.create_token("alice", "user")
+
+
+def test_token_refusals(server: RunningServer, connect_as: Connect, admin: Client) -> None:
+    admin.admin.create_token("dup", "reader")
+    with pytest.raises(AlreadyExists, match="dup"):
+        admin.admin.create_token("dup", "user")
+    with pytest.raises(InvalidArgument, match="superuser"):
+        admin.admin.create_token("x", "superuser")
+    with pytest.raises(InvalidArgument):
+        admin.admin.create_token("w", "worker")
+    with pytest.raises(InvalidArgument):
+        admin.admin.create_token("", "user")
+
+    user = connect_as(server.token("alice", "user"))
+    reader = connect_as(server.token("carol", "reader"))
+    for client in (user, reader):
+        with pytest.raises(PermissionDenied):
+            client.admin.create_token("sneaky", "admin")
+        with pytest.raises(PermissionDenied):
+            client.admin.list_tokens()
+        with pytest.raises(PermissionDenied):
+            client.admin.revoke_token("admin")
+    names = [t.name for t in admin.admin.list_tokens()]
+    assert names == ["admin", "dup", "alice", "carol"]
+    assert {t.name: t.role for t in admin.admin.list_tokens()}["dup"] == "reader"
+    assert not any(t.revoked for t in admin.admin.list_tokens())
+
+
+def race(server: RunningServer, calls: int, call: Callable[[Client], object]) -> list[str]:
+    """Run `call` from `calls` clients at once; the outcome of each: "ok" or the error's class."""
+    barrier = threading.Barrier(calls)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        with connect(server.address, server.admin_token, timeout=30, retries=0) as client:
+            barrier.wait()
+            try:
+                call(client)
+                outcome = "ok"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_concurrent_creates_of_one_token_name(server: RunningServer, admin: Client) -> None:
+    for round_ in range(3):
+        outcomes = race(server, 6, lambda client, name=f"race-{round_}": client.admin.create_token(name, "reader"))
+        assert outcomes.count("ok") == 1, outcomes
+        assert all(o == "ok" or o.startswith("AlreadyExists") for o in outcomes), outcomes
+    assert [t.name for t in admin.admin.list_tokens()] == ["admin", "race-0", "race-1", "race-2"]
+
+
+def test_whoami_and_list_agents(server: RunningServer, connect_as: Connect, admin: Client) -> None:
+    me = admin.admin.whoami()
+    assert (me.name, me.role, me.owner) == ("admin", "admin", "admin")
+    reader = connect_as(server.token("carol", "reader", owner="physics"))
+    me = reader.admin.whoami()
+    assert (me.name, me.role, me.owner) == ("carol", "reader", "physics")
+    agents = admin.admin.list_agents()
+    assert isinstance(agents, list)
+    assert all(a.name for a in agents)
+    assert isinstance(reader.admin.list_agents(), list)
+    with pytest.raises(Unauthenticated):
+        connect_as("").admin.whoami()
+
+
+def test_health_and_reflection_need_no_token(server: RunningServer, connect_as: Connect) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", *sorted(METAPROD_SERVICES)):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = list(
+            reflection.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+            )
+        )
+        assert len(replies) == 1
+        assert not replies[0].HasField("error_response")
+        names = {s.name for s in replies[0].list_services_response.service}
+        assert names >= METAPROD_SERVICES, names
+        assert "grpc.health.v1.Health" in names
+
+        # The same channel without a token is refused by the metaprod services themselves.
+        productions = production_pb2_grpc.ProductionManagerStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            productions.ListProductions(production_pb2.ListProductionsRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # The client's health check needs no token either.
+    assert connect_as("").health() == "SERVING"
