@@ -5,6 +5,7 @@ claim did not commit can never report (its token is unknown), so nothing runs tw
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 
 from metaprod.agents.backends.base import BackendError
 from metaprod.agents.jobs import BackendPool, prepare_job
@@ -26,11 +27,8 @@ class SubmitAgent:
         self.settings = settings
         self.backends = backends
 
-    def _caps(self) -> dict[str, int]:
-        caps = dict(self.settings.max_queued_per_backend)
-        for name, backend in self.backends.started().items():
-            caps.setdefault(name, 4 * backend.capacity())
-        return caps
+    def _caps(self) -> Mapping[str, int]:
+        return _Caps(self.settings.max_queued_per_backend, self.backends)
 
     def run_once(self, session: Session) -> str:
         claimed = jobs.claim_tasks(
@@ -40,6 +38,7 @@ class SubmitAgent:
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
         )
         submitted = failed = 0
+        records: list[jobs.Submission] = []
         for job in claimed:
             try:
                 spec = prepare_job(job, self.settings)
@@ -56,14 +55,37 @@ class SubmitAgent:
                 )
                 failed += 1
                 continue
-            jobs.record_submission(
-                session=session,
-                attempt_id=job.attempt_id,
-                backend_job_id=backend_id,
-                workdir=str(spec.workdir),
-                log_path=str(spec.log_path),
-            )
+            records.append(jobs.Submission(job.attempt_id, backend_id, str(spec.workdir), str(spec.log_path)))
             submitted += 1
+        jobs.record_submissions(session=session, submissions=records)
         if not claimed:
             return "idle"
         return f"submitted {submitted} jobs" + (f", {failed} refused by their backend" if failed else "")
+
+
+# A queue shorter than what runs between two submit cycles starves the backend (a local pool
+# finishes a trivial task every few ms); queued jobs cost a backend nothing while they wait.
+MIN_DEFAULT_CAP = 100
+
+
+class _Caps(Mapping[str, int]):
+    """Queue caps per backend: the configured ones, else max(4 x the backend's capacity,
+    MIN_DEFAULT_CAP) (the backend is made on first lookup, so even the first batch is capped)."""
+
+    def __init__(self, configured: Mapping[str, int], backends: BackendPool) -> None:
+        self._configured = configured
+        self._backends = backends
+
+    def __getitem__(self, name: str) -> int:
+        if name in self._configured:
+            return self._configured[name]
+        try:
+            return max(4 * self._backends.get(name).capacity(), MIN_DEFAULT_CAP)
+        except BackendError:
+            return 0  # an unknown backend: its submission fails and says why
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._backends.started())
+
+    def __len__(self) -> int:
+        return len(self._backends.started())

@@ -8,6 +8,7 @@ never touches the database: the services decide whether the report still counts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,7 +51,7 @@ def _channel(address: str) -> grpc.Channel:
 
 class Reporter:
     def __init__(self, address: str, token: str) -> None:
-        self._stub = tpb_grpc.TransformationServiceStub(_channel(address))
+        self._stub = tpb_grpc.TransformationServiceStub(_channel(address))  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:
@@ -66,10 +67,14 @@ class Reporter:
                 delay = min(5.0, delay * 2)
 
     def heartbeat(self, task: int, attempt: int) -> bool:
-        return self.call(self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)).proceed
+        response: tpb.HeartbeatResponse = self.call(
+            self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)
+        )
+        return bool(response.proceed)
 
     def report(self, request: tpb.ReportTaskResultRequest) -> tpb.ReportTaskResultResponse:
-        return self.call(self._stub.ReportTaskResult, request)
+        response: tpb.ReportTaskResultResponse = self.call(self._stub.ReportTaskResult, request)
+        return response
 
     def close(self) -> None:
         """The channel is shared by the process's reporters and stays open."""
@@ -235,10 +240,8 @@ def _run(job_file: str, out: TextIO) -> int:
 
 
 def _kill_group(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,8 +93,8 @@ def claim_tasks(
         ).all()
     )
     # Plain rows first (cheap), then ORM objects for the chosen tasks only.
-    rows = session.execute(
-        claim(
+    candidates = session.execute(
+        claim(  # type: ignore[type-var]
             session,
             select(Task.id, Task.backend, Task.transformation_id)
             .join(Transformation, Transformation.id == Task.transformation_id)
@@ -109,7 +109,7 @@ def claim_tasks(
     ).all()
     chosen_ids: list[int] = []
     caps: dict[str, int] = {}
-    for task_id, backend, transformation_id in rows:
+    for task_id, backend, transformation_id in candidates:
         if backend not in caps:
             caps[backend] = max_queued_per_backend.get(backend, 0)
         cap = caps[backend]

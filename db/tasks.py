@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, needs_metadata
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus
 from metaprod.db.locking import claim
-from metaprod.db.querysql import bind_value, executemany
 from metaprod.db.models import (
     CatalogFile,
     FileMetadataValue,
@@ -20,6 +19,7 @@ from metaprod.db.models import (
     TransformationLink,
     utcnow,
 )
+from metaprod.db.querysql import bind_value, executemany
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -98,7 +98,9 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
         )
     )
     inputs = [
-        (task_id, pos, file_id) for task_id, group in zip(task_ids, groups, strict=True) for pos, file_id in enumerate(group)
+        (task_id, pos, file_id)
+        for task_id, group in zip(task_ids, groups, strict=True)
+        for pos, file_id in enumerate(group)
     ]
     # Driver-level executemany: at a million files, SQLAlchemy's per-row parameter
     # processing would cost more than the database work.

@@ -118,6 +118,18 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.stdin.close()
 
+    def close(self) -> None:
+        """Drop the pipes and reap the process (it has exited, or is about to: killed or at
+        end of input)."""
+        self.close_input()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
+
 
 @dataclass
 class _Job:
@@ -255,6 +267,17 @@ class LocalBackend(JobBackend):
         with self._lock:
             for worker in self._workers:
                 worker.close_input()  # end of input: the worker exits after its job
+            if terminate:
+                # Nothing of ours runs any more: reap the workers and drop their pipes.
+                for worker in [*self._workers, *self._dead_workers]:
+                    try:
+                        worker.proc.wait(timeout=self.kill_grace)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
+                        worker.proc.wait()
+                    worker.close()
+                self._workers.clear()
+                self._dead_workers.clear()
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -272,9 +295,7 @@ class LocalBackend(JobBackend):
                 except Exception:  # the thread must survive anything, or queued jobs never start
                     log.exception("local backend: dispatch failed")
                 for worker in self._dead_workers:
-                    worker.close_input()
-                    assert worker.proc.stdout is not None
-                    worker.proc.stdout.close()
+                    worker.close()
                 self._dead_workers.clear()
                 fds = [w.fd for w in self._workers]
                 # Subprocess exits and the kill escalation have no descriptor to wait on: poll.

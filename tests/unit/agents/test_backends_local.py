@@ -238,3 +238,101 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# --- pool mode: persistent Python workers run the jobs' python_entry -----------------------------
+
+ENTRIES = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalBackend]:
+    # Workers are started on demand with this environment: they can import pool_entries.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ENTRIES, os.environ.get("PYTHONPATH")])))
+    b = LocalBackend(max_workers=2, kill_grace=1.0, terminate_on_close=True, poll_interval=0.02)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def pooled(tmp_path: Path, key: str, entry: str, *args: str, env: dict[str, str] | None = None) -> JobSpec:
+    job = spec(tmp_path, key, "echo argv-was-run", env)
+    return JobSpec(job.key, job.argv, job.env, job.workdir, job.log_path, python_entry=(f"pool_entries:{entry}", args))
+
+
+def test_pool_success_log_env_cwd_and_worker_reuse(pool: LocalBackend, tmp_path: Path) -> None:
+    script = 'echo "out $METAPROD_TEST_EXTRA"; echo err >&2; pwd -P'
+    first = pooled(tmp_path, "p1-a1", "run_command", script, env={"METAPROD_TEST_EXTRA": "x y"})
+    first.log_path.write_text("previous attempt\n")
+    first_id = pool.submit(first)
+    assert wait_final(pool, [first_id])[first_id] == JobStatus(JobState.SUCCEEDED, 0)
+    lines = first.log_path.read_text().splitlines()
+    assert lines[0] == "previous attempt"
+    assert lines[1].startswith("entry in worker ")
+    assert lines[2:] == ["out x y", "err", str(first.workdir.resolve())]
+    # The next job runs in the same worker (no interpreter start), with its own environment.
+    second = pooled(tmp_path, "p1-a2", "run_command", 'echo "[$METAPROD_TEST_EXTRA]"')
+    second_id = pool.submit(second)
+    assert wait_final(pool, [second_id])[second_id].state is JobState.SUCCEEDED
+    second_lines = second.log_path.read_text().splitlines()
+    assert second_lines == [lines[1], "[]"]
+
+
+def test_pool_failures(pool: LocalBackend, tmp_path: Path) -> None:
+    failing = pooled(tmp_path, "p2-a1", "run_command", "exit 3")
+    raising = pooled(tmp_path, "p2-a2", "boom")
+    ids = [pool.submit(failing), pool.submit(raising)]
+    statuses = wait_final(pool, ids)
+    assert statuses[ids[0]] == JobStatus(JobState.FAILED, 3, "exit code 3")
+    assert statuses[ids[1]] == JobStatus(JobState.FAILED, 1, "RuntimeError: boom from the entry")
+    assert "RuntimeError: boom from the entry" in raising.log_path.read_text()  # the traceback
+
+
+def test_pool_worker_death_fails_only_its_job(pool: LocalBackend, tmp_path: Path) -> None:
+    dead = pool.submit(pooled(tmp_path, "p3-a1", "die"))
+    status = wait_final(pool, [dead])[dead]
+    assert status.state is JobState.FAILED
+    assert status.reason.startswith("pool worker exited")
+    after = pool.submit(pooled(tmp_path, "p3-a2", "run_command", "true"))
+    assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
+
+
+def test_pool_cancel_kills_the_command(pool: LocalBackend, tmp_path: Path) -> None:
+    job = pooled(tmp_path, "p4-a1", "run_command", "sleep 30 & echo $! > child.pid; wait")
+    job_id = pool.submit(job)
+    pid_file = job.workdir / "child.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    child = int(pid_file.read_text())
+    started = time.monotonic()
+    pool.cancel([job_id])
+    status = wait_final(pool, [job_id])[job_id]
+    assert time.monotonic() - started < 5
+    assert status.state is JobState.FAILED
+    assert status.reason.startswith("cancelled")
+    wait_for(lambda: not _alive(child), timeout=5)
+    # The worker survived the cancel and takes the next job.
+    after = pool.submit(pooled(tmp_path, "p4-a2", "run_command", "true"))
+    assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
+
+
+def test_pool_cancel_escalates_to_killing_the_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYTHONPATH", ENTRIES)
+    with LocalBackend(max_workers=1, kill_grace=0.3, terminate_on_close=True, poll_interval=0.02) as b:
+        job = pooled(tmp_path, "p5-a1", "run_command", "trap '' TERM; touch ready; while :; do sleep 0.05; done")
+        job_id = b.submit(job)
+        wait_for(lambda: (job.workdir / "ready").exists())
+        b.cancel([job_id])
+        status = wait_final(b, [job_id])[job_id]
+        assert status.state is JobState.FAILED
+        assert status.reason.startswith("cancelled")
+
+
+def test_subprocess_mode_runs_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with make_backend("local", {"mode": "subprocess", "max_workers": 1}) as b:
+        job = pooled(tmp_path, "p6-a1", "run_command", "echo entry-was-run")
+        job_id = b.submit(job)
+        assert wait_final(b, [job_id])[job_id].state is JobState.SUCCEEDED
+        assert job.log_path.read_text() == "argv-was-run\n"
+    with pytest.raises(BackendError, match="mode must be one of"):
+        make_backend("local", {"mode": "threads"})

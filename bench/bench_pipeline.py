@@ -1,0 +1,333 @@
+"""End-to-end pipeline benchmark on the local backend.
+
+    python bench/bench_pipeline.py [--tasks 5000] [--latency-files 50] [--group-files 1000000]
+                                   [--db sqlite|mysql://root@127.0.0.1:3306]
+
+(a) Throughput. Starts `metaprod up` as a subprocess (services, agents, local backend: the real
+    deployment) on a fresh database, creates a production whose root transformation runs
+    `tasks: N` trivial tasks (command `true`, no outputs) and times `production start` to the
+    production's Completed status (polled through the Python client every 0.1 s). Against it,
+    in the same run and on the same machine, N `/bin/true` processes spawned with
+    `subprocess.run` at the same concurrency (os.cpu_count() threads). Prints both rates and
+    their ratio (target >= 0.3).
+(b) Latency. Against the same `metaprod up`, an Active transformation with input query
+    `{bench: lat}` and group_size 1 whose command appends `date +%s.%N` to a file (its parent,
+    a `sleep 600` task, keeps it Active and holds one of the workers): K files are
+    registered one at a time through the client (0.3 s apart); latency = command start -
+    time just before the RegisterFiles call. Prints p50/p95/max (target p50 < 1 s).
+(c) Grouping. In this process, on another fresh database: M files and their Unused
+    TransformationFile rows inserted with DB-API executemany (setup, untimed), then
+    `db.tasks.create_tasks` cycles (group_size 10) are timed until no file is Unused.
+    Prints files/s (target >= 100,000/s on SQLite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from metaprod.clients import connect
+from metaprod.clients.client import Client
+from metaprod.core.auth import Principal, Role
+from metaprod.core.statuses import FileStatus, TransformationStatus
+from metaprod.db import tasks as dbtasks
+from metaprod.db.migrate import upgrade
+from metaprod.db.models import Transformation, TransformationFile, utcnow
+from metaprod.db.productions import create_production
+from metaprod.db.session import Database
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.engine import make_url
+
+AGENTS = {
+    "poll_seconds": 1.0,
+    "heartbeat_interval": 5.0,
+    "heartbeat_timeout": 120.0,
+    "report_grace_seconds": 30.0,
+}
+if os.environ.get("BENCH_AGENTS"):
+    AGENTS.update(json.loads(os.environ["BENCH_AGENTS"]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def database_url(kind: str, workdir: Path) -> Iterator[str]:
+    """A new empty database: a SQLite file in `workdir`, or a new MariaDB database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    server = make_url(kind)
+    name = f"mp_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server.set(database=""))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@contextmanager
+def metaprod_up(data_dir: Path, db_url: str) -> Iterator[Client]:
+    """`metaprod up` in a subprocess; yields an admin client."""
+    port = free_port()
+    env = dict(os.environ, METAPROD_LOG_LEVEL="WARNING")
+    log = open(data_dir / "up.log", "ab")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "metaprod.clients.cli", "up", "--data-dir", str(data_dir), "--port", str(port)),
+            *("--db", db_url, "--agent-config", json.dumps(AGENTS)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    log.close()
+    client = None
+    try:
+        deadline = time.monotonic() + 60
+        token_file = data_dir / "admin.token"
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"metaprod up exited: {(data_dir / 'up.log').read_text()[-3000:]}")
+            if token_file.exists() and token_file.read_text().strip():
+                try:
+                    client = connect(f"127.0.0.1:{port}", token_file.read_text().strip(), timeout=60)
+                    client.health()
+                    break
+                except Exception:
+                    if client is not None:
+                        client.close()
+                        client = None
+            if time.monotonic() > deadline:
+                raise TimeoutError("metaprod up did not answer")
+            time.sleep(0.2)
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_status(client: Client, production: str, status: str, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        if client.productions.get(production).status == status:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{production} not {status}: {client.productions.progress(production)}")
+        time.sleep(0.1)
+
+
+def true_rate(n: int, workers: int) -> float:
+    """/bin/true processes per second, `workers` at a time."""
+    remaining = iter(range(n))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                if next(remaining, None) is None:
+                    return
+            subprocess.run(["/bin/true"], check=True)
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.monotonic() - start)
+
+
+def bench_throughput(client: Client, n: int) -> None:
+    workers = os.cpu_count() or 1
+    spec = {"production": "throughput", "transformations": [{"name": "gen", "tasks": n, "command": "true"}]}
+    client.productions.create(spec)
+    start = time.monotonic()
+    client.productions.start("throughput")
+    end = wait_status(client, "throughput", "Completed", timeout=max(600.0, n / 5))
+    progress = client.productions.progress("throughput")
+    done = sum(t.tasks.get("Done", 0) for t in progress.transformations)
+    assert done == n, progress
+    rate = n / (end - start)
+    baseline = true_rate(n, workers)
+    print(f"(a) {n} trivial tasks end to end (local backend, max_workers={workers}): {end - start:.2f} s")
+    print(f"    metaprod: {rate:8.1f} tasks/s")
+    print(f"    /bin/true x{n}, {workers} at a time: {baseline:8.1f} processes/s")
+    print(f"    ratio: {rate / baseline:.3f} (target >= 0.3)")
+
+
+def bench_latency(client: Client, k: int, data_dir: Path) -> None:
+    starts = data_dir / "starts.txt"
+    spec = {
+        "production": "latency",
+        "fields": {"bench": "str"},
+        "transformations": [
+            # A parent still running keeps "lat" Active (a transformation whose parents are
+            # all Completed completes as soon as it has no Unused or Assigned file).
+            {"name": "hold", "tasks": 1, "command": "sleep 600", "output_query": {"bench": "lat"}},
+            {
+                "name": "lat",
+                "parents": ["hold"],
+                "input_query": {"bench": "lat"},
+                "group_size": 1,
+                "command": f'echo "$METAPROD_INPUT_LFNS $(date +%s.%N)" >> {starts}',
+            },
+        ],
+    }
+    client.productions.create(spec)
+    client.productions.start("latency")
+    time.sleep(1.0)
+    registered: dict[str, float] = {}
+    for i in range(k):
+        lfn = f"/bench/lat/{i:04d}"
+        registered[lfn] = time.time()
+        client.catalog.register_files([{"lfn": lfn, "metadata": {"bench": "lat"}}])
+        time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    started: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        if starts.exists():
+            started = {}
+            for line in starts.read_text().splitlines():
+                lfn, _, stamp = line.rpartition(" ")
+                started[lfn] = float(stamp)
+            if len(started) >= k:
+                break
+        time.sleep(0.2)
+    client.productions.stop("latency", kill=True)
+    latencies = sorted(started[lfn] - t for lfn, t in registered.items() if lfn in started)
+    if len(latencies) < k:
+        print(f"(b) only {len(latencies)} of {k} jobs started within 60 s")
+    if not latencies:
+        return
+    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+    print(f"(b) registration -> job start, {len(latencies)} files registered one at a time (group_size 1):")
+    print(
+        f"    p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms (target p50 < 1 s)"
+    )
+
+
+def bench_grouping(db_url: str, m: int, group_size: int) -> None:
+    db = Database(db_url)
+    upgrade(db)
+    try:
+        with db.session_scope() as session:
+            spec = {
+                "production": "grouping",
+                "fields": {"bench": "str"},
+                "transformations": [
+                    {"name": "g", "input_query": {"bench": "g"}, "group_size": group_size, "command": "true"}
+                ],
+            }
+            create_production(session=session, spec=spec, principal=Principal("bench", Role.ADMIN, "bench"))
+            session.execute(update(Transformation).values(status=TransformationStatus.ACTIVE.value))
+            tid = session.scalar(select(Transformation.id))
+        assert tid is not None
+        setup = time.monotonic()
+        conn = db.engine.raw_connection()
+        cur = conn.cursor()
+        ph = "?" if db.is_sqlite else "%s"
+        stamp: Any = utcnow().replace(tzinfo=None)
+        if db.is_sqlite:
+            stamp = stamp.isoformat(" ")
+        batch = 50_000
+        for first in range(1, m + 1, batch):
+            ids = range(first, min(m + 1, first + batch))
+            cur.executemany(
+                f"INSERT INTO files (id, lfn, pfn, size, checksum, created_at) VALUES ({', '.join([ph] * 6)})",
+                [(i, f"/bench/g/{i:09d}", "", 1000, "", stamp) for i in ids],
+            )
+            cur.executemany(
+                "INSERT INTO transformation_files (transformation_id, file_id, status, error_count, updated_at) "
+                f"VALUES ({', '.join([ph] * 5)})",
+                [(tid, i, FileStatus.UNUSED.value, 0, stamp) for i in ids],
+            )
+            conn.commit()
+        conn.close()
+        setup = time.monotonic() - setup
+        cycles = 0
+        start = time.monotonic()
+        while True:
+            with db.session_scope() as session:
+                result = dbtasks.create_tasks(session=session, transformation_id=tid)
+            cycles += 1
+            if result is None or result.tasks == 0:
+                break
+        elapsed = time.monotonic() - start
+        with db.session_scope(readonly=True) as session:
+            left = session.scalar(
+                select(func.count())
+                .select_from(TransformationFile)
+                .where(TransformationFile.status == FileStatus.UNUSED.value)
+            )
+        assert left == 0, left
+        print(f"(c) {m} Unused files grouped into tasks of {group_size} (setup {setup:.1f} s, untimed):")
+        print(f"    {elapsed:.2f} s in {cycles} create_tasks cycles: {m / elapsed:,.0f} files/s (target >= 100,000/s)")
+    finally:
+        db.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--latency-files", type=int, default=50)
+    parser.add_argument("--group-files", type=int, default=1_000_000)
+    parser.add_argument("--group-size", type=int, default=10)
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: a,b,c")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    workdir = Path(tempfile.mkdtemp(prefix="metaprod-pipeline-bench-"))
+    print(f"database: {args.db}; cpus: {os.cpu_count()}; python {sys.version.split()[0]}")
+    try:
+        if not {"a", "b"} <= skip:
+            data_dir = workdir / "data"
+            data_dir.mkdir()
+            with database_url(args.db, workdir) as url, metaprod_up(data_dir, url) as client:
+                if "a" not in skip:
+                    bench_throughput(client, args.tasks)
+                if "b" not in skip:
+                    bench_latency(client, args.latency_files, data_dir)
+        if "c" not in skip:
+            with database_url(args.db, workdir) as url:
+                bench_grouping(url, args.group_files, args.group_size)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
