@@ -80,8 +80,10 @@ class MonitorAgent:
         silent = now - last_sign
         timeout = timedelta(seconds=self.settings.heartbeat_timeout)
         if a.backend_job_id is None:
-            if now - (a.submitted_at or now) > timedelta(seconds=self.settings.submit_grace_seconds):
-                return "lost: never reached its backend (the submitting agent died)"
+            # Submission is recorded after the claim commits; a job whose record never came
+            # (its submitter died in between) is lost unless it shows signs of life.
+            if silent > timedelta(seconds=self.settings.submit_grace_seconds):
+                return "lost: its submission was never recorded (the submitting agent died)"
             return None
         if status is not None and status.state in (JobState.SUCCEEDED, JobState.FAILED):
             if silent > timedelta(seconds=self.settings.report_grace_seconds):

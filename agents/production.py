@@ -11,6 +11,8 @@ class ProductionAgent:
     name = "production"
     wakes_on = frozenset({"done", "production", "transformation"})
     produces = frozenset({"completed"})
+    # Completion is not latency-critical: batch the wakes of many finished tasks.
+    min_gap = 0.5
 
     def run_once(self, session: Session) -> str:
         summary = run_lifecycle(session=session)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -15,6 +16,9 @@ from metaprod.db.session import Database
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+
+BEAT_SECONDS = 1.0
+DEFAULT_MIN_GAP = 0.05
 
 
 class Agent(Protocol):
@@ -41,6 +45,8 @@ class AgentRunner:
         # Wakes that arrived while the agent's cycle was running: it runs again right after.
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
+        self._last_beat: dict[str, tuple[float, str]] = {}
+        self._last_end: dict[str, float] = {}
 
     def cycle(self, agent: Agent) -> str:
         """Run one cycle of one agent and record its heartbeat; never raises."""
@@ -49,22 +55,45 @@ class AgentRunner:
         try:
             with self.database.session_scope() as session:
                 status = agent.run_once(session)
+                # The heartbeat rides in the cycle's own transaction, at most once a second
+                # (or when the status changes): on SQLite every transaction is a write lock.
+                if self._beat_due(agent.name, status):
+                    agents_status.beat(session=session, name=agent.name, status=status)
         except Exception as exc:
             log.exception("agent %s cycle failed", agent.name)
             status = f"error: {type(exc).__name__}: {exc}"
+            self._beat_apart(agent.name, status)
         else:
             if status and not status.startswith("idle"):
                 self.wake(agent.produces)
-        try:
-            with self.database.session_scope() as session:
-                agents_status.beat(session=session, name=agent.name, status=status)
-        except Exception:
-            log.exception("agent %s heartbeat failed", agent.name)
+        after_commit = getattr(agent, "after_commit", None)
+        if after_commit is not None:
+            try:
+                after_commit(self.database)
+            except Exception:
+                log.exception("agent %s post-commit step failed", agent.name)
+        self._last_end[agent.name] = time.monotonic()
         with self._pending_lock:
             again = agent.name in self._pending
         if again:
             self._reschedule(agent.name)
         return status
+
+    def _beat_due(self, name: str, status: str) -> bool:
+        now = time.monotonic()
+        last = self._last_beat.get(name)
+        if last is not None and last[1] == status and now - last[0] < BEAT_SECONDS:
+            return False
+        self._last_beat[name] = (now, status)
+        return True
+
+    def _beat_apart(self, name: str, status: str) -> None:
+        try:
+            with self.database.session_scope() as session:
+                agents_status.beat(session=session, name=name, status=status)
+            self._last_beat[name] = (time.monotonic(), status)
+        except Exception:
+            log.exception("agent %s heartbeat failed", name)
 
     def run_all_once(self) -> dict[str, str]:
         """`--once`: one cycle of every agent in order (for tests and cron-style use)."""
@@ -85,8 +114,14 @@ class AgentRunner:
         if self._stopping.is_set() or not self._scheduler.running:
             return
         job = self._scheduler.get_job(name)
-        if job is not None:
-            job.modify(next_run_time=_now())
+        if job is None:
+            return
+        # Wakes closer together than an agent's `min_gap` coalesce into one cycle, so a burst
+        # of reports is finalized as one batch instead of one transaction each.
+        gap = getattr(job.args[0], "min_gap", DEFAULT_MIN_GAP)
+        since = time.monotonic() - self._last_end.get(name, 0.0)
+        delay = max(0.0, gap - since)
+        job.modify(next_run_time=_now() + timedelta(seconds=delay))
 
     def start(self) -> None:
         for agent in self.agents:

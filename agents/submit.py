@@ -1,6 +1,15 @@
 """Submit agent: claim due Created tasks within the back-pressure caps and hand them to
-their backend. The claim, the submission and its record are one transaction: a job whose
-claim did not commit can never report (its token is unknown), so nothing runs twice."""
+their backend, in two steps so that no database lock is held while jobs are launched:
+
+1. `run_once` claims the tasks (new attempts with their worker tokens) in the cycle's
+   transaction;
+2. `after_commit` writes the job files, submits to the backends, and records the backend
+   job ids (or the refusals) in one short transaction.
+
+A crash between the two leaves attempts without a backend id: the monitor declares them lost
+after `submit_grace_seconds` without a sign of life and they are retried. A job launched whose
+record never committed still holds a valid token for the live attempt, so its report counts
+once; any other attempt's report is refused. Nothing runs to completion twice."""
 
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ from metaprod.agents.settings import AgentSettings
 from metaprod.core.statuses import AttemptStatus
 from metaprod.db import jobs
 from metaprod.db.models import JobAttempt, Task
+from metaprod.db.session import Database
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -26,6 +36,7 @@ class SubmitAgent:
     def __init__(self, settings: AgentSettings, backends: BackendPool) -> None:
         self.settings = settings
         self.backends = backends
+        self._claimed: list[jobs.ClaimedJob] = []
 
     def _caps(self) -> Mapping[str, int]:
         return _Caps(self.settings.max_queued_per_backend, self.backends)
@@ -37,30 +48,35 @@ class SubmitAgent:
             max_queued_per_backend=self._caps(),
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
         )
-        submitted = failed = 0
+        self._claimed = claimed
+        return f"claimed {len(claimed)} tasks" if claimed else "idle"
+
+    def after_commit(self, database: Database) -> None:
+        claimed, self._claimed = self._claimed, []
+        if not claimed:
+            return
         records: list[jobs.Submission] = []
+        refused: list[tuple[jobs.ClaimedJob, str]] = []
         for job in claimed:
             try:
                 spec = prepare_job(job, self.settings)
                 backend_id = self.backends.get(job.backend).submit(spec)
             except (BackendError, OSError) as exc:
                 log.warning("submission of task %s attempt %s failed: %s", job.task_id, job.attempt, exc)
+                refused.append((job, f"submission to backend {job.backend!r} failed: {exc}"))
+                continue
+            records.append(jobs.Submission(job.attempt_id, backend_id, str(spec.workdir), str(spec.log_path)))
+        with database.session_scope() as session:
+            jobs.record_submissions(session=session, submissions=records)
+            for job, reason in refused:
                 jobs.fail_attempt(
                     session=session,
                     task=session.get_one(Task, job.task_id),
                     attempt=session.get_one(JobAttempt, job.attempt_id),
-                    reason=f"submission to backend {job.backend!r} failed: {exc}",
+                    reason=reason,
                     backoff_base=self.settings.retry_backoff_seconds,
                     status=AttemptStatus.FAILED,
                 )
-                failed += 1
-                continue
-            records.append(jobs.Submission(job.attempt_id, backend_id, str(spec.workdir), str(spec.log_path)))
-            submitted += 1
-        jobs.record_submissions(session=session, submissions=records)
-        if not claimed:
-            return "idle"
-        return f"submitted {submitted} jobs" + (f", {failed} refused by their backend" if failed else "")
 
 
 # A queue shorter than what runs between two submit cycles starves the backend (a local pool

@@ -176,9 +176,6 @@ def _run(job_file: str, out: TextIO) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     cancelled, pid_file = attempt_dir / CANCEL_FILE, attempt_dir / PID_FILE
     reporter = Reporter(job["address"], job["token"])
-    if not reporter.heartbeat(task, attempt):
-        print(f"[metaprod] task {task} attempt {attempt} is no longer live; not starting", file=out, flush=True)
-        return 0
     if cancelled.exists():
         print(f"[metaprod] task {task} attempt {attempt} was cancelled; not starting", file=out, flush=True)
         return 0
@@ -198,8 +195,14 @@ def _run(job_file: str, out: TextIO) -> int:
     superseded = threading.Event()
     finished = threading.Event()
 
+    interval = float(job.get("heartbeat_interval", 5.0))
+
     def beat() -> None:
-        while not finished.wait(float(job.get("heartbeat_interval", 5.0))):
+        # The first beat comes after at most a second: a job shorter than that costs the
+        # services one write (its report), and a superseded attempt is still stopped early.
+        wait = min(1.0, interval)
+        while not finished.wait(wait):
+            wait = interval
             try:
                 if not reporter.heartbeat(task, attempt):
                     superseded.set()
@@ -229,10 +232,11 @@ def _run(job_file: str, out: TextIO) -> int:
             request.success = True
         except (ValueError, OSError) as exc:
             request.success, request.error = False, str(exc)
+    sent = time.monotonic()
     outcome = reporter.report(request)
     print(
         f"[metaprod] task {task} attempt {attempt}: reported success={request.success} "
-        f"accepted={outcome.accepted} {request.error}",
+        f"accepted={outcome.accepted} in {1000 * (time.monotonic() - sent):.0f} ms {request.error}",
         file=out,
         flush=True,
     )

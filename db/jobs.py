@@ -283,11 +283,6 @@ class ReportOutcome:
 def report_attempt(*, session: Session, report: AttemptReport) -> ReportOutcome:
     """Keep a job's report for the finalize agent. A report of a superseded, killed or
     already reported attempt changes nothing (accepted=False, with the attempt's status)."""
-    row = session.scalar(
-        select(JobAttempt).where(JobAttempt.task_id == report.task_id, JobAttempt.attempt == report.attempt)
-    )
-    if row is None:
-        return ReportOutcome(False, "Unknown")
     stored = {
         "success": report.success,
         "error": report.error[:4000],
@@ -298,13 +293,22 @@ def report_attempt(*, session: Session, report: AttemptReport) -> ReportOutcome:
         ],
     }
     now = utcnow()
+    # One UPDATE in the common case: the attempt is live and takes the report.
     updated = session.execute(
         update(JobAttempt)
-        .where(JobAttempt.id == row.id, JobAttempt.status.in_(LIVE))
+        .where(
+            JobAttempt.task_id == report.task_id,
+            JobAttempt.attempt == report.attempt,
+            JobAttempt.status.in_(LIVE),
+        )
         .values(status=AttemptStatus.REPORTED.value, report=stored, exit_code=report.exit_code, finished_at=now)
     ).rowcount  # type: ignore[attr-defined]
-    session.expire(row)
-    return ReportOutcome(bool(updated), row.status)
+    if updated:
+        return ReportOutcome(True, AttemptStatus.REPORTED.value)
+    status = session.scalar(
+        select(JobAttempt.status).where(JobAttempt.task_id == report.task_id, JobAttempt.attempt == report.attempt)
+    )
+    return ReportOutcome(False, status or "Unknown")
 
 
 @dataclass

@@ -9,13 +9,16 @@ from metaprod.services.server import MetaprodServer, ServiceBinding, ServiceCont
 
 def build_bindings(context: ServiceContext) -> list[ServiceBinding]:
     # Imported here so that each servicer module stays importable on its own.
-    from metaprod.services import admin, catalog, production, transformation
+    from metaprod.services.admin import bindings as admin_bindings
+    from metaprod.services.catalog import bindings as catalog_bindings
+    from metaprod.services.production import bindings as production_bindings
+    from metaprod.services.transformation import bindings as transformation_bindings
 
     return [
-        *admin.bindings(context),
-        *catalog.bindings(context),
-        *transformation.bindings(context),
-        *production.bindings(context),
+        *admin_bindings(context),
+        *catalog_bindings(context),
+        *transformation_bindings(context),
+        *production_bindings(context),
     ]
 
 

@@ -29,6 +29,8 @@ class ServiceContext:
     database: Database
     authenticator: Authenticator
     on_new_work: list[Callable[[str], None]] = field(default_factory=list)
+    # Called once the server has stopped taking calls (background writers flush and stop).
+    on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def notify(self, kind: str) -> None:
         for callback in self.on_new_work:
@@ -87,6 +89,8 @@ class MetaprodServer:
         """Refuse new calls, let running ones finish within `grace` seconds."""
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
+        for close in self.context.on_close:
+            close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))

@@ -6,16 +6,24 @@ import grpc
 from metaprod.core.auth import Principal, ensure_can_read, ensure_worker_for
 from metaprod.db import jobs, productions, transformations
 from metaprod.services import convert
+from metaprod.services.batching import GroupCommitter
 from metaprod.services.convert_catalog import file_input_from_pb
 from metaprod.services.convert_production import file_row_to_pb, task_row_to_pb, transformation_to_pb
 from metaprod.services.server import ServiceBinding, ServiceContext
 from metaprod.v1 import transformation_pb2 as pb
 from metaprod.v1 import transformation_pb2_grpc as pb_grpc
+from sqlalchemy.orm import Session
 
 
 class TransformationServicer(pb_grpc.TransformationServiceServicer):
     def __init__(self, context: ServiceContext) -> None:
         self.ctx = context
+        self.reports: GroupCommitter[jobs.AttemptReport, jobs.ReportOutcome] = GroupCommitter(
+            context.database,
+            lambda session, report: jobs.report_attempt(session=session, report=report),
+            name="reports",
+        )
+        context.on_close.append(self.reports.close)
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
         return self.ctx.authenticator.principal(context)
@@ -148,11 +156,14 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
             exit_code=request.exit_code,
             outputs=tuple(file_input_from_pb(f) for f in request.outputs),
         )
-        with self.ctx.database.session_scope() as session:
-            outcome = jobs.report_attempt(session=session, report=report)
+        outcome = self.reports.submit(report)
         if outcome.accepted:
             self.ctx.notify("report")
         return pb.ReportTaskResultResponse(accepted=outcome.accepted, status=outcome.status)
+
+
+def _store_report(session: Session, report: jobs.AttemptReport) -> jobs.ReportOutcome:
+    return jobs.report_attempt(session=session, report=report)
 
 
 def bindings(context: ServiceContext) -> list[ServiceBinding]:
