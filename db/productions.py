@@ -195,14 +195,22 @@ def transformations_of(*, session: Session, production: Production) -> list[Tran
 
 
 def parents_by_child(*, session: Session, production: Production) -> dict[int, list[str]]:
+    ids = list(session.scalars(select(Transformation.id).where(Transformation.production_id == production.id)))
+    return parent_names(session=session, transformation_ids=ids)
+
+
+def parent_names(*, session: Session, transformation_ids: list[int]) -> dict[int, list[str]]:
+    """Declared parent names of many transformations, with one query."""
+    result: dict[int, list[str]] = {}
+    if not transformation_ids:
+        return result
     parent = select(Transformation.id, Transformation.name).subquery()
     rows = session.execute(
         select(TransformationLink.child_id, parent.c.name)
         .join(parent, parent.c.id == TransformationLink.parent_id)
-        .join(Transformation, Transformation.id == TransformationLink.child_id)
-        .where(Transformation.production_id == production.id)
+        .where(TransformationLink.child_id.in_(transformation_ids))
+        .order_by(parent.c.id)
     )
-    result: dict[int, list[str]] = {}
     for child_id, name in rows:
         result.setdefault(child_id, []).append(name)
     return result

@@ -53,24 +53,6 @@ def list_transformations(*, session: Session, production: str = "", status: str 
     return list(session.scalars(stmt.order_by(Transformation.id)))
 
 
-def parent_names(*, session: Session, transformation_ids: list[int]) -> dict[int, list[str]]:
-    from metaprod.db.models import TransformationLink
-
-    parent = select(Transformation.id, Transformation.name).subquery()
-    result: dict[int, list[str]] = {}
-    if not transformation_ids:
-        return result
-    rows = session.execute(
-        select(TransformationLink.child_id, parent.c.name)
-        .join(parent, parent.c.id == TransformationLink.parent_id)
-        .where(TransformationLink.child_id.in_(transformation_ids))
-        .order_by(parent.c.id)
-    )
-    for child_id, name in rows:
-        result.setdefault(child_id, []).append(name)
-    return result
-
-
 def set_transformation_status(
     *, session: Session, production: str, name: str, status: str, principal: Principal, kill: bool = False
 ) -> Transformation:

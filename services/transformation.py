@@ -37,7 +37,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
             t, warnings = productions.add_transformation(
                 session=session, production_name=request.production, transformation=entry, principal=principal
             )
-            parents = transformations.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
+            parents = productions.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
             return pb.CreateTransformationResponse(
                 transformation=transformation_to_pb(t, request.production, parents),
                 warnings=convert.findings_to_pb(warnings),
@@ -52,7 +52,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
                 session=session, production=request.ref.production, name=request.ref.name
             )
             files, tasks = transformations.status_counts(session=session, transformation=t)
-            parents = transformations.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
+            parents = productions.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
             return pb.GetTransformationResponse(
                 transformation=transformation_to_pb(t, request.ref.production, parents), files=files, tasks=tasks
             )
@@ -65,7 +65,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
             rows = transformations.list_transformations(
                 session=session, production=request.production, status=request.status
             )
-            parents = transformations.parent_names(session=session, transformation_ids=[t.id for t in rows])
+            parents = productions.parent_names(session=session, transformation_ids=[t.id for t in rows])
             names = productions.production_names(session=session, ids={t.production_id for t in rows})
             return pb.ListTransformationsResponse(
                 transformations=[transformation_to_pb(t, names[t.production_id], parents.get(t.id, [])) for t in rows]
@@ -84,7 +84,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
                 principal=principal,
                 kill=request.kill,
             )
-            parents = transformations.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
+            parents = productions.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
             message = transformation_to_pb(t, request.ref.production, parents)
         self.ctx.notify("transformation")
         return pb.SetTransformationStatusResponse(transformation=message)
