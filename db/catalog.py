@@ -335,10 +335,11 @@ def find_file_batches(
 
 def find_files(
     *, session: Session, query: MetaQuery | Mapping[str, Any] | str, limit: int = 0, after_id: int = 0,
-    with_metadata: bool = True,
+    batch: int = 1000, with_metadata: bool = True,
 ) -> Iterator[FileRecord]:  # fmt: skip
+    """`find_file_batches`, one file at a time."""
     for chunk in find_file_batches(
-        session=session, query=query, limit=limit, after_id=after_id, with_metadata=with_metadata
+        session=session, query=query, limit=limit, after_id=after_id, batch=batch, with_metadata=with_metadata
     ):
         yield from chunk
 

@@ -147,6 +147,8 @@ def choose_driver(
         return None
     if len(plans) == 1 and id_span is None:
         return plans[0].key
+    if id_span is not None and id_span <= PROBE_CAP:
+        return ID_RANGE  # scanning the window costs less than probing the keys
     best, best_count = None, PROBE_CAP + 1
     if id_span is not None:
         best, best_count = ID_RANGE, id_span

@@ -15,7 +15,7 @@ import pytest
 from metaprod.core.metaquery import OPERATORS, MetaQuery, Schema
 from metaprod.db import catalog
 from metaprod.db.catalog import FileInput
-from metaprod.db.querysql import FieldInfo, compile_ids, load_fields, matching_ids
+from metaprod.db.querysql import ID_RANGE, FieldInfo, compile_ids, load_fields, matching_ids
 from metaprod.db.session import Database
 
 SCHEMA = Schema({"run": "int", "energy": "float", "datatype": "str", "site": "str", "seq": "int"})
@@ -98,6 +98,10 @@ def test_random_queries_match_brute_force(loaded: tuple[Database, dict[int, dict
             expected = [fid for fid, md in stored.items() if query.matches(md)]
             got = matching_ids(session, query, fields)
             assert got == expected, f"query {query.to_dict()!r}: SQL {len(got)} files, matches() {len(expected)}"
+            if checked % 10 == 0:  # every plan shape gives the same files
+                for driver in [ID_RANGE, *query.keys()]:
+                    stmt = compile_ids(query, fields, driver=driver)
+                    assert (list(session.scalars(stmt)) if stmt is not None else []) == expected, driver
             checked += 1
             nonempty += bool(expected)
     assert nonempty > N_QUERIES // 4  # the generator is not degenerate
