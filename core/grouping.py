@@ -30,9 +30,13 @@ Plugin = Callable[[Sequence[Candidate], GroupingParams, bool], list[list[int]]]
 
 def standard(files: Sequence[Candidate], params: GroupingParams, flush: bool) -> list[list[int]]:
     """N files per task in catalog order."""
-    size = max(1, params.group_size)
-    ids = [f.file_id for f in files]
-    groups = [ids[i : i + size] for i in range(0, len(ids), size)]
+    return group_ids([f.file_id for f in files], params.group_size, flush)
+
+
+def group_ids(ids: Sequence[int], group_size: int, flush: bool) -> list[list[int]]:
+    """The standard plugin on bare ids (what it needs), for callers that have only those."""
+    size = max(1, group_size)
+    groups = [list(ids[i : i + size]) for i in range(0, len(ids), size)]
     if groups and len(groups[-1]) < size and not flush:
         groups.pop()
     return groups

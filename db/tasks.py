@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metaprod.core.grouping import Candidate, GroupingParams, group_files, needs_metadata
+from metaprod.core.grouping import Candidate, GroupingParams, group_files, group_ids, needs_metadata
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus
 from metaprod.db.locking import claim
 from metaprod.db.models import (
@@ -20,7 +20,7 @@ from metaprod.db.models import (
     utcnow,
 )
 from metaprod.db.querysql import bind_value, executemany
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 # Files considered per transformation and cycle: bounds one transaction's size.
@@ -79,17 +79,19 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
             return TaskCreation(t.id, 0, 0)
         _insert_tasks(session, t, next_index, wanted)
         return TaskCreation(t.id, wanted, 0)
-    candidates = _unused_candidates(session, t)
     flush = parents_completed(session=session, transformation_id=t.id)
-    params = GroupingParams(
-        group_size=t.group_size,
-        group_by=tuple(t.spec.get("group_by") or ()),
-        max_bytes=t.spec.get("max_bytes"),
-    )
-    groups = group_files(t.plugin, candidates, params, flush)
+    if t.plugin == "standard":
+        groups = group_ids(_unused_ids(session, t), t.group_size, flush)
+    else:
+        params = GroupingParams(
+            group_size=t.group_size,
+            group_by=tuple(t.spec.get("group_by") or ()),
+            max_bytes=t.spec.get("max_bytes"),
+        )
+        groups = group_files(t.plugin, _unused_candidates(session, t), params, flush)
     if not groups:
         return TaskCreation(t.id, 0, 0)
-    _insert_tasks(session, t, next_index, len(groups))
+    first_id = _insert_tasks(session, t, next_index, len(groups))
     task_ids = list(
         session.scalars(
             select(Task.id)
@@ -105,16 +107,24 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
     # Driver-level executemany: at a million files, SQLAlchemy's per-row parameter
     # processing would cost more than the database work.
     executemany(session, TaskInput.__table__, ("task_id", "position", "file_id"), inputs)  # type: ignore[arg-type]
-    # Each grouped file is assigned to its new task by primary key (the status condition keeps
-    # the claim's guarantee: only files still Unused change).
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    now = bind_value(session, TransformationFile.__table__.c.updated_at, utcnow())
-    assigned, unused = FileStatus.ASSIGNED.value, FileStatus.UNUSED.value
-    conn.exec_driver_sql(
-        f"UPDATE transformation_files SET status = {mark}, task_id = {mark}, updated_at = {mark} "
-        f"WHERE transformation_id = {mark} AND file_id = {mark} AND status = {mark}",
-        [(assigned, task_id, now, t.id, file_id, unused) for task_id, _, file_id in inputs],
+    # One set-based UPDATE assigns every grouped file to its new task: the files are those
+    # of the new tasks' inputs (found through task_inputs.file_id), each still Unused.
+    last_id = task_ids[-1]
+    new_tasks = select(Task.id).where(Task.transformation_id == t.id, Task.id.between(first_id, last_id))
+    task_of_file = (
+        select(TaskInput.task_id)
+        .where(TaskInput.file_id == TransformationFile.file_id, TaskInput.task_id.in_(new_tasks))
+        .scalar_subquery()
+    )
+    session.execute(
+        update(TransformationFile)
+        .where(
+            TransformationFile.transformation_id == t.id,
+            TransformationFile.status == FileStatus.UNUSED.value,
+            TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id.in_(new_tasks))),
+        )
+        .values(status=FileStatus.ASSIGNED.value, task_id=task_of_file, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     session.flush()
     return TaskCreation(t.id, len(groups), len(inputs))
@@ -128,6 +138,18 @@ def _insert_tasks(session: Session, t: Transformation, first_index: int, count: 
     first = session.scalar(select(Task.id).where(Task.transformation_id == t.id, Task.task_index == first_index))
     assert first is not None
     return int(first)
+
+
+def _unused_ids(session: Session, t: Transformation) -> list[int]:
+    """Unused file ids in catalog order: an index-only scan of (transformation_id, status,
+    file_id), read through the driver (a million ORM rows would cost more than the scan)."""
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    cursor = session.connection().exec_driver_sql(
+        f"SELECT file_id FROM transformation_files WHERE transformation_id = {mark} AND status = {mark} "
+        f"ORDER BY file_id LIMIT {mark}",
+        (t.id, FileStatus.UNUSED.value, MAX_FILES_PER_CYCLE),
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def _unused_candidates(session: Session, t: Transformation) -> list[Candidate]:
