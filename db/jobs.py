@@ -38,8 +38,9 @@ from metaprod.db.models import (
     TransformationFile,
     utcnow,
 )
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
 QUEUED_TASKS = [TaskStatus.SUBMITTED.value, TaskStatus.RUNNING.value]
@@ -385,15 +386,27 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
         task.status = TaskStatus.DONE.value
         task.last_error = None
         done_tasks.append(task.id)
-    if done_tasks:
+    by_transformation: dict[int, list[int]] = {}
+    for task_id in done_tasks:
+        by_transformation.setdefault(tasks[task_id].transformation_id, []).append(task_id)
+    for transformation_id, task_ids in by_transformation.items():
         session.execute(
             update(TransformationFile)
-            .where(TransformationFile.task_id.in_(done_tasks), TransformationFile.status == FileStatus.ASSIGNED.value)
+            .where(held_by(transformation_id, task_ids))
             .values(status=FileStatus.PROCESSED.value, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
     session.flush()
     return summary
+
+
+def held_by(transformation_id: int, task_ids: list[int]) -> ColumnElement[bool]:
+    """The Assigned files of a transformation that these tasks (all of it) hold."""
+    return and_(
+        TransformationFile.transformation_id == transformation_id,
+        TransformationFile.status == FileStatus.ASSIGNED.value,
+        TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id.in_(task_ids))),
+    )
 
 
 def _outputs_to_register(
@@ -472,9 +485,7 @@ def fail_attempt(
     max_attempts = (
         session.scalar(select(Transformation.max_attempts).where(Transformation.id == task.transformation_id)) or 1
     )
-    files = update(TransformationFile).where(
-        TransformationFile.task_id == task.id, TransformationFile.status == FileStatus.ASSIGNED.value
-    )
+    files = update(TransformationFile).where(held_by(task.transformation_id, [task.id]))
     if task.attempt >= max_attempts:
         task.status = TaskStatus.FAILED.value
         session.execute(

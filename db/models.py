@@ -186,8 +186,9 @@ class TransformationFile(Base):
         ForeignKey("files.id", ondelete="CASCADE"),
         primary_key=True,
     )
+    # The task holding an Assigned file is found through task_inputs (one row per file per
+    # task), not stored here: grouping a million files then updates one index, not two.
     status: Mapped[str] = mapped_column(String(16))
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

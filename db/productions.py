@@ -248,13 +248,15 @@ def kill_tasks(*, session: Session, transformation_ids: Any) -> int:
     The monitor agent cancels the backend jobs of Killed tasks; a late report of a killed
     attempt is refused because the task is no longer Submitted/Running.
     """
-    task_ids = select(Task.id).where(
-        Task.transformation_id.in_(transformation_ids), Task.status.in_([s.value for s in ACTIVE_TASK_STATUSES])
-    )
+    # An Assigned file is held by exactly one unfinished task of its transformation, and every
+    # unfinished task of these transformations is being killed: all their Assigned files go back.
     session.execute(
         update(TransformationFile)
-        .where(TransformationFile.task_id.in_(task_ids), TransformationFile.status == FileStatus.ASSIGNED.value)
-        .values(status=FileStatus.UNUSED.value, task_id=None)
+        .where(
+            TransformationFile.transformation_id.in_(transformation_ids),
+            TransformationFile.status == FileStatus.ASSIGNED.value,
+        )
+        .values(status=FileStatus.UNUSED.value)
         .execution_options(synchronize_session=False)
     )
     killed = session.execute(

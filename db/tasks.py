@@ -107,15 +107,10 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
     # Driver-level executemany: at a million files, SQLAlchemy's per-row parameter
     # processing would cost more than the database work.
     executemany(session, TaskInput.__table__, ("task_id", "position", "file_id"), inputs)  # type: ignore[arg-type]
-    # One set-based UPDATE assigns every grouped file to its new task: the files are those
-    # of the new tasks' inputs (found through task_inputs.file_id), each still Unused.
+    # One set-based UPDATE marks every grouped file Assigned: the files are those of the new
+    # tasks' inputs (found through task_inputs.file_id), each still Unused.
     last_id = task_ids[-1]
     new_tasks = select(Task.id).where(Task.transformation_id == t.id, Task.id.between(first_id, last_id))
-    task_of_file = (
-        select(TaskInput.task_id)
-        .where(TaskInput.file_id == TransformationFile.file_id, TaskInput.task_id.in_(new_tasks))
-        .scalar_subquery()
-    )
     session.execute(
         update(TransformationFile)
         .where(
@@ -123,7 +118,7 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
             TransformationFile.status == FileStatus.UNUSED.value,
             TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id.in_(new_tasks))),
         )
-        .values(status=FileStatus.ASSIGNED.value, task_id=task_of_file, updated_at=utcnow())
+        .values(status=FileStatus.ASSIGNED.value, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     session.flush()

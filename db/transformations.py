@@ -97,7 +97,7 @@ def list_files(
     ensure_can_read(principal)
     t = get_transformation(session=session, production=production, name=name)
     stmt = (
-        select(CatalogFile.lfn, TransformationFile.status, TransformationFile.task_id, TransformationFile.error_count)
+        select(CatalogFile.lfn, TransformationFile.status, _latest_task(), TransformationFile.error_count)
         .join(CatalogFile, CatalogFile.id == TransformationFile.file_id)
         .where(TransformationFile.transformation_id == t.id)
         .order_by(TransformationFile.file_id)
@@ -160,9 +160,7 @@ def reset_files(*, session: Session, production: str, name: str, lfns: list[str]
             raise NotFound(f"unknown LFN {missing[0]!r}")
         stmt = stmt.where(TransformationFile.file_id.in_(select(CatalogFile.id).where(CatalogFile.lfn.in_(lfns))))
     count = session.execute(
-        stmt.values(status=FileStatus.UNUSED.value, task_id=None, error_count=0).execution_options(
-            synchronize_session=False
-        )
+        stmt.values(status=FileStatus.UNUSED.value, error_count=0).execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if count and t.status == TransformationStatus.COMPLETED:
         t.status = TransformationStatus.ACTIVE.value
@@ -187,6 +185,19 @@ def task_log(*, session: Session, task_id: int, attempt: int, principal: Princip
     if row.error:
         text += f"\n[metaprod] attempt {row.attempt}: {row.error}\n"
     return row.attempt, text
+
+
+def _latest_task() -> Any:
+    """The last task of the file's transformation that took the file (None: never grouped)."""
+    return (
+        select(func.max(TaskInput.task_id))
+        .join(Task, Task.id == TaskInput.task_id)
+        .where(
+            TaskInput.file_id == TransformationFile.file_id,
+            Task.transformation_id == TransformationFile.transformation_id,
+        )
+        .scalar_subquery()
+    )
 
 
 def _limit(limit: int) -> int:

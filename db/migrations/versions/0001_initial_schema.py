@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 01:41:14.135336
+Create Date: 2026-11-21 03:17:13.790997
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
-        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("spec", sa.JSON(none_as_null=True), nullable=False),
         sa.Column("created_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_productions")),
@@ -102,10 +102,10 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column("input_query", sa.JSON(), nullable=True),
-        sa.Column("output_query", sa.JSON(), nullable=True),
-        sa.Column("output_metadata", sa.JSON(), nullable=True),
+        sa.Column("spec", sa.JSON(none_as_null=True), nullable=False),
+        sa.Column("input_query", sa.JSON(none_as_null=True), nullable=True),
+        sa.Column("output_query", sa.JSON(none_as_null=True), nullable=True),
+        sa.Column("output_metadata", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("plugin", sa.String(length=32), nullable=False),
         sa.Column("group_size", sa.Integer(), nullable=False),
         sa.Column("task_count", sa.Integer(), nullable=True),
@@ -156,7 +156,7 @@ def upgrade() -> None:
         "transformation_links",
         sa.Column("child_id", sa.Integer(), nullable=False),
         sa.Column("parent_id", sa.Integer(), nullable=False),
-        sa.Column("intersection", sa.JSON(), nullable=True),
+        sa.Column("intersection", sa.JSON(none_as_null=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["child_id"],
             ["transformations.id"],
@@ -212,7 +212,7 @@ def upgrade() -> None:
         sa.Column("log_path", sa.Text(), nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("report", sa.JSON(), nullable=True),
+        sa.Column("report", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("submitted_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.Column("started_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
         sa.Column("heartbeat_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=True),
@@ -277,14 +277,10 @@ def upgrade() -> None:
         sa.Column("transformation_id", sa.Integer(), nullable=False),
         sa.Column("file_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("task_id", sa.Integer(), nullable=True),
         sa.Column("error_count", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.ForeignKeyConstraint(
             ["file_id"], ["files.id"], name=op.f("fk_transformation_files_file_id_files"), ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
-            ["task_id"], ["tasks.id"], name=op.f("fk_transformation_files_task_id_tasks"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["transformation_id"],
@@ -298,13 +294,11 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_transformation_files_status", ["transformation_id", "status", "file_id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_transformation_files_task_id"), ["task_id"], unique=False)
 
 
 def downgrade() -> None:
 
     with op.batch_alter_table("transformation_files", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_transformation_files_task_id"))
         batch_op.drop_index("ix_transformation_files_status")
 
     op.drop_table("transformation_files")

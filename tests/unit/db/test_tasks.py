@@ -46,13 +46,13 @@ def groups(database: Database, tid: int) -> list[list[str]]:
         ).all()
         # Every grouped file is Assigned to the task that holds it.
         assigned = session.execute(
-            select(TransformationFile.file_id, TransformationFile.task_id, TransformationFile.status).where(
+            select(TransformationFile.file_id, TransformationFile.status).where(
                 TransformationFile.transformation_id == tid, TransformationFile.status != "Unused"
             )
         ).all()
-        holders = dict(session.execute(select(TaskInput.file_id, TaskInput.task_id)).all())  # type: ignore[arg-type]
-        assert all(status == "Assigned" and holders[fid] == task for fid, task, status in assigned)
-        assert len(assigned) == len(rows)
+        held = set(session.scalars(select(TaskInput.file_id).join(Task).where(Task.transformation_id == tid)))
+        assert all(status == "Assigned" for _, status in assigned)
+        assert {fid for fid, _ in assigned} == held and len(assigned) == len(rows)
     result: dict[int, list[str]] = {}
     for index, _, lfn in rows:
         result.setdefault(index, []).append(lfn)

@@ -1,0 +1,80 @@
+"""Attempts on a real database: success marks inputs Processed, failures retry and end
+Problematic, reset gives files back, kill frees Assigned files, stale reports are refused."""
+
+from __future__ import annotations
+
+from metaprod.core.auth import SYSTEM
+from metaprod.db import jobs, productions, transformations
+from metaprod.db.models import Task, TransformationFile
+from metaprod.db.session import Database
+from sqlalchemy import select
+
+from tests.unit.db.test_tasks import complete_root, cycle, setup
+
+
+def file_statuses(database: Database, tid: int) -> dict[str, int]:
+    with database.session_scope(readonly=True) as session:
+        rows = session.scalars(select(TransformationFile.status).where(TransformationFile.transformation_id == tid))
+        result: dict[str, int] = {}
+        for status in rows:
+            result[status] = result.get(status, 0) + 1
+        return result
+
+
+def claim(database: Database) -> list[jobs.ClaimedJob]:
+    with database.session_scope() as session:
+        return jobs.claim_tasks(session=session, limit=100, max_queued_per_backend={})
+
+
+def report(database: Database, job: jobs.ClaimedJob, success: bool) -> jobs.ReportOutcome:
+    with database.session_scope() as session:
+        return jobs.report_attempt(
+            session=session,
+            report=jobs.AttemptReport(
+                job.task_id, job.attempt, success, "" if success else "boom", 0 if success else 1
+            ),
+        )
+
+
+def finalize(database: Database) -> jobs.FinalizeSummary:
+    with database.session_scope() as session:
+        return jobs.finalize_reported(session=session, limit=100, backoff_base=0.0)
+
+
+def test_success_failure_retry_problematic_reset_and_kill(database: Database) -> None:
+    tid = setup(database, {"group_size": 2, "max_attempts": 2}, 4)
+    complete_root(database)
+    cycle(database, tid)
+    claimed = [j for j in claim(database) if j.transformation == "t"]
+    assert len(claimed) == 2 and all(len(j.inputs) == 2 for j in claimed)
+    good, bad = claimed
+    assert report(database, good, True).accepted
+    assert report(database, bad, False).accepted
+    assert not report(database, good, True).accepted  # a duplicate report changes nothing
+    summary = finalize(database)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert file_statuses(database, tid) == {"Processed": 2, "Assigned": 2}
+
+    (retry,) = [j for j in claim(database) if j.transformation == "t"]
+    assert retry.task_id == bad.task_id and retry.attempt == 2
+    assert not report(database, bad, True).accepted  # attempt 1 was superseded
+    report(database, retry, False)
+    finalize(database)
+    assert file_statuses(database, tid) == {"Processed": 2, "Problematic": 2}
+    with database.session_scope(readonly=True) as session:
+        task = session.get_one(Task, bad.task_id)
+        assert task.status == "Failed" and "attempt 2: boom" in (task.last_error or "")
+
+    with database.session_scope() as session:
+        reset = transformations.reset_files(session=session, production="p", name="t", lfns=[], principal=SYSTEM)
+    assert reset == 2 and file_statuses(database, tid) == {"Processed": 2, "Unused": 2}
+
+    cycle(database, tid)
+    assert file_statuses(database, tid) == {"Processed": 2, "Assigned": 2}
+    with database.session_scope() as session:
+        productions.kill_tasks(session=session, transformation_ids=[tid])
+    assert file_statuses(database, tid) == {"Processed": 2, "Unused": 2}
+    with database.session_scope(readonly=True) as session:
+        rows = transformations.list_files(session=session, production="p", name="t", principal=SYSTEM)
+    # The task column shows the last task that took each file.
+    assert all(row.task_id is not None for row in rows)
