@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from metaprod.agents.backends.base import JobBackend, JobSpec, make_backend
@@ -84,7 +83,3 @@ def prepare_job(job: ClaimedJob, settings: AgentSettings) -> JobSpec:
         # Backends with Python workers call the wrapper in-process (no interpreter start).
         python_entry=(WRAPPER_ENTRY, (str(job_file), str(log_path))),
     )
-
-
-def is_alive_path(path: str | None) -> bool:
-    return bool(path) and Path(str(path)).exists()

@@ -19,10 +19,3 @@ def claim(session: Session, stmt: S) -> S:
     if session.get_bind().dialect.name in {"mysql", "mariadb"}:
         return stmt.with_for_update(skip_locked=True)  # type: ignore[return-value]
     return stmt
-
-
-def lock(session: Session, stmt: S) -> S:
-    """Wait for the rows (no skipping): used where the caller must see the latest state."""
-    if session.get_bind().dialect.name in {"mysql", "mariadb"}:
-        return stmt.with_for_update()  # type: ignore[return-value]
-    return stmt

@@ -8,12 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from metaprod.core.errors import FailedPrecondition
 from metaprod.db.session import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-class SchemaNotAtHead(RuntimeError):
+class SchemaNotAtHead(FailedPrecondition):
     """The database is older (or newer) than this code; `metaprod db upgrade` fixes the former."""
 
 

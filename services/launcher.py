@@ -111,12 +111,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    database = open_database(args, create=False) if args.action == "check" else None
-    database = database or Database(args.db or os.environ.get("METAPROD_DB") or sqlite_url(_ensure_dir(args.data_dir)))
-    if args.action == "upgrade":
-        upgrade(database)
-    print(f"database at revision {current_revision(database)} (head {head_revision(database)})")
-    database.dispose()
+    """`db upgrade` migrates to head; `db current` shows the revision; `db check` fails unless at head."""
+    url = args.db or os.environ.get("METAPROD_DB") or sqlite_url(_ensure_dir(args.data_dir))
+    database = Database(url)
+    try:
+        if args.action == "upgrade":
+            upgrade(database)
+        elif args.action == "check":
+            ensure_at_head(database)
+        print(f"database at revision {current_revision(database)} (head {head_revision(database)})")
+    finally:
+        database.dispose()
     return 0
 
 
