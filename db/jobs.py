@@ -482,9 +482,9 @@ def fail_attempt(
     attempt.status, attempt.error = status.value, reason[:4000]
     attempt.finished_at = attempt.finished_at or now
     task.last_error = f"attempt {attempt.attempt}: {reason}"[:4000]
-    max_attempts = (
-        session.scalar(select(Transformation.max_attempts).where(Transformation.id == task.transformation_id)) or 1
-    )
+    # session.get answers from the identity map when the caller already loaded the
+    # transformation (finalize does, for its whole batch): no query per failed attempt.
+    max_attempts = session.get_one(Transformation, task.transformation_id).max_attempts or 1
     files = update(TransformationFile).where(held_by(task.transformation_id, [task.id]))
     if task.attempt >= max_attempts:
         task.status = TaskStatus.FAILED.value

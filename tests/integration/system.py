@@ -8,10 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from metaprod.clients import Client, connect
 
 METAPROD = [sys.executable, "-m", "metaprod.clients.cli"]
 FAST_AGENTS = {
@@ -153,3 +157,29 @@ class System:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+
+
+def race(server: Any, calls: int, call: Callable[[Client], object]) -> list[str]:
+    """Run `call` from `calls` clients at once against a RunningServer; the outcome of each:
+    "ok" or the error's class and first line."""
+    barrier = threading.Barrier(calls)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        with connect(server.address, server.admin_token, timeout=30, retries=0) as client:
+            barrier.wait()
+            try:
+                call(client)
+                outcome = "ok"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

@@ -4,7 +4,6 @@ who am I, agents; and the health and reflection services, open without a token."
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +15,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from metaprod.clients import Client, connect
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from metaprod.v1 import production_pb2, production_pb2_grpc
+
+from tests.integration.system import race
 
 # The `server` fixture (tests/integration/conftest.py) is a RunningServer.
 RunningServer = Any
@@ -124,31 +125,6 @@ def test_token_refusals(server: RunningServer, connect_as: Connect, admin: Clien
     assert names == ["admin", "dup", "alice", "carol"]
     assert {t.name: t.role for t in admin.admin.list_tokens()}["dup"] == "reader"
     assert not any(t.revoked for t in admin.admin.list_tokens())
-
-
-def race(server: RunningServer, calls: int, call: Callable[[Client], object]) -> list[str]:
-    """Run `call` from `calls` clients at once; the outcome of each: "ok" or the error's class."""
-    barrier = threading.Barrier(calls)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def one() -> None:
-        with connect(server.address, server.admin_token, timeout=30, retries=0) as client:
-            barrier.wait()
-            try:
-                call(client)
-                outcome = "ok"
-            except Exception as exc:
-                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=one) for _ in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def test_concurrent_creates_of_one_token_name(server: RunningServer, admin: Client) -> None:

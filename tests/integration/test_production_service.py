@@ -5,7 +5,6 @@ nothing, authentication and ownership, and the job wrapper's calls."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +18,8 @@ from metaprod.core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+
+from tests.integration.system import race
 
 # The `server` fixture (tests/integration/conftest.py) is a RunningServer.
 RunningServer = Any
@@ -334,31 +335,6 @@ def test_unknown_production_is_not_found(admin: Client) -> None:
         with pytest.raises(NotFound, match="ghost"):
             call()
     assert admin.productions.list() == []
-
-
-def race(server: RunningServer, calls: int, call: Callable[[Client], object]) -> list[str]:
-    """Run `call` from `calls` clients at once; the outcome of each: "ok" or the error's class."""
-    barrier = threading.Barrier(calls)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def one() -> None:
-        with connect(server.address, server.admin_token, timeout=30, retries=0) as client:
-            barrier.wait()
-            try:
-                call(client)
-                outcome = "ok"
-            except Exception as exc:
-                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=one) for _ in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def test_concurrent_creates_of_one_name_make_one_production(server: RunningServer, admin: Client) -> None:
