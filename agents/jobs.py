@@ -7,7 +7,8 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from metaprod.agents.backends.base import JobBackend, JobSpec, make_backend
@@ -46,40 +47,81 @@ def job_key(task_id: int, attempt: int) -> str:
     return f"t{task_id}-a{attempt}"
 
 
-def prepare_job(job: ClaimedJob, settings: AgentSettings) -> JobSpec:
-    """Write the attempt's job file (0600: it holds the worker token) and describe the job."""
-    key = job_key(job.task_id, job.attempt)
-    attempt_dir = (settings.work_root / key).resolve()
-    attempt_dir.mkdir(parents=True, exist_ok=True)
-    log_dir = (settings.log_root / str(job.task_id)).resolve()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    job_file = attempt_dir / "job.json"
+def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpec:
+    """Describe one job running these claimed attempts (one transformation's, sharing one
+    worker token) one after the other, and write its job file (0600: it holds the token).
+
+    Each attempt keeps its own directory (its scratch, removed once it is finalized) and its
+    own log. The job's files (job file, pid and cancel marks) live in the last attempt's
+    directory, which is finalized last."""
+    first, last = bundle[0], bundle[-1]
+    key = job_key(first.task_id, first.attempt) + (f"+{len(bundle) - 1}" if len(bundle) > 1 else "")
+    tasks = []
+    for job in bundle:
+        attempt_dir = attempt_directory(settings, job.task_id, job.attempt)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        log_path = attempt_log(settings, job.task_id, job.attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        tasks.append(
+            {
+                "task_id": job.task_id,
+                "task_index": job.task_index,
+                "attempt": job.attempt,
+                "inputs": [{"lfn": i.lfn, "pfn": i.pfn} for i in job.inputs],
+                "lfn_prefix": job.lfn_prefix,
+                "workdir": str(attempt_dir),
+                "log": str(log_path),
+            }
+        )
+    job_dir = attempt_directory(settings, last.task_id, last.attempt)
+    job_file = job_dir / "job.json"
     payload = {
-        "task_id": job.task_id,
-        "task_index": job.task_index,
-        "attempt": job.attempt,
-        "production": job.production,
-        "transformation": job.transformation,
-        "command": job.command,
-        "outputs": list(job.outputs),
-        "inputs": [{"lfn": i.lfn, "pfn": i.pfn} for i in job.inputs],
-        "lfn_prefix": job.lfn_prefix,
+        "production": first.production,
+        "transformation": first.transformation,
+        "command": first.command,
+        "outputs": list(first.outputs),
         "storage": settings.storage,
         "address": settings.services_address,
-        "token": job.secret,
+        "token": first.secret,
         "heartbeat_interval": settings.heartbeat_interval,
+        "tasks": tasks,
     }
     fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(payload, fh)
-    log_path = log_dir / f"attempt-{job.attempt}.log"
+    log_path = attempt_log(settings, last.task_id, last.attempt)
     return JobSpec(
         key=key,
         argv=(sys.executable, "-m", "metaprod.agents.wrapper", str(job_file)),
         env={"METAPROD_JOB_FILE": str(job_file)},
-        workdir=attempt_dir,
+        workdir=job_dir,
         log_path=log_path,
-        options=dict(job.backend_options),
+        options=dict(first.backend_options),
         # Backends with Python workers call the wrapper in-process (no interpreter start).
         python_entry=(WRAPPER_ENTRY, (str(job_file), str(log_path))),
     )
+
+
+def attempt_directory(settings: AgentSettings, task_id: int, attempt: int) -> Path:
+    return (settings.work_root / job_key(task_id, attempt)).resolve()
+
+
+def attempt_log(settings: AgentSettings, task_id: int, attempt: int) -> Path:
+    return (settings.log_root / str(task_id) / f"attempt-{attempt}.log").resolve()
+
+
+def plan_bundles(
+    claimed: Sequence[ClaimedJob], capacity: Callable[[str], int], max_bundle: int
+) -> list[list[ClaimedJob]]:
+    """Split claimed attempts into jobs. Attempts of one transformation on one backend share
+    a job when there are more of them than the backend runs at once: about two jobs per slot
+    keep every slot busy while each job amortizes its start, heartbeat and report over several
+    attempts; a lone attempt (the data-driven case) always gets a job of its own."""
+    groups: dict[tuple[str, str, str], list[ClaimedJob]] = {}
+    for job in claimed:
+        groups.setdefault((job.backend, job.production, job.transformation), []).append(job)
+    bundles: list[list[ClaimedJob]] = []
+    for (backend, _, _), jobs in groups.items():
+        size = max(1, min(max_bundle, -(-len(jobs) // max(1, 2 * capacity(backend)))))
+        bundles.extend(jobs[i : i + size] for i in range(0, len(jobs), size))
+    return bundles

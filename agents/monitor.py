@@ -62,14 +62,14 @@ class MonitorAgent:
         return f"watching {len(attempts)} jobs; {lost} lost, {killed} killed"
 
     def _backend_statuses(self, attempts: list[LiveAttempt]) -> dict[tuple[str, str], JobStatus]:
-        by_backend: dict[str, list[str]] = defaultdict(list)
+        by_backend: dict[str, set[str]] = defaultdict(set)  # a bundle's attempts share a job
         for a in attempts:
             if a.backend_job_id:
-                by_backend[a.backend].append(a.backend_job_id)
+                by_backend[a.backend].add(a.backend_job_id)
         result: dict[tuple[str, str], JobStatus] = {}
         for name, ids in by_backend.items():
             try:
-                for job_id, status in self.backends.get(name).status(ids).items():
+                for job_id, status in self.backends.get(name).status(sorted(ids)).items():
                     result[(name, job_id)] = status
             except BackendError:
                 continue  # the backend is unreachable: judge by heartbeats alone this cycle

@@ -2,7 +2,8 @@
 their backend, in two steps so that no database lock is held while jobs are launched:
 
 1. `run_once` claims the tasks (new attempts with their worker tokens) in the cycle's
-   transaction;
+   transaction and splits them into jobs: attempts of one transformation share a job (a
+   bundle, with one worker token) when there are more of them than their backend runs at once;
 2. `after_commit` writes the job files, submits to the backends, and records the backend
    job ids (or the refusals) in one short transaction.
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 from metaprod.agents.backends.base import BackendError
-from metaprod.agents.jobs import BackendPool, prepare_job
+from metaprod.agents.jobs import BackendPool, attempt_directory, attempt_log, plan_bundles, prepare_job
 from metaprod.agents.settings import AgentSettings
 from metaprod.core.statuses import AttemptStatus
 from metaprod.db import jobs
@@ -36,7 +38,7 @@ class SubmitAgent:
     def __init__(self, settings: AgentSettings, backends: BackendPool) -> None:
         self.settings = settings
         self.backends = backends
-        self._claimed: list[jobs.ClaimedJob] = []
+        self._bundles: list[list[jobs.ClaimedJob]] = []
 
     def _caps(self) -> Mapping[str, int]:
         return _Caps(self.settings.max_queued_per_backend, self.backends)
@@ -47,25 +49,43 @@ class SubmitAgent:
             limit=self.settings.batch_size,
             max_queued_per_backend=self._caps(),
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
+            workspace=self._workspace,
         )
-        self._claimed = claimed
-        return f"claimed {len(claimed)} tasks" if claimed else "idle"
+        bundles = plan_bundles(claimed, self._capacity, self.settings.max_bundle)
+        for i, bundle in enumerate(bundles):
+            if len(bundle) > 1:
+                secret = jobs.share_worker_token(session=session, attempt_ids=[j.attempt_id for j in bundle])
+                bundles[i] = [replace(j, secret=secret) for j in bundle]
+        self._bundles = bundles
+        return f"claimed {len(claimed)} tasks in {len(bundles)} jobs" if claimed else "idle"
+
+    def _workspace(self, task_id: int, attempt: int) -> tuple[str, str]:
+        return str(attempt_directory(self.settings, task_id, attempt)), str(
+            attempt_log(self.settings, task_id, attempt)
+        )
+
+    def _capacity(self, backend: str) -> int:
+        try:
+            return self.backends.get(backend).capacity()
+        except BackendError:
+            return 1  # an unknown backend: its submission fails and says why
 
     def after_commit(self, database: Database) -> None:
-        claimed, self._claimed = self._claimed, []
-        if not claimed:
+        bundles, self._bundles = self._bundles, []
+        if not bundles:
             return
         records: list[jobs.Submission] = []
         refused: list[tuple[jobs.ClaimedJob, str]] = []
-        for job in claimed:
+        for bundle in bundles:
+            first = bundle[0]
             try:
-                spec = prepare_job(job, self.settings)
-                backend_id = self.backends.get(job.backend).submit(spec)
+                spec = prepare_job(bundle, self.settings)
+                backend_id = self.backends.get(first.backend).submit(spec)
             except (BackendError, OSError) as exc:
-                log.warning("submission of task %s attempt %s failed: %s", job.task_id, job.attempt, exc)
-                refused.append((job, f"submission to backend {job.backend!r} failed: {exc}"))
+                log.warning("submission of task %s attempt %s failed: %s", first.task_id, first.attempt, exc)
+                refused.extend((job, f"submission to backend {job.backend!r} failed: {exc}") for job in bundle)
                 continue
-            records.append(jobs.Submission(job.attempt_id, backend_id, str(spec.workdir), str(spec.log_path)))
+            records.extend(jobs.Submission(job.attempt_id, backend_id) for job in bundle)
         with database.session_scope() as session:
             jobs.record_submissions(session=session, submissions=records)
             for job, reason in refused:

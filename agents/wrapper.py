@@ -1,9 +1,12 @@
 """The job wrapper (`metaprod job run JOB_FILE`): what a batch job executes on a worker.
 
-It runs the transformation's command by /bin/sh in an empty work directory of its own,
-with the environment of DESIGN.md, heartbeats while it runs, stores the outputs through
-fsspec and reports them (or the failure) over gRPC with the attempt's worker token. It
-never touches the database: the services decide whether the report still counts.
+A job is a bundle of one or more task attempts of one transformation, run one after the other.
+Each attempt's command runs by /bin/sh in an empty work directory of its own, with the
+environment of DESIGN.md and its output in the attempt's own log. While the bundle runs, one
+heartbeat covers all its attempts not yet reported (the waiting ones as queued); the outputs are
+stored through fsspec and each attempt's report (or failure) is sent over gRPC with the bundle's
+worker token as soon as it is known, several at once when they pile up. The wrapper never
+touches the database: the services decide whether a report still counts.
 """
 
 from __future__ import annotations
@@ -66,15 +69,18 @@ class Reporter:
                 time.sleep(delay)
                 delay = min(5.0, delay * 2)
 
-    def heartbeat(self, task: int, attempt: int) -> bool:
-        response: tpb.HeartbeatResponse = self.call(
-            self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt)
+    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[bool]:
+        """One beat for the given attempts; for each, whether it is still the live one."""
+        response: tpb.BundleHeartbeatResponse = self.call(
+            self._stub.BundleHeartbeat, tpb.BundleHeartbeatRequest(attempts=beats), retry_for=0.0
         )
-        return bool(response.proceed)
+        return [a.proceed for a in response.attempts]
 
-    def report(self, request: tpb.ReportTaskResultRequest) -> tpb.ReportTaskResultResponse:
-        response: tpb.ReportTaskResultResponse = self.call(self._stub.ReportTaskResult, request)
-        return response
+    def report(self, results: list[tpb.ReportTaskResultRequest]) -> list[tpb.ReportTaskResultResponse]:
+        response: tpb.ReportBundleResultsResponse = self.call(
+            self._stub.ReportBundleResults, tpb.ReportBundleResultsRequest(results=results)
+        )
+        return list(response.outcomes)
 
     def close(self) -> None:
         """The channel is shared by the process's reporters and stays open."""
@@ -94,14 +100,14 @@ def _local_path(pfn: str) -> str:
     return pfn[len("file://") :] if pfn.startswith("file://") else pfn
 
 
-def job_environment(job: dict[str, Any]) -> dict[str, str]:
+def job_environment(job: dict[str, Any], task: dict[str, Any]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("METAPROD_TOKEN", "METAPROD_JOB_FILE")}
     env.update(
-        METAPROD_TASK_ID=str(job["task_id"]),
-        METAPROD_TASK_INDEX=str(job["task_index"]),
-        METAPROD_ATTEMPT=str(job["attempt"]),
-        METAPROD_INPUTS="\n".join(_local_path(i["pfn"] or i["lfn"]) for i in job["inputs"]),
-        METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in job["inputs"]),
+        METAPROD_TASK_ID=str(task["task_id"]),
+        METAPROD_TASK_INDEX=str(task["task_index"]),
+        METAPROD_ATTEMPT=str(task["attempt"]),
+        METAPROD_INPUTS="\n".join(_local_path(i["pfn"] or i["lfn"]) for i in task["inputs"]),
+        METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in task["inputs"]),
         METAPROD_TRANSFORMATION=job["transformation"],
         METAPROD_PRODUCTION=job["production"],
     )
@@ -132,15 +138,15 @@ def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, 
             yield path, metadata
 
 
-def store_outputs(job: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
+def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
     storage = str(job["storage"]).rstrip("/")
     fs, root = fsspec.core.url_to_fs(storage)
     files: list[catalog_pb2.CatalogFile] = []
     for path, metadata in collect_outputs(job, workdir):
         rel = path.relative_to(workdir).as_posix()
-        lfn = job["lfn_prefix"] + rel
+        lfn = task["lfn_prefix"] + rel
         # Each attempt stores apart: a superseded attempt can never overwrite a registered file.
-        target = f"{root}{job['lfn_prefix']}a{job['attempt']}/{rel}"
+        target = f"{root}{task['lfn_prefix']}a{task['attempt']}/{rel}"
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(path), target)
         data = path.read_bytes()
@@ -157,90 +163,174 @@ def store_outputs(job: dict[str, Any], workdir: Path) -> list[catalog_pb2.Catalo
 
 
 def run_job_file(job_file: str, log_path: str | None = None) -> int:
-    """Run one task attempt. Its messages and the command's stdout and stderr go to
-    ``log_path`` (appended) when given, else to this process's stdout. While the command runs
-    its pid (a process-group leader) is in ATTEMPT_DIR/command.pid; once ATTEMPT_DIR/cancelled
-    exists the command is not started, or is killed, and nothing is reported (the backend's
-    cancel contract, see metaprod.agents.backends.base.PID_FILE)."""
-    if log_path is None:
-        return _run(job_file, sys.stdout)
-    with open(log_path, "a", buffering=1) as out:
-        return _run(job_file, out)
-
-
-def _run(job_file: str, out: TextIO) -> int:
+    """Run the job's task attempts and report them. The wrapper's own messages go to
+    ``log_path`` (appended) when given, else to this process's stdout; each attempt's command
+    writes to the attempt's log. While a command runs its pid (a process-group leader) is in
+    JOB_DIR/command.pid; once JOB_DIR/cancelled exists no further command starts, the running
+    one is killed and nothing more is reported (the backend's cancel contract, see
+    metaprod.agents.backends.base.PID_FILE)."""
     job = json.loads(Path(job_file).read_text())
-    task, attempt = int(job["task_id"]), int(job["attempt"])
-    attempt_dir = Path(job_file).resolve().parent
-    workdir = attempt_dir / "work"
-    workdir.mkdir(parents=True, exist_ok=True)
-    cancelled, pid_file = attempt_dir / CANCEL_FILE, attempt_dir / PID_FILE
-    reporter = Reporter(job["address"], job["token"])
-    if cancelled.exists():
-        print(f"[metaprod] task {task} attempt {attempt} was cancelled; not starting", file=out, flush=True)
-        return 0
-    out.flush()
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", job["command"]],
-        cwd=workdir,
-        env=job_environment(job),
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pid_file.write_text(str(proc.pid))
-    if cancelled.exists():  # the backend may have looked for the pid before it was written
-        _kill_group(proc.pid, signal.SIGTERM)
-    superseded = threading.Event()
-    finished = threading.Event()
+    job_dir = Path(job_file).resolve().parent
+    if log_path is None:
+        _Bundle(job, job_dir, sys.stdout).run()
+    else:
+        with open(log_path, "a", buffering=1) as out:
+            _Bundle(job, job_dir, out).run()
+    return 0
 
-    interval = float(job.get("heartbeat_interval", 5.0))
 
-    def beat() -> None:
-        # The first beat comes after at most a second: a job shorter than that costs the
-        # services one write (its report), and a superseded attempt is still stopped early.
-        wait = min(1.0, interval)
-        while not finished.wait(wait):
-            wait = interval
+Key = tuple[int, int]  # (task id, attempt)
+
+
+class _Bundle:
+    def __init__(self, job: dict[str, Any], job_dir: Path, out: TextIO) -> None:
+        self.job = job
+        self.out = out
+        self.reporter = Reporter(job["address"], job["token"])
+        self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
+        self.interval = float(job.get("heartbeat_interval", 5.0))
+        # What the heartbeat covers, and the attempts the services told us to drop.
+        self.lock = threading.Lock()
+        self.waiting: list[Key] = [(int(t["task_id"]), int(t["attempt"])) for t in job["tasks"]]
+        self.current: tuple[Key, int] | None = None  # (attempt, pid of its command)
+        self.superseded: set[Key] = set()
+        self.finished = threading.Event()
+        self.sender = _ReportSender(self.reporter)
+
+    def run(self) -> None:
+        beat = threading.Thread(target=self._beat, daemon=True)
+        beat.start()
+        try:
+            for entry in self.job["tasks"]:
+                key = (int(entry["task_id"]), int(entry["attempt"]))
+                with self.lock:
+                    self.waiting.remove(key)
+                if self.cancelled.exists():
+                    print(f"[metaprod] job cancelled: task {key[0]} attempt {key[1]} not started", file=self.out)
+                    break
+                with open(entry["log"], "a", buffering=1) as log:
+                    request = self._run_task(entry, key, log)
+                if request is not None:
+                    self.sender.put(request, entry["log"])
+        finally:
+            self.finished.set()
+            beat.join(timeout=5)
+            self.sender.close()
+            self.out.flush()
+
+    def _run_task(self, entry: dict[str, Any], key: Key, out: TextIO) -> tpb.ReportTaskResultRequest | None:
+        task, attempt = key
+        if key in self.superseded:
+            print(f"[metaprod] task {task} attempt {attempt} was superseded before it started", file=out)
+            return None
+        workdir = Path(entry["workdir"]) / "work"
+        workdir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", self.job["command"]],
+            cwd=workdir,
+            env=job_environment(self.job, entry),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid_file.write_text(str(proc.pid))
+        with self.lock:
+            self.current = (key, proc.pid)
+        if self.cancelled.exists():  # the backend may have looked for the pid before it was written
+            _kill_group(proc.pid, signal.SIGTERM)
+        # Wait without reaping, so the pid (and its group id) cannot be reused while the
+        # backend or the heartbeat may still signal it.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        with self.lock:
+            self.current = None
+        self.pid_file.unlink(missing_ok=True)
+        code = proc.wait()
+        if key in self.superseded or self.cancelled.exists():
+            print(f"[metaprod] task {task} attempt {attempt} was superseded or cancelled; no report", file=out)
+            return None
+        request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
+        if code != 0:
+            request.success, request.error = False, f"command exited with code {code}"
+        else:
             try:
-                if not reporter.heartbeat(task, attempt):
-                    superseded.set()
-                    _kill_group(proc.pid, signal.SIGKILL)
-                    return
+                request.outputs.extend(store_outputs(self.job, entry, workdir))
+                request.success = True
+            except (ValueError, OSError) as exc:
+                request.success, request.error = False, str(exc)
+        return request
+
+    def _beat(self) -> None:
+        # The first beat comes after at most a second: a job shorter than that costs the
+        # services no write but its report, and a superseded attempt is still stopped early.
+        wait = min(1.0, self.interval)
+        while not self.finished.wait(wait):
+            wait = self.interval
+            with self.lock:
+                current = self.current
+                beats = [tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in self.waiting]
+            if current is not None:
+                beats.insert(0, tpb.HeartbeatRequest(task=current[0][0], attempt=current[0][1]))
+            if not beats:
+                continue
+            try:
+                proceed = self.reporter.heartbeat(beats)
             except grpc.RpcError:
                 continue
+            with self.lock:
+                for beat, ok in zip(beats, proceed, strict=False):
+                    key = (beat.task, beat.attempt)
+                    if ok:
+                        continue
+                    self.superseded.add(key)
+                    if self.current is not None and self.current[0] == key:
+                        _kill_group(self.current[1], signal.SIGKILL)
 
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    # Wait without reaping, so the pid (and its group id) cannot be reused while the
-    # backend may still read it from the pid file.
-    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-    pid_file.unlink(missing_ok=True)
-    code = proc.wait()
-    finished.set()
-    thread.join(timeout=5)
-    if superseded.is_set() or cancelled.exists():
-        print(f"[metaprod] task {task} attempt {attempt} was superseded or cancelled; no report", file=out, flush=True)
-        return 0
-    request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
-    if code != 0:
-        request.success, request.error = False, f"command exited with code {code}"
-    else:
-        try:
-            request.outputs.extend(store_outputs(job, workdir))
-            request.success = True
-        except (ValueError, OSError) as exc:
-            request.success, request.error = False, str(exc)
-    sent = time.monotonic()
-    outcome = reporter.report(request)
-    print(
-        f"[metaprod] task {task} attempt {attempt}: reported success={request.success} "
-        f"accepted={outcome.accepted} in {1000 * (time.monotonic() - sent):.0f} ms {request.error}",
-        file=out,
-        flush=True,
-    )
-    return 0
+
+class _ReportSender:
+    """Sends the bundle's reports from a thread of its own as they come, all those waiting in
+    one call, so the next command starts at once; :meth:`close` waits until all were sent."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._pending: list[tuple[tpb.ReportTaskResultRequest, str]] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="metaprod-reports", daemon=True)
+        self._thread.start()
+
+    def put(self, request: tpb.ReportTaskResultRequest, log_path: str) -> None:
+        with self._cond:
+            self._pending.append((request, log_path))
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            sent = time.monotonic()
+            try:
+                outcomes = self._reporter.report([request for request, _ in batch])
+                lines = [
+                    f"reported success={request.success} accepted={outcome.accepted} "
+                    f"in {1000 * (time.monotonic() - sent):.0f} ms {request.error}"
+                    for (request, _), outcome in zip(batch, outcomes, strict=True)
+                ]
+            except grpc.RpcError as exc:
+                lines = [f"report failed: {exc.code().name}: {exc.details()}"] * len(batch)
+            for (request, log_path), line in zip(batch, lines, strict=True):
+                with contextlib.suppress(OSError), open(log_path, "a") as log:
+                    log.write(f"[metaprod] task {request.task} attempt {request.attempt}: {line}\n")
 
 
 def _kill_group(pid: int, signum: int) -> None:

@@ -14,7 +14,7 @@ class Role(StrEnum):
     ADMIN = "admin"  # everything
     USER = "user"  # reads everything, manages what it owns, registers catalog files
     READER = "reader"  # reads everything
-    WORKER = "worker"  # may only report on the task attempt its token was made for
+    WORKER = "worker"  # may only beat and report for the task attempts its token was made for
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class Principal:
     name: str
     role: Role
     owner: str
-    task_id: int | None = None
-    attempt: int | None = None
+    # A worker token's digest: the attempts it may speak for carry it (db/ checks).
+    token_digest: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -66,9 +66,11 @@ def ensure_admin(principal: Principal) -> None:
         raise PermissionDenied(f"token {principal.name!r} ({principal.role}) is not an admin token")
 
 
-def ensure_worker_for(principal: Principal, task_id: int, attempt: int) -> None:
-    """The job wrapper's token is valid for its own task attempt only (admins may act too)."""
+def reporting_token(principal: Principal) -> str | None:
+    """Who may beat and report for task attempts: an admin for any (None: no restriction), a
+    worker token only for the attempts made with it (the digest those attempts must carry)."""
     if principal.role is Role.ADMIN:
-        return
-    if principal.role is not Role.WORKER or principal.task_id != task_id or principal.attempt != attempt:
-        raise PermissionDenied(f"token {principal.name!r} may not report on task {task_id} attempt {attempt}")
+        return None
+    if principal.role is Role.WORKER and principal.token_digest:
+        return principal.token_digest
+    raise PermissionDenied(f"token {principal.name!r} ({principal.role}) may not report on task attempts")

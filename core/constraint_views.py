@@ -133,7 +133,9 @@ def to_atoms(c: KeyConstraint) -> list[tuple[str, Any]]:
         out.append(("!=", lit(next(iter(c.excl)))))
     elif c.excl:
         out.append(("nin", [lit(e) for e in sorted(c.excl)]))
-    if not out:
+    if not out and c.kind == STR and c.lo == "":
+        out.append((">=", ""))  # every string (but only strings, where no schema says so)
+    elif not out:
         out.append(("nin", []))  # the whole domain: the key only has to be present
     return out
 

@@ -8,7 +8,7 @@ reach the catalog only in the transaction that marks the task Done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,8 +78,11 @@ def claim_tasks(
     limit: int,
     max_queued_per_backend: Mapping[str, int],
     max_queued_per_transformation: int = 0,
+    workspace: Callable[[int, int], tuple[str, str]] | None = None,
 ) -> list[ClaimedJob]:
-    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps."""
+    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps.
+    `workspace(task_id, attempt)` names the attempt's scratch directory and log, recorded
+    with the attempt (before its job can run, so its scratch is always found)."""
     now = utcnow()
     queued = dict(
         session.execute(  # type: ignore[arg-type]
@@ -151,6 +154,7 @@ def claim_tasks(
         task.not_before = None
         task.backend_job_id = None
         secrets[task.id] = new_secret()
+        workdir, log_path = workspace(task.id, task.attempt) if workspace else (None, None)
         rows.append(
             {
                 "task_id": task.id,
@@ -159,6 +163,8 @@ def claim_tasks(
                 "backend": task.backend,
                 "token_hash": hash_secret(secrets[task.id]),
                 "submitted_at": now,
+                "workdir": workdir,
+                "log_path": log_path,
             }
         )
     session.flush()
@@ -194,6 +200,19 @@ def claim_tasks(
     return claimed
 
 
+def share_worker_token(*, session: Session, attempt_ids: Sequence[int]) -> str:
+    """One new worker token for these attempts (run as one job, a bundle); returns its
+    secret. Their own tokens, never handed out, stop being valid."""
+    secret = new_secret()
+    session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.id.in_(list(attempt_ids)))
+        .values(token_hash=hash_secret(secret))
+        .execution_options(synchronize_session=False)
+    )
+    return secret
+
+
 def _inputs_of(session: Session, task_ids: list[int]) -> dict[int, list[JobInput]]:
     result: dict[int, list[JobInput]] = {}
     rows = session.execute(
@@ -207,20 +226,14 @@ def _inputs_of(session: Session, task_ids: list[int]) -> dict[int, list[JobInput
     return result
 
 
-def record_submission(*, session: Session, attempt_id: int, backend_job_id: str, workdir: str, log_path: str) -> None:
-    record_submissions(session=session, submissions=[Submission(attempt_id, backend_job_id, workdir, log_path)])
-
-
 @dataclass(frozen=True)
 class Submission:
     attempt_id: int
     backend_job_id: str
-    workdir: str
-    log_path: str
 
 
 def record_submissions(*, session: Session, submissions: Sequence[Submission]) -> None:
-    """Record where a batch of claimed attempts went (two executemany UPDATEs)."""
+    """Record the backend jobs of a batch of claimed attempts (two executemany UPDATEs)."""
     if not submissions:
         return
     by_id = {s.attempt_id: s for s in submissions}
@@ -231,11 +244,8 @@ def record_submissions(*, session: Session, submissions: Sequence[Submission]) -
     conn.execute(
         update(JobAttempt.__table__)  # type: ignore[arg-type]
         .where(JobAttempt.__table__.c.id == bindparam("b_id"))
-        .values(backend_job_id=bindparam("b_job"), workdir=bindparam("b_workdir"), log_path=bindparam("b_log")),
-        [
-            {"b_id": s.attempt_id, "b_job": s.backend_job_id, "b_workdir": s.workdir, "b_log": s.log_path}
-            for s in submissions
-        ],
+        .values(backend_job_id=bindparam("b_job")),
+        [{"b_id": s.attempt_id, "b_job": s.backend_job_id} for s in submissions],
     )
     tasks = Task.__table__
     conn.execute(
@@ -244,72 +254,6 @@ def record_submissions(*, session: Session, submissions: Sequence[Submission]) -
         .values(backend_job_id=bindparam("b_job")),
         [{"b_task": tid, "b_attempt": n, "b_job": by_id[aid].backend_job_id} for aid, tid, n in keys],
     )
-
-
-def record_heartbeat(*, session: Session, task_id: int, attempt: int) -> bool:
-    """True while the attempt is the live one; False tells the wrapper to stop."""
-    now = utcnow()
-    updated = session.execute(
-        update(JobAttempt)
-        .where(JobAttempt.task_id == task_id, JobAttempt.attempt == attempt, JobAttempt.status.in_(LIVE))
-        .values(
-            status=AttemptStatus.RUNNING.value, heartbeat_at=now, started_at=func.coalesce(JobAttempt.started_at, now)
-        )
-    ).rowcount  # type: ignore[attr-defined]
-    if updated:
-        session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.attempt == attempt, Task.status == TaskStatus.SUBMITTED.value)
-            .values(status=TaskStatus.RUNNING.value)
-        )
-    return bool(updated)
-
-
-@dataclass(frozen=True)
-class AttemptReport:
-    task_id: int
-    attempt: int
-    success: bool
-    error: str = ""
-    exit_code: int = 0
-    outputs: tuple[catalog.FileInput, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReportOutcome:
-    accepted: bool
-    status: str
-
-
-def report_attempt(*, session: Session, report: AttemptReport) -> ReportOutcome:
-    """Keep a job's report for the finalize agent. A report of a superseded, killed or
-    already reported attempt changes nothing (accepted=False, with the attempt's status)."""
-    stored = {
-        "success": report.success,
-        "error": report.error[:4000],
-        "exit_code": report.exit_code,
-        "outputs": [
-            {"lfn": o.lfn, "pfn": o.pfn, "size": o.size, "checksum": o.checksum, "metadata": dict(o.metadata)}
-            for o in report.outputs
-        ],
-    }
-    now = utcnow()
-    # One UPDATE in the common case: the attempt is live and takes the report.
-    updated = session.execute(
-        update(JobAttempt)
-        .where(
-            JobAttempt.task_id == report.task_id,
-            JobAttempt.attempt == report.attempt,
-            JobAttempt.status.in_(LIVE),
-        )
-        .values(status=AttemptStatus.REPORTED.value, report=stored, exit_code=report.exit_code, finished_at=now)
-    ).rowcount  # type: ignore[attr-defined]
-    if updated:
-        return ReportOutcome(True, AttemptStatus.REPORTED.value)
-    status = session.scalar(
-        select(JobAttempt.status).where(JobAttempt.task_id == report.task_id, JobAttempt.attempt == report.attempt)
-    )
-    return ReportOutcome(False, status or "Unknown")
 
 
 @dataclass

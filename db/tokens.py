@@ -55,13 +55,12 @@ def authenticate(*, session: Session, secret: str) -> Principal:
         if token.revoked_at is not None:
             raise Unauthenticated(f"token {token.name!r} was revoked")
         return Principal(name=token.name, role=Role(token.role), owner=token.owner)
-    attempt = session.scalar(select(JobAttempt).where(JobAttempt.token_hash == digest))
+    # A bundle's attempts share one token: any of them names it.
+    attempt = session.execute(
+        select(JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.token_hash == digest).limit(1)
+    ).first()
     if attempt is not None:
         return Principal(
-            name=f"task-{attempt.task_id}-attempt-{attempt.attempt}",
-            role=Role.WORKER,
-            owner="worker",
-            task_id=attempt.task_id,
-            attempt=attempt.attempt,
+            name=f"worker-t{attempt.task_id}-a{attempt.attempt}", role=Role.WORKER, owner="worker", token_digest=digest
         )
     raise Unauthenticated("unknown token")

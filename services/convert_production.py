@@ -6,9 +6,11 @@ import json
 from collections.abc import Mapping
 
 from metaprod.core.progress import ProductionProgress
+from metaprod.db import reports
 from metaprod.db.models import Production, Task, Transformation
 from metaprod.db.transformations import FileRow, TaskRow
 from metaprod.services.convert import timestamp
+from metaprod.services.convert_catalog import file_input_from_pb
 from metaprod.v1 import production_pb2, transformation_pb2
 
 
@@ -87,3 +89,22 @@ def task_to_pb(task: Task, inputs: list[str], transformation: str = "") -> trans
 
 def task_row_to_pb(row: TaskRow, transformation: str) -> transformation_pb2.Task:
     return task_to_pb(row.task, row.inputs, transformation)
+
+
+def beat_from_pb(request: transformation_pb2.HeartbeatRequest) -> reports.Beat:
+    return reports.Beat(task_id=request.task, attempt=request.attempt, queued=request.queued)
+
+
+def report_from_pb(request: transformation_pb2.ReportTaskResultRequest) -> reports.AttemptReport:
+    return reports.AttemptReport(
+        task_id=request.task,
+        attempt=request.attempt,
+        success=request.success,
+        error=request.error,
+        exit_code=request.exit_code,
+        outputs=tuple(file_input_from_pb(f) for f in request.outputs),
+    )
+
+
+def outcome_to_pb(outcome: reports.ReportOutcome) -> transformation_pb2.ReportTaskResultResponse:
+    return transformation_pb2.ReportTaskResultResponse(accepted=outcome.accepted, status=outcome.status)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
-from metaprod.core.auth import Principal, ensure_can_read, ensure_worker_for
-from metaprod.db import jobs, productions, transformations
+from metaprod.core.auth import Principal, ensure_can_read
+from metaprod.db import productions, reports, transformations
 from metaprod.services import convert
 from metaprod.services.batching import GroupCommitter
-from metaprod.services.convert_catalog import file_input_from_pb
-from metaprod.services.convert_production import file_row_to_pb, task_row_to_pb, transformation_to_pb
+from metaprod.services.convert_production import (
+    beat_from_pb,
+    file_row_to_pb,
+    outcome_to_pb,
+    report_from_pb,
+    task_row_to_pb,
+    transformation_to_pb,
+)
 from metaprod.services.server import ServiceBinding, ServiceContext
 from metaprod.v1 import transformation_pb2 as pb
 from metaprod.v1 import transformation_pb2_grpc as pb_grpc
-from sqlalchemy.orm import Session
 
 
 class TransformationServicer(pb_grpc.TransformationServiceServicer):
     def __init__(self, context: ServiceContext) -> None:
         self.ctx = context
-        self.reports: GroupCommitter[jobs.AttemptReport, jobs.ReportOutcome] = GroupCommitter(
+        # Reports arriving together are written in one transaction (see GroupCommitter).
+        self.reports: GroupCommitter[tuple[Sequence[reports.AttemptReport], Principal], list[reports.ReportOutcome]]
+        self.reports = GroupCommitter(
             context.database,
-            lambda session, report: jobs.report_attempt(session=session, report=report),
+            lambda session, item: reports.report_attempts(session=session, reports=item[0], principal=item[1]),
             name="reports",
         )
         context.on_close.append(self.reports.close)
@@ -139,31 +148,42 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
         return pb.GetTaskLogResponse(task=request.task, attempt=attempt, log=text)
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
-        ensure_worker_for(self._principal(context), request.task, request.attempt)
-        with self.ctx.database.session_scope() as session:
-            proceed = jobs.record_heartbeat(session=session, task_id=request.task, attempt=request.attempt)
+        (proceed,) = self._beat([request], context)
         return pb.HeartbeatResponse(proceed=proceed)
+
+    def BundleHeartbeat(
+        self, request: pb.BundleHeartbeatRequest, context: grpc.ServicerContext
+    ) -> pb.BundleHeartbeatResponse:
+        proceed = self._beat(request.attempts, context)
+        return pb.BundleHeartbeatResponse(attempts=[pb.HeartbeatResponse(proceed=p) for p in proceed])
 
     def ReportTaskResult(
         self, request: pb.ReportTaskResultRequest, context: grpc.ServicerContext
     ) -> pb.ReportTaskResultResponse:
-        ensure_worker_for(self._principal(context), request.task, request.attempt)
-        report = jobs.AttemptReport(
-            task_id=request.task,
-            attempt=request.attempt,
-            success=request.success,
-            error=request.error,
-            exit_code=request.exit_code,
-            outputs=tuple(file_input_from_pb(f) for f in request.outputs),
-        )
-        outcome = self.reports.submit(report)
-        if outcome.accepted:
+        (outcome,) = self._report([request], context)
+        return outcome_to_pb(outcome)
+
+    def ReportBundleResults(
+        self, request: pb.ReportBundleResultsRequest, context: grpc.ServicerContext
+    ) -> pb.ReportBundleResultsResponse:
+        outcomes = self._report(request.results, context)
+        return pb.ReportBundleResultsResponse(outcomes=[outcome_to_pb(o) for o in outcomes])
+
+    def _beat(self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext) -> list[bool]:
+        principal = self._principal(context)
+        with self.ctx.database.session_scope() as session:
+            return reports.record_heartbeats(
+                session=session, beats=[beat_from_pb(b) for b in beats], principal=principal
+            )
+
+    def _report(
+        self, results: Sequence[pb.ReportTaskResultRequest], context: grpc.ServicerContext
+    ) -> list[reports.ReportOutcome]:
+        item = ([report_from_pb(r) for r in results], self._principal(context))
+        outcomes = self.reports.submit(item)
+        if any(o.accepted for o in outcomes):
             self.ctx.notify("report")
-        return pb.ReportTaskResultResponse(accepted=outcome.accepted, status=outcome.status)
-
-
-def _store_report(session: Session, report: jobs.AttemptReport) -> jobs.ReportOutcome:
-    return jobs.report_attempt(session=session, report=report)
+        return outcomes
 
 
 def bindings(context: ServiceContext) -> list[ServiceBinding]:

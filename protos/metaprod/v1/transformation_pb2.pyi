@@ -230,12 +230,14 @@ class GetTaskLogResponse(_message.Message):
     def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("task", "attempt")
+    __slots__ = ("task", "attempt", "queued")
     TASK_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     task: int
     attempt: int
-    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    queued: bool
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., queued: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("proceed",)
@@ -266,3 +268,27 @@ class ReportTaskResultResponse(_message.Message):
     accepted: bool
     status: str
     def __init__(self, accepted: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
+
+class BundleHeartbeatRequest(_message.Message):
+    __slots__ = ("attempts",)
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[HeartbeatRequest]
+    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatRequest, _Mapping]]] = ...) -> None: ...
+
+class BundleHeartbeatResponse(_message.Message):
+    __slots__ = ("attempts",)
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[HeartbeatResponse]
+    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatResponse, _Mapping]]] = ...) -> None: ...
+
+class ReportBundleResultsRequest(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReportTaskResultRequest]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReportTaskResultRequest, _Mapping]]] = ...) -> None: ...
+
+class ReportBundleResultsResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[ReportTaskResultResponse]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[ReportTaskResultResponse, _Mapping]]] = ...) -> None: ...

@@ -85,6 +85,16 @@ class TransformationServiceStub:
                 request_serializer=metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultRequest.SerializeToString,
                 response_deserializer=metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultResponse.FromString,
                 _registered_method=True)
+        self.BundleHeartbeat = channel.unary_unary(
+                '/metaprod.v1.TransformationService/BundleHeartbeat',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatResponse.FromString,
+                _registered_method=True)
+        self.ReportBundleResults = channel.unary_unary(
+                '/metaprod.v1.TransformationService/ReportBundleResults',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsResponse.FromString,
+                _registered_method=True)
 
 
 class TransformationServiceServicer:
@@ -152,6 +162,20 @@ class TransformationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BundleHeartbeat(self, request, context):
+        """A bundle is one job that runs several task attempts of one transformation one after the
+        other, with one worker token: it beats and reports for all of them in one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportBundleResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransformationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +228,16 @@ def add_TransformationServiceServicer_to_server(servicer, server):
                     servicer.ReportTaskResult,
                     request_deserializer=metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultRequest.FromString,
                     response_serializer=metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultResponse.SerializeToString,
+            ),
+            'BundleHeartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.BundleHeartbeat,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatResponse.SerializeToString,
+            ),
+            'ReportBundleResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportBundleResults,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +511,60 @@ class TransformationService:
             '/metaprod.v1.TransformationService/ReportTaskResult',
             metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultRequest.SerializeToString,
             metaprod_dot_v1_dot_transformation__pb2.ReportTaskResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BundleHeartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/BundleHeartbeat',
+            metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.BundleHeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportBundleResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/ReportBundleResults',
+            metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.ReportBundleResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@ Problematic, reset gives files back, kill frees Assigned files, stale reports ar
 from __future__ import annotations
 
 from metaprod.core.auth import SYSTEM
-from metaprod.db import jobs, productions, transformations
+from metaprod.db import jobs, productions, reports, transformations
 from metaprod.db.models import Task, TransformationFile
 from metaprod.db.session import Database
 from sqlalchemy import select
@@ -26,14 +26,16 @@ def claim(database: Database) -> list[jobs.ClaimedJob]:
         return jobs.claim_tasks(session=session, limit=100, max_queued_per_backend={})
 
 
-def report(database: Database, job: jobs.ClaimedJob, success: bool) -> jobs.ReportOutcome:
+def report(database: Database, job: jobs.ClaimedJob, success: bool) -> reports.ReportOutcome:
     with database.session_scope() as session:
-        return jobs.report_attempt(
+        (outcome,) = reports.report_attempts(
             session=session,
-            report=jobs.AttemptReport(
-                job.task_id, job.attempt, success, "" if success else "boom", 0 if success else 1
-            ),
+            reports=[
+                reports.AttemptReport(job.task_id, job.attempt, success, "" if success else "boom", 0 if success else 1)
+            ],
+            principal=SYSTEM,
         )
+        return outcome
 
 
 def finalize(database: Database) -> jobs.FinalizeSummary:
