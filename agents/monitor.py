@@ -26,6 +26,10 @@ class MonitorAgent:
     def __init__(self, settings: AgentSettings, backends: BackendPool) -> None:
         self.settings = settings
         self.backends = backends
+        # When this monitor first saw each never-beaten attempt's job running: a job that
+        # waited in its batch queue longer than the heartbeat timeout gets the whole timeout
+        # for its first beat from its start, not from its submission.
+        self._running_since: dict[int, datetime] = {}
 
     def run_once(self, session: Session) -> str:
         attempts = jobs.live_attempts(session=session)
@@ -33,6 +37,8 @@ class MonitorAgent:
             return "idle"
         statuses = self._backend_statuses(attempts)
         now = utcnow()
+        live_ids = {a.attempt_id for a in attempts}
+        self._running_since = {k: v for k, v in self._running_since.items() if k in live_ids}
         killed = lost = 0
         for a in attempts:
             if a.task_killed:
@@ -92,6 +98,8 @@ class MonitorAgent:
             return None
         if status is not None and status.state is JobState.PENDING:
             return None  # queued in the batch system: no heartbeat is due yet
+        if a.heartbeat_at is None:
+            silent = now - max(last_sign, self._running_since.setdefault(a.attempt_id, now))
         if silent > timeout:
             return f"lost: no heartbeat for {int(silent.total_seconds())} s (timeout {int(timeout.total_seconds())} s)"
         return None

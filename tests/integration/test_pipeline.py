@@ -230,3 +230,46 @@ def test_two_agent_processes_kill9_exactly_once(system: System, tmp_path: Path) 
     # Both live agent processes beat in the shared database.
     alive = {(a["name"], a["pid"]) for a in system.json("agents", "status") if a["alive"]}
     assert len({pid for _, pid in alive}) >= 2
+
+
+def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_path: Path) -> None:
+    """One worker slot and 8 due tasks: the attempts share jobs (bundles of 4). Each keeps its
+    own work directory, log, outputs and retry; the attempts waiting their turn are kept alive
+    by the bundle's heartbeat past the heartbeat timeout, so none is declared lost."""
+    system.agent_config.update(
+        backends={"local": {"max_workers": 1}}, heartbeat_interval=0.3, heartbeat_timeout=2.0, max_bundle=4
+    )
+    spec = {
+        "production": "bundled",
+        "fields": {"datatype": "str", "seed": "int"},
+        "transformations": [
+            {
+                "name": "gen",
+                "tasks": 8,
+                "command": 'echo "task $METAPROD_TASK_INDEX in $(pwd)"; sleep 0.8; '
+                'if [ "$METAPROD_TASK_INDEX" = 1 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then exit 5; fi; '
+                'echo x > out.sim; printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json',
+                "outputs": [{"glob": "*.sim", "metadata": {"datatype": "sim"}}],
+            }
+        ],
+    }
+    system.up()
+    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
+    system.cli("production", "start", "bundled")
+    progress = system.wait_for("bundled", timeout=120)
+    assert progress["transformations"][0]["tasks"]["Done"] == 8
+    tasks = {t["index"]: t for t in system.json("transformation", "tasks", "bundled", "gen")}
+    # Only task 1 needed a second attempt: no attempt waiting in a bundle was lost.
+    assert {i: t["attempt"] for i, t in tasks.items()} == {i: 2 if i == 1 else 1 for i in range(8)}
+    jobs = Counter(t["backend_job_id"] for i, t in tasks.items() if i != 1)
+    assert max(jobs.values()) >= 3  # attempts shared jobs
+    for index, task in tasks.items():
+        log = system.cli("task", "log", str(task["id"]), "--attempt", "1").stdout
+        # Its own output only, from its own work directory.
+        assert f"task {index} in " in log and f"t{task['id']}-a1/work" in log
+        assert all(f"task {other} in" not in log for other in range(8) if other != index)
+    failed = system.cli("task", "log", str(tasks[1]["id"]), "--attempt", "1").stdout
+    assert "success=False" in failed
+    sims = system.json("catalog", "find", "datatype=sim")
+    assert sorted(f["metadata"]["seed"] for f in sims) == list(range(8))
+    assert not any((system.data_dir / "work").iterdir())  # every scratch was disposed of

@@ -1,0 +1,115 @@
+"""Heartbeats and reports of task attempts on a real database: a bundle's worker token speaks
+for its own attempts only, checked before anything is written; queued attempts stay
+Submitted; a duplicate or late report changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from metaprod.core.auth import SYSTEM, Principal, Role
+from metaprod.core.errors import PermissionDenied, Unauthenticated
+from metaprod.db import jobs, reports, tokens
+from metaprod.db.models import JobAttempt, Task
+from metaprod.db.session import Database
+from sqlalchemy import select
+
+from tests.unit.db.test_jobs import claim
+from tests.unit.db.test_tasks import cycle, setup
+
+
+def claimed_bundle(database: Database) -> tuple[list[jobs.ClaimedJob], jobs.ClaimedJob, Principal]:
+    """Three claimed attempts: the first two share a bundle token, the third keeps its own."""
+    tid = setup(database, {"group_size": 1}, 3)
+    cycle(database, tid)
+    first, second, lone = (j for j in claim(database) if j.transformation == "t")
+    with database.session_scope() as session:
+        secret = jobs.share_worker_token(session=session, attempt_ids=[first.attempt_id, second.attempt_id])
+    with database.session_scope(readonly=True) as session:
+        principal = tokens.authenticate(session=session, secret=secret)
+        # The attempts' own tokens, replaced by the bundle's, no longer authenticate.
+        with pytest.raises(Unauthenticated, match="unknown token"):
+            tokens.authenticate(session=session, secret=first.secret)
+    assert principal.role is Role.WORKER
+    return [first, second], lone, principal
+
+
+def states(database: Database) -> dict[int, tuple[str, str]]:
+    """task id -> (task status, live attempt status)."""
+    with database.session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(Task.id, Task.status, JobAttempt.status).join(
+                JobAttempt, (JobAttempt.task_id == Task.id) & (JobAttempt.attempt == Task.attempt)
+            )
+        )
+        return {task_id: (task_status, attempt_status) for task_id, task_status, attempt_status in rows}
+
+
+def beat(database: Database, principal: Principal, beats: list[reports.Beat]) -> list[bool]:
+    with database.session_scope() as session:
+        return reports.record_heartbeats(session=session, beats=beats, principal=principal)
+
+
+def report(database: Database, principal: Principal, *items: reports.AttemptReport) -> list[reports.ReportOutcome]:
+    with database.session_scope() as session:
+        return reports.report_attempts(session=session, reports=list(items), principal=principal)
+
+
+def test_bundle_heartbeat_marks_the_started_attempt_running_and_keeps_the_queued_one_submitted(
+    database: Database,
+) -> None:
+    (running, queued), _, worker = claimed_bundle(database)
+    proceed = beat(
+        database,
+        worker,
+        [reports.Beat(running.task_id, running.attempt), reports.Beat(queued.task_id, queued.attempt, queued=True)],
+    )
+    assert proceed == [True, True]
+    now = states(database)
+    assert now[running.task_id] == ("Running", "Running")
+    assert now[queued.task_id] == ("Submitted", "Submitted")
+    with database.session_scope(readonly=True) as session:
+        beaten = session.scalar(select(JobAttempt.heartbeat_at).where(JobAttempt.id == queued.attempt_id))
+    assert beaten is not None  # alive, though not started
+
+
+def test_bundle_reports_are_taken_once_and_only_for_live_attempts(database: Database) -> None:
+    (a, b), _, worker = claimed_bundle(database)
+    ok_a = reports.AttemptReport(a.task_id, a.attempt, True)
+    ok_b = reports.AttemptReport(b.task_id, b.attempt, False, "boom", 2)
+    # A report repeated within one call counts once.
+    outcomes = report(database, worker, ok_a, ok_b, ok_a)
+    assert [o.accepted for o in outcomes] == [True, True, False]
+    assert all(o.status == "Reported" for o in outcomes)
+    # Sent again (a retry after a lost answer): nothing changes.
+    assert [o.accepted for o in report(database, worker, ok_a, ok_b)] == [False, False]
+    # Once reported, the attempts are no longer live: the wrapper is told to stop beating.
+    assert beat(database, worker, [reports.Beat(a.task_id, a.attempt)]) == [False]
+    with database.session_scope(readonly=True) as session:
+        stored = session.scalar(select(JobAttempt.report).where(JobAttempt.id == b.attempt_id))
+    assert stored is not None and stored["error"] == "boom" and stored["exit_code"] == 2
+
+
+def test_a_bundle_token_cannot_speak_for_another_attempt_and_changes_nothing(database: Database) -> None:
+    (a, _), lone, worker = claimed_bundle(database)
+    before = states(database)
+    mixed = [reports.AttemptReport(a.task_id, a.attempt, True), reports.AttemptReport(lone.task_id, lone.attempt, True)]
+    with pytest.raises(PermissionDenied, match=f"task {lone.task_id} attempt {lone.attempt}"):
+        report(database, worker, *mixed)
+    with pytest.raises(PermissionDenied):
+        beat(database, worker, [reports.Beat(a.task_id, a.attempt), reports.Beat(lone.task_id, lone.attempt)])
+    # An attempt that does not exist is no more the token's than another one.
+    with pytest.raises(PermissionDenied):
+        report(database, worker, reports.AttemptReport(a.task_id, a.attempt + 1, True))
+    assert states(database) == before
+
+
+def test_only_admins_and_worker_tokens_report(database: Database) -> None:
+    (a, _), _, _ = claimed_bundle(database)
+    user = Principal("alice", Role.USER, "alice")
+    with pytest.raises(PermissionDenied, match="may not report"):
+        report(database, user, reports.AttemptReport(a.task_id, a.attempt, True))
+    with pytest.raises(PermissionDenied, match="may not report"):
+        beat(database, user, [reports.Beat(a.task_id, a.attempt)])
+    # The system (an admin) speaks for any attempt; an unknown one is simply not live.
+    assert beat(database, SYSTEM, [reports.Beat(a.task_id, a.attempt), reports.Beat(987654, 1)]) == [True, False]
+    unknown = report(database, SYSTEM, reports.AttemptReport(987654, 1, True))
+    assert unknown == [reports.ReportOutcome(False, "Unknown")]
