@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,38 +44,59 @@ class BackendPool:
             self._backends.clear()
 
 
-def job_key(task_id: int, attempt: int) -> str:
-    return f"t{task_id}-a{attempt}"
+def job_key(bundle: Sequence[ClaimedJob]) -> str:
+    first = bundle[0]
+    return f"t{first.task_id}-a{first.attempt}" + (f"+{len(bundle) - 1}" if len(bundle) > 1 else "")
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Where a job's files go. The job's directory holds its job file and the pid and cancel
+    marks, and one empty work directory per attempt (the command's cwd). Each attempt's scratch
+    is its work directory, but the last attempt's is the whole job directory: reports come in
+    order, so it is finalized last. One log for the job, with a section per attempt
+    (metaprod.core.joblog): creating a file costs as much as a trivial job on some file systems."""
+
+    job_dir: Path
+    workdirs: list[Path]
+    log: Path
+
+    @property
+    def scratch(self) -> list[str]:
+        return [str(d) for d in self.workdirs[:-1]] + [str(self.job_dir)]
+
+
+def job_layout(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobLayout:
+    job_dir = (settings.work_root / job_key(bundle)).resolve()
+    log_root = settings.log_root.resolve()
+    return JobLayout(
+        job_dir=job_dir,
+        workdirs=[job_dir / f"t{j.task_id}-a{j.attempt}" for j in bundle],
+        # A directory per thousand tasks, not one per task.
+        log=log_root / str(bundle[0].task_id // 1000) / f"{job_key(bundle)}.log",
+    )
 
 
 def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpec:
     """Describe one job running these claimed attempts (one transformation's, sharing one
     worker token) one after the other, and write its job file (0600: it holds the token).
-
-    Each attempt keeps its own directory (its scratch, removed once it is finalized) and its
-    own log. The job's files (job file, pid and cancel marks) live in the last attempt's
-    directory, which is finalized last."""
-    first, last = bundle[0], bundle[-1]
-    key = job_key(first.task_id, first.attempt) + (f"+{len(bundle) - 1}" if len(bundle) > 1 else "")
-    tasks = []
-    for job in bundle:
-        attempt_dir = attempt_directory(settings, job.task_id, job.attempt)
-        attempt_dir.mkdir(parents=True, exist_ok=True)
-        log_path = attempt_log(settings, job.task_id, job.attempt)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        tasks.append(
-            {
-                "task_id": job.task_id,
-                "task_index": job.task_index,
-                "attempt": job.attempt,
-                "inputs": [{"lfn": i.lfn, "pfn": i.pfn} for i in job.inputs],
-                "lfn_prefix": job.lfn_prefix,
-                "workdir": str(attempt_dir),
-                "log": str(log_path),
-            }
-        )
-    job_dir = attempt_directory(settings, last.task_id, last.attempt)
-    job_file = job_dir / "job.json"
+    The wrapper makes each attempt's work directory just before its command starts."""
+    first = bundle[0]
+    layout = job_layout(bundle, settings)
+    layout.job_dir.mkdir(parents=True, exist_ok=True)
+    layout.log.parent.mkdir(parents=True, exist_ok=True)
+    tasks = [
+        {
+            "task_id": job.task_id,
+            "task_index": job.task_index,
+            "attempt": job.attempt,
+            "inputs": [{"lfn": i.lfn, "pfn": i.pfn} for i in job.inputs],
+            "lfn_prefix": job.lfn_prefix,
+            "workdir": str(workdir),
+        }
+        for job, workdir in zip(bundle, layout.workdirs, strict=True)
+    ]
+    job_file = layout.job_dir / "job.json"
     payload = {
         "production": first.production,
         "transformation": first.transformation,
@@ -89,25 +111,17 @@ def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpe
     fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(payload, fh)
-    log_path = attempt_log(settings, last.task_id, last.attempt)
+    log_path = layout.log
     return JobSpec(
-        key=key,
+        key=job_key(bundle),
         argv=(sys.executable, "-m", "metaprod.agents.wrapper", str(job_file)),
         env={"METAPROD_JOB_FILE": str(job_file)},
-        workdir=job_dir,
+        workdir=layout.job_dir,
         log_path=log_path,
         options=dict(first.backend_options),
         # Backends with Python workers call the wrapper in-process (no interpreter start).
         python_entry=(WRAPPER_ENTRY, (str(job_file), str(log_path))),
     )
-
-
-def attempt_directory(settings: AgentSettings, task_id: int, attempt: int) -> Path:
-    return (settings.work_root / job_key(task_id, attempt)).resolve()
-
-
-def attempt_log(settings: AgentSettings, task_id: int, attempt: int) -> Path:
-    return (settings.log_root / str(task_id) / f"attempt-{attempt}.log").resolve()
 
 
 def plan_bundles(

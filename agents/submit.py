@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from metaprod.agents.backends.base import BackendError
-from metaprod.agents.jobs import BackendPool, attempt_directory, attempt_log, plan_bundles, prepare_job
+from metaprod.agents.jobs import BackendPool, job_layout, plan_bundles, prepare_job
 from metaprod.agents.settings import AgentSettings
 from metaprod.core.statuses import AttemptStatus
 from metaprod.db import jobs
@@ -49,20 +49,24 @@ class SubmitAgent:
             limit=self.settings.batch_size,
             max_queued_per_backend=self._caps(),
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
-            workspace=self._workspace,
         )
         bundles = plan_bundles(claimed, self._capacity, self.settings.max_bundle)
-        for i, bundle in enumerate(bundles):
-            if len(bundle) > 1:
-                secret = jobs.share_worker_token(session=session, attempt_ids=[j.attempt_id for j in bundle])
-                bundles[i] = [replace(j, secret=secret) for j in bundle]
-        self._bundles = bundles
+        plans = []
+        for bundle in bundles:
+            layout = job_layout(bundle, self.settings)
+            plans.append(
+                [
+                    jobs.PlannedAttempt(job.attempt_id, scratch, str(layout.log))
+                    for job, scratch in zip(bundle, layout.scratch, strict=True)
+                ]
+            )
+        # Recorded before any job can run, so every attempt's scratch and log are found.
+        secrets = jobs.record_job_plans(session=session, plans=plans)
+        self._bundles = [
+            bundle if secret is None else [replace(job, secret=secret) for job in bundle]
+            for bundle, secret in zip(bundles, secrets, strict=True)
+        ]
         return f"claimed {len(claimed)} tasks in {len(bundles)} jobs" if claimed else "idle"
-
-    def _workspace(self, task_id: int, attempt: int) -> tuple[str, str]:
-        return str(attempt_directory(self.settings, task_id, attempt)), str(
-            attempt_log(self.settings, task_id, attempt)
-        )
 
     def _capacity(self, backend: str) -> int:
         try:

@@ -27,6 +27,7 @@ from typing import Any, TextIO, TypeVar
 import fsspec
 import grpc
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
+from metaprod.core import joblog
 from metaprod.v1 import catalog_pb2, common_pb2
 from metaprod.v1 import transformation_pb2 as tpb
 from metaprod.v1 import transformation_pb2_grpc as tpb_grpc
@@ -163,12 +164,12 @@ def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> l
 
 
 def run_job_file(job_file: str, log_path: str | None = None) -> int:
-    """Run the job's task attempts and report them. The wrapper's own messages go to
-    ``log_path`` (appended) when given, else to this process's stdout; each attempt's command
-    writes to the attempt's log. While a command runs its pid (a process-group leader) is in
-    JOB_DIR/command.pid; once JOB_DIR/cancelled exists no further command starts, the running
-    one is killed and nothing more is reported (the backend's cancel contract, see
-    metaprod.agents.backends.base.PID_FILE)."""
+    """Run the job's task attempts and report them. The job's log (the commands' output and
+    the wrapper's messages, a section per attempt: see metaprod.core.joblog) is ``log_path``
+    (appended) when given, else this process's stdout. While a command runs its pid (a
+    process-group leader) is in JOB_DIR/command.pid (empty between commands); once
+    JOB_DIR/cancelled exists no further command starts, the running one is killed and nothing
+    more is reported (the backend's cancel contract, see metaprod.agents.backends.base.PID_FILE)."""
     job = json.loads(Path(job_file).read_text())
     job_dir = Path(job_file).resolve().parent
     if log_path is None:
@@ -186,6 +187,7 @@ class _Bundle:
     def __init__(self, job: dict[str, Any], job_dir: Path, out: TextIO) -> None:
         self.job = job
         self.out = out
+        self.out_lock = threading.Lock()  # the report thread writes to the log too
         self.reporter = Reporter(job["address"], job["token"])
         self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
         self.interval = float(job.get("heartbeat_interval", 5.0))
@@ -195,46 +197,54 @@ class _Bundle:
         self.current: tuple[Key, int] | None = None  # (attempt, pid of its command)
         self.superseded: set[Key] = set()
         self.finished = threading.Event()
-        self.sender = _ReportSender(self.reporter)
+        self.sender = _ReportSender(self.reporter, self.say)
+
+    def say(self, line: str) -> None:
+        with self.out_lock:
+            print(line, file=self.out, flush=True)
 
     def run(self) -> None:
         beat = threading.Thread(target=self._beat, daemon=True)
         beat.start()
+        # One pid file for the whole job, rewritten in place: creating and removing a file
+        # per command costs as much as the command on some file systems.
+        pid_fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             for entry in self.job["tasks"]:
                 key = (int(entry["task_id"]), int(entry["attempt"]))
                 with self.lock:
                     self.waiting.remove(key)
                 if self.cancelled.exists():
-                    print(f"[metaprod] job cancelled: task {key[0]} attempt {key[1]} not started", file=self.out)
+                    self.say(joblog.tagged(*key, "not started: the job was cancelled"))
                     break
-                with open(entry["log"], "a", buffering=1) as log:
-                    request = self._run_task(entry, key, log)
+                request = self._run_task(entry, key, pid_fd)
                 if request is not None:
-                    self.sender.put(request, entry["log"])
+                    self.sender.put(request)
         finally:
+            os.close(pid_fd)
+            self.pid_file.unlink(missing_ok=True)
             self.finished.set()
             beat.join(timeout=5)
             self.sender.close()
-            self.out.flush()
 
-    def _run_task(self, entry: dict[str, Any], key: Key, out: TextIO) -> tpb.ReportTaskResultRequest | None:
+    def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key
         if key in self.superseded:
-            print(f"[metaprod] task {task} attempt {attempt} was superseded before it started", file=out)
+            self.say(joblog.tagged(task, attempt, "not started: superseded"))
             return None
-        workdir = Path(entry["workdir"]) / "work"
+        workdir = Path(entry["workdir"])
         workdir.mkdir(parents=True, exist_ok=True)
+        self.say(joblog.section_header(task, attempt))
         proc = subprocess.Popen(
             ["/bin/sh", "-c", self.job["command"]],
             cwd=workdir,
             env=job_environment(self.job, entry),
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=self.out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.pid_file.write_text(str(proc.pid))
+        os.pwrite(pid_fd, f"{proc.pid}\n".encode(), 0)
         with self.lock:
             self.current = (key, proc.pid)
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
@@ -244,10 +254,10 @@ class _Bundle:
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         with self.lock:
             self.current = None
-        self.pid_file.unlink(missing_ok=True)
+        os.ftruncate(pid_fd, 0)
         code = proc.wait()
         if key in self.superseded or self.cancelled.exists():
-            print(f"[metaprod] task {task} attempt {attempt} was superseded or cancelled; no report", file=out)
+            self.say(joblog.tagged(task, attempt, "superseded or cancelled; no report"))
             return None
         request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
         if code != 0:
@@ -291,17 +301,18 @@ class _ReportSender:
     """Sends the bundle's reports from a thread of its own as they come, all those waiting in
     one call, so the next command starts at once; :meth:`close` waits until all were sent."""
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, reporter: Reporter, say: Callable[[str], None]) -> None:
         self._reporter = reporter
-        self._pending: list[tuple[tpb.ReportTaskResultRequest, str]] = []
+        self._say = say
+        self._pending: list[tpb.ReportTaskResultRequest] = []
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="metaprod-reports", daemon=True)
         self._thread.start()
 
-    def put(self, request: tpb.ReportTaskResultRequest, log_path: str) -> None:
+    def put(self, request: tpb.ReportTaskResultRequest) -> None:
         with self._cond:
-            self._pending.append((request, log_path))
+            self._pending.append(request)
             self._cond.notify()
 
     def close(self) -> None:
@@ -320,17 +331,16 @@ class _ReportSender:
                 batch, self._pending = self._pending, []
             sent = time.monotonic()
             try:
-                outcomes = self._reporter.report([request for request, _ in batch])
+                outcomes = self._reporter.report(batch)
                 lines = [
                     f"reported success={request.success} accepted={outcome.accepted} "
                     f"in {1000 * (time.monotonic() - sent):.0f} ms {request.error}"
-                    for (request, _), outcome in zip(batch, outcomes, strict=True)
+                    for request, outcome in zip(batch, outcomes, strict=True)
                 ]
             except grpc.RpcError as exc:
                 lines = [f"report failed: {exc.code().name}: {exc.details()}"] * len(batch)
-            for (request, log_path), line in zip(batch, lines, strict=True):
-                with contextlib.suppress(OSError), open(log_path, "a") as log:
-                    log.write(f"[metaprod] task {request.task} attempt {request.attempt}: {line}\n")
+            for request, line in zip(batch, lines, strict=True):
+                self._say(joblog.tagged(request.task, request.attempt, line))
 
 
 def _kill_group(pid: int, signum: int) -> None:

@@ -8,7 +8,7 @@ reach the catalog only in the transaction that marks the task Done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,11 +78,8 @@ def claim_tasks(
     limit: int,
     max_queued_per_backend: Mapping[str, int],
     max_queued_per_transformation: int = 0,
-    workspace: Callable[[int, int], tuple[str, str]] | None = None,
 ) -> list[ClaimedJob]:
-    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps.
-    `workspace(task_id, attempt)` names the attempt's scratch directory and log, recorded
-    with the attempt (before its job can run, so its scratch is always found)."""
+    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps."""
     now = utcnow()
     queued = dict(
         session.execute(  # type: ignore[arg-type]
@@ -154,7 +151,6 @@ def claim_tasks(
         task.not_before = None
         task.backend_job_id = None
         secrets[task.id] = new_secret()
-        workdir, log_path = workspace(task.id, task.attempt) if workspace else (None, None)
         rows.append(
             {
                 "task_id": task.id,
@@ -163,8 +159,6 @@ def claim_tasks(
                 "backend": task.backend,
                 "token_hash": hash_secret(secrets[task.id]),
                 "submitted_at": now,
-                "workdir": workdir,
-                "log_path": log_path,
             }
         )
     session.flush()
@@ -200,17 +194,45 @@ def claim_tasks(
     return claimed
 
 
-def share_worker_token(*, session: Session, attempt_ids: Sequence[int]) -> str:
-    """One new worker token for these attempts (run as one job, a bundle); returns its
-    secret. Their own tokens, never handed out, stop being valid."""
-    secret = new_secret()
-    session.execute(
-        update(JobAttempt)
-        .where(JobAttempt.id.in_(list(attempt_ids)))
-        .values(token_hash=hash_secret(secret))
-        .execution_options(synchronize_session=False)
-    )
-    return secret
+@dataclass(frozen=True)
+class PlannedAttempt:
+    attempt_id: int
+    scratch: str  # removed once the attempt is finalized
+    log_path: str
+
+
+def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttempt]]) -> list[str | None]:
+    """Record how claimed attempts are run: each plan is one job. The attempts of a job of
+    several (a bundle) get one new shared worker token, whose secret is returned (None for a
+    job of one, which keeps its own); their own tokens, never handed out, stop being valid.
+    One executemany UPDATE for all."""
+    secrets: list[str | None] = []
+    params: list[dict[str, Any]] = []
+    for plan in plans:
+        secret = new_secret() if len(plan) > 1 else None
+        secrets.append(secret)
+        params.extend(
+            {
+                "b_id": p.attempt_id,
+                "b_scratch": p.scratch,
+                "b_log": p.log_path,
+                "b_token": secret and hash_secret(secret),
+            }
+            for p in plan
+        )
+    if params:
+        table = JobAttempt.__table__
+        session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                workdir=bindparam("b_scratch"),
+                log_path=bindparam("b_log"),
+                token_hash=func.coalesce(bindparam("b_token", type_=table.c.token_hash.type), table.c.token_hash),
+            ),
+            params,
+        )
+    return secrets
 
 
 def _inputs_of(session: Session, task_ids: list[int]) -> dict[int, list[JobInput]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metaprod.core import joblog
 from metaprod.core.auth import Principal, ensure_can_read, ensure_owns
 from metaprod.core.errors import InvalidArgument, NotFound
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus, check_transformation_move
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session
 
 MAX_LIST = 100_000
 LOG_TAIL_BYTES = 1024 * 1024
+# How much of a job's log is read to find one attempt's part.
+LOG_READ_BYTES = 64 * 1024 * 1024
 
 
 def get_transformation(*, session: Session, production: str, name: str) -> Transformation:
@@ -177,11 +180,12 @@ def task_log(*, session: Session, task_id: int, attempt: int, principal: Princip
         raise NotFound(f"task {task_id} has no attempt {attempt}" if attempt else f"task {task_id} has no attempt")
     text = ""
     if row.log_path and Path(row.log_path).exists():
+        # A job's log may hold several attempts (a bundle): this one's part, then its tail.
         with open(row.log_path, "rb") as fh:
             fh.seek(0, 2)
             size = fh.tell()
-            fh.seek(max(0, size - LOG_TAIL_BYTES))
-            text = fh.read().decode(errors="replace")
+            fh.seek(max(0, size - LOG_READ_BYTES))
+            text = joblog.attempt_part(fh.read().decode(errors="replace"), task_id, row.attempt)[-LOG_TAIL_BYTES:]
     if row.error:
         text += f"\n[metaprod] attempt {row.attempt}: {row.error}\n"
     return row.attempt, text

@@ -54,7 +54,8 @@ class JobSpec:
 
 
 # The cancel contract of a python_entry run by a pooled worker: it writes the pid of its
-# command (a process-group leader) to WORKDIR/PID_FILE while that command runs, and never
+# command (a process-group leader) to WORKDIR/PID_FILE while that command runs (the file is
+# empty or absent otherwise), and never
 # starts it, or stops it and does not report, once WORKDIR/CANCEL_FILE exists.
 PID_FILE = "command.pid"
 CANCEL_FILE = "cancelled"

@@ -266,7 +266,7 @@ def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_p
     for index, task in tasks.items():
         log = system.cli("task", "log", str(task["id"]), "--attempt", "1").stdout
         # Its own output only, from its own work directory.
-        assert f"task {index} in " in log and f"t{task['id']}-a1/work" in log
+        assert f"task {index} in " in log and f"/t{task['id']}-a1\n" in log
         assert all(f"task {other} in" not in log for other in range(8) if other != index)
     failed = system.cli("task", "log", str(tasks[1]["id"]), "--attempt", "1").stdout
     assert "success=False" in failed

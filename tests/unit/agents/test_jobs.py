@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from metaprod.agents.jobs import plan_bundles, prepare_job
+from metaprod.agents.jobs import job_layout, plan_bundles, prepare_job
 from metaprod.agents.settings import AgentSettings
 from metaprod.db.jobs import ClaimedJob, JobInput
 
@@ -53,18 +53,23 @@ def test_a_job_never_mixes_transformations_or_backends() -> None:
     assert sorted(tuple(j.task_id for j in b) for b in bundles) == [(1, 3), (2,), (4,), (5,)]
 
 
-def test_the_bundle_job_file_lives_with_its_last_attempt(tmp_path: Path) -> None:
+def test_a_bundle_job_has_one_directory_with_a_work_directory_per_attempt(tmp_path: Path) -> None:
     settings = AgentSettings(data_dir=tmp_path, services_address="127.0.0.1:1")
-    spec = prepare_job([claimed(1), claimed(2)], settings)
-    assert spec.key == "t1-a1+1"
-    assert spec.workdir == (tmp_path / "work" / "t2-a1").resolve()
-    job_file = spec.workdir / "job.json"
+    bundle = [claimed(1), claimed(2), claimed(1234)]
+    spec = prepare_job(bundle, settings)
+    job_dir = (tmp_path / "work" / "t1-a1+2").resolve()
+    assert spec.key == "t1-a1+2" and spec.workdir == job_dir
+    job_file = job_dir / "job.json"
     assert stat.S_IMODE(job_file.stat().st_mode) == 0o600  # it holds the worker token
     job = json.loads(job_file.read_text())
     assert job["token"] == "s3cret" and job["command"] == "true"
-    assert [t["task_id"] for t in job["tasks"]] == [1, 2]
+    assert [t["task_id"] for t in job["tasks"]] == [1, 2, 1234]
     first = job["tasks"][0]
-    assert first["workdir"] == str((tmp_path / "work" / "t1-a1").resolve())
-    assert first["log"] == str((tmp_path / "logs" / "1" / "attempt-1.log").resolve())
+    assert first["workdir"] == str(job_dir / "t1-a1")
+    assert not Path(first["workdir"]).exists()  # made by the wrapper, empty, just before its command
     assert first["lfn_prefix"] == "/p/reco/000000/"
-    assert Path(first["workdir"]).is_dir()
+    # One log for the job, in a directory per thousand tasks (by its first task).
+    assert spec.log_path == (tmp_path / "logs" / "0" / "t1-a1+2.log").resolve()
+    # The last attempt's scratch is the whole job directory: it is finalized last.
+    layout = job_layout(bundle, settings)
+    assert layout.scratch == [str(job_dir / "t1-a1"), str(job_dir / "t2-a1"), str(job_dir)]

@@ -22,9 +22,17 @@ def claimed_bundle(database: Database) -> tuple[list[jobs.ClaimedJob], jobs.Clai
     cycle(database, tid)
     first, second, lone = (j for j in claim(database) if j.transformation == "t")
     with database.session_scope() as session:
-        secret = jobs.share_worker_token(session=session, attempt_ids=[first.attempt_id, second.attempt_id])
+        plans = [
+            [jobs.PlannedAttempt(j.attempt_id, f"/scratch/{j.task_id}", f"/log/{j.task_id}") for j in (first, second)]
+        ]
+        plans.append([jobs.PlannedAttempt(lone.attempt_id, "/scratch/lone", "/log/lone")])
+        secret, own = jobs.record_job_plans(session=session, plans=plans)
+    assert secret is not None and own is None  # a job of one keeps its own token
     with database.session_scope(readonly=True) as session:
         principal = tokens.authenticate(session=session, secret=secret)
+        assert tokens.authenticate(session=session, secret=lone.secret).role is Role.WORKER
+        scratch = session.scalar(select(JobAttempt.workdir).where(JobAttempt.id == lone.attempt_id))
+        assert scratch == "/scratch/lone"
         # The attempts' own tokens, replaced by the bundle's, no longer authenticate.
         with pytest.raises(Unauthenticated, match="unknown token"):
             tokens.authenticate(session=session, secret=first.secret)
