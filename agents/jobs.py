@@ -52,18 +52,19 @@ def job_key(bundle: Sequence[ClaimedJob]) -> str:
 @dataclass(frozen=True)
 class JobLayout:
     """Where a job's files go. The job's directory holds its job file and the pid and cancel
-    marks, and one empty work directory per attempt (the command's cwd). Each attempt's scratch
-    is its work directory, but the last attempt's is the whole job directory: reports come in
-    order, so it is finalized last. One log for the job, with a section per attempt
-    (metaprod.core.joblog): creating a file costs as much as a trivial job on some file systems."""
+    marks, and one empty work directory per attempt (the command's cwd); it is the last
+    attempt's scratch, disposed of at once when that attempt is finalized (reports come in
+    order, so it is finalized last). One log for the job, with a section per attempt
+    (metaprod.core.joblog). Creating or removing a file costs as much as a trivial job on some
+    file systems: a job makes one directory per attempt and nothing else per attempt."""
 
     job_dir: Path
     workdirs: list[Path]
     log: Path
 
     @property
-    def scratch(self) -> list[str]:
-        return [str(d) for d in self.workdirs[:-1]] + [str(self.job_dir)]
+    def scratch(self) -> list[str | None]:
+        return [None] * (len(self.workdirs) - 1) + [str(self.job_dir)]
 
 
 def job_layout(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobLayout:
@@ -128,14 +129,15 @@ def plan_bundles(
     claimed: Sequence[ClaimedJob], capacity: Callable[[str], int], max_bundle: int
 ) -> list[list[ClaimedJob]]:
     """Split claimed attempts into jobs. Attempts of one transformation on one backend share
-    a job when there are more of them than the backend runs at once: about two jobs per slot
-    keep every slot busy while each job amortizes its start, heartbeat and report over several
-    attempts; a lone attempt (the data-driven case) always gets a job of its own."""
+    a job when there are more of them than the backend runs at once: a job per slot (up to
+    `max_bundle` attempts each) keeps every slot busy while each job amortizes its start,
+    directory, log, heartbeat and reports over its attempts; a lone attempt (the data-driven
+    case) always gets a job of its own."""
     groups: dict[tuple[str, str, str], list[ClaimedJob]] = {}
     for job in claimed:
         groups.setdefault((job.backend, job.production, job.transformation), []).append(job)
     bundles: list[list[ClaimedJob]] = []
     for (backend, _, _), jobs in groups.items():
-        size = max(1, min(max_bundle, -(-len(jobs) // max(1, 2 * capacity(backend)))))
+        size = max(1, min(max_bundle, -(-len(jobs) // max(1, capacity(backend)))))
         bundles.extend(jobs[i : i + size] for i in range(0, len(jobs), size))
     return bundles

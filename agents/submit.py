@@ -105,7 +105,7 @@ class SubmitAgent:
 
 # A queue shorter than what runs between two submit cycles starves the backend (a local pool
 # finishes a trivial task every few ms); queued jobs cost a backend nothing while they wait.
-MIN_DEFAULT_CAP = 100
+MIN_DEFAULT_CAP = 400
 
 
 class _Caps(Mapping[str, int]):

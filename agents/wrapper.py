@@ -298,13 +298,20 @@ class _Bundle:
 
 
 class _ReportSender:
-    """Sends the bundle's reports from a thread of its own as they come, all those waiting in
-    one call, so the next command starts at once; :meth:`close` waits until all were sent."""
+    """Sends the bundle's reports from a thread of its own, so the next command starts at
+    once: those waiting go in one call, at most LINGER_SECONDS after the oldest was handed
+    over (sooner once BATCH are waiting or the job ends): a report per call would cost the
+    services a call and a transaction per trivial task. :meth:`close` waits until all were
+    sent."""
+
+    LINGER_SECONDS = 0.05
+    BATCH = 16
 
     def __init__(self, reporter: Reporter, say: Callable[[str], None]) -> None:
         self._reporter = reporter
         self._say = say
         self._pending: list[tpb.ReportTaskResultRequest] = []
+        self._oldest = 0.0
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="metaprod-reports", daemon=True)
@@ -312,8 +319,11 @@ class _ReportSender:
 
     def put(self, request: tpb.ReportTaskResultRequest) -> None:
         with self._cond:
+            if not self._pending:
+                self._oldest = time.monotonic()
             self._pending.append(request)
-            self._cond.notify()
+            if len(self._pending) in (1, self.BATCH):  # start the linger, or end it early
+                self._cond.notify()
 
     def close(self) -> None:
         with self._cond:
@@ -324,8 +334,16 @@ class _ReportSender:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
+                while not self._closing:
+                    if len(self._pending) >= self.BATCH:
+                        break
+                    if self._pending:
+                        left = self._oldest + self.LINGER_SECONDS - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
                 if not self._pending:
                     return
                 batch, self._pending = self._pending, []

@@ -89,8 +89,8 @@ def database_url(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def metaprod_up(data_dir: Path, db_url: str) -> Iterator[Client]:
-    """`metaprod up` in a subprocess; yields an admin client."""
+def metaprod_up(data_dir: Path, db_url: str) -> Iterator[tuple[Client, int]]:
+    """`metaprod up` in a subprocess; yields an admin client and the process id."""
     port = free_port()
     env = dict(os.environ, METAPROD_LOG_LEVEL="WARNING")
     log = open(data_dir / "up.log", "ab")  # noqa: SIM115 - owned by the process
@@ -123,7 +123,7 @@ def metaprod_up(data_dir: Path, db_url: str) -> Iterator[Client]:
             if time.monotonic() > deadline:
                 raise TimeoutError("metaprod up did not answer")
             time.sleep(0.2)
-        yield client
+        yield client, proc.pid
     finally:
         if client is not None:
             client.close()
@@ -166,20 +166,40 @@ def true_rate(n: int, workers: int) -> float:
     return n / (time.monotonic() - start)
 
 
-def bench_throughput(client: Client, n: int) -> None:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants (live ones, and the reaped ones they waited
+    for), from /proc."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / ticks  # utime stime cutime cstime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue  # it ended meanwhile
+    return total
+
+
+def bench_throughput(client: Client, pid: int, n: int) -> None:
     workers = os.cpu_count() or 1
     spec = {"production": "throughput", "transformations": [{"name": "gen", "tasks": n, "command": "true"}]}
     client.productions.create(spec)
+    cpu = tree_cpu_seconds(pid)
     start = time.monotonic()
     client.productions.start("throughput")
     end = wait_status(client, "throughput", "Completed", timeout=max(600.0, n / 5))
+    cpu = tree_cpu_seconds(pid) - cpu
     progress = client.productions.progress("throughput")
     done = sum(t.tasks.get("Done", 0) for t in progress.transformations)
     assert done == n, progress
     rate = n / (end - start)
     baseline = true_rate(n, workers)
     print(f"(a) {n} trivial tasks end to end (local backend, max_workers={workers}): {end - start:.2f} s")
-    print(f"    metaprod: {rate:8.1f} tasks/s")
+    print(f"    metaprod: {rate:8.1f} tasks/s, {1000 * cpu / n:.2f} ms of CPU per task (services, agents, jobs)")
     print(f"    /bin/true x{n}, {workers} at a time: {baseline:8.1f} processes/s")
     print(f"    ratio: {rate / baseline:.3f} (target >= 0.3)")
 
@@ -313,9 +333,9 @@ def main() -> int:
         if not {"a", "b"} <= skip:
             data_dir = workdir / "data"
             data_dir.mkdir()
-            with database_url(args.db, workdir) as url, metaprod_up(data_dir, url) as client:
+            with database_url(args.db, workdir) as url, metaprod_up(data_dir, url) as (client, pid):
                 if "a" not in skip:
-                    bench_throughput(client, args.tasks)
+                    bench_throughput(client, pid, args.tasks)
                 if "b" not in skip:
                     bench_latency(client, args.latency_files, data_dir)
         if "c" not in skip:

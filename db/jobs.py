@@ -197,7 +197,7 @@ def claim_tasks(
 @dataclass(frozen=True)
 class PlannedAttempt:
     attempt_id: int
-    scratch: str  # removed once the attempt is finalized
+    scratch: str | None  # removed once the attempt is finalized
     log_path: str
 
 
