@@ -101,8 +101,13 @@ def _local_path(pfn: str) -> str:
     return pfn[len("file://") :] if pfn.startswith("file://") else pfn
 
 
-def job_environment(job: dict[str, Any], task: dict[str, Any]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("METAPROD_TOKEN", "METAPROD_JOB_FILE")}
+def base_environment() -> dict[str, str]:
+    """This process's environment without the wrapper's secrets: what every command starts from."""
+    return {k: v for k, v in os.environ.items() if k not in ("METAPROD_TOKEN", "METAPROD_JOB_FILE")}
+
+
+def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
     env.update(
         METAPROD_TASK_ID=str(task["task_id"]),
         METAPROD_TASK_INDEX=str(task["task_index"]),
@@ -140,6 +145,8 @@ def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, 
 
 
 def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
+    if not job["outputs"]:
+        return []
     storage = str(job["storage"]).rstrip("/")
     fs, root = fsspec.core.url_to_fs(storage)
     files: list[catalog_pb2.CatalogFile] = []
@@ -191,6 +198,7 @@ class _Bundle:
         self.reporter = Reporter(job["address"], job["token"])
         self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
         self.interval = float(job.get("heartbeat_interval", 5.0))
+        self.base_env = base_environment()
         # What the heartbeat covers, and the attempts the services told us to drop.
         self.lock = threading.Lock()
         self.waiting: list[Key] = [(int(t["task_id"]), int(t["attempt"])) for t in job["tasks"]]
@@ -238,7 +246,7 @@ class _Bundle:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", self.job["command"]],
             cwd=workdir,
-            env=job_environment(self.job, entry),
+            env=job_environment(self.job, entry, self.base_env),
             stdin=subprocess.DEVNULL,
             stdout=self.out,
             stderr=subprocess.STDOUT,
