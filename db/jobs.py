@@ -128,11 +128,16 @@ def claim_tasks(
             break
     if not chosen_ids:
         return []
-    chosen = list(session.scalars(select(Task).where(Task.id.in_(chosen_ids)).order_by(Task.id)))
+    # Plain rows and set-based writes: ORM objects would cost more than the rest of a claim.
+    chosen = session.execute(
+        select(Task.id, Task.task_index, Task.attempt + 1, Task.backend, Task.transformation_id)
+        .where(Task.id.in_(chosen_ids))
+        .order_by(Task.id)
+    ).all()
     transformations = {
         t.id: t
         for t in session.scalars(
-            select(Transformation).where(Transformation.id.in_({t.transformation_id for t in chosen}))
+            select(Transformation).where(Transformation.id.in_({row.transformation_id for row in chosen}))
         )
     }
     production_names = dict(
@@ -142,53 +147,58 @@ def claim_tasks(
             )
         ).all()
     )
-    inputs = _inputs_of(session, [t.id for t in chosen])
-    secrets: dict[int, str] = {}
-    rows: list[dict[str, Any]] = []
-    for task in chosen:
-        task.attempt += 1
-        task.status = TaskStatus.SUBMITTED.value
-        task.not_before = None
-        task.backend_job_id = None
-        secrets[task.id] = new_secret()
-        rows.append(
+    inputs = _inputs_of(session, chosen_ids)
+    session.execute(
+        update(Task)
+        .where(Task.id.in_(chosen_ids))
+        .values(
+            attempt=Task.attempt + 1,
+            status=TaskStatus.SUBMITTED.value,
+            not_before=None,
+            backend_job_id=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    secrets = {task_id: new_secret() for task_id in chosen_ids}
+    # One multi-row insert for the batch, then the ids by (task, attempt) in one query.
+    session.execute(
+        insert(JobAttempt),
+        [
             {
-                "task_id": task.id,
-                "attempt": task.attempt,
+                "task_id": task_id,
+                "attempt": attempt,
                 "status": AttemptStatus.SUBMITTED.value,
-                "backend": task.backend,
-                "token_hash": hash_secret(secrets[task.id]),
+                "backend": backend,
+                "token_hash": hash_secret(secrets[task_id]),
                 "submitted_at": now,
             }
-        )
-    session.flush()
-    # One multi-row insert for the batch, then the ids by (task, attempt) in one query.
-    session.execute(insert(JobAttempt), rows)
+            for task_id, _, attempt, backend, _ in chosen
+        ],
+    )
     attempt_ids: dict[tuple[int, int], int] = {
         (tid, n): aid
         for aid, tid, n in session.execute(
-            select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(
-                JobAttempt.task_id.in_([t.id for t in chosen])
-            )
+            select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.task_id.in_(chosen_ids))
         )
     }
     claimed: list[ClaimedJob] = []
-    for task in chosen:
-        t = transformations[task.transformation_id]
+    for task_id, task_index, attempt, backend, transformation_id in chosen:
+        t = transformations[transformation_id]
         claimed.append(
             ClaimedJob(
-                task_id=task.id,
-                task_index=task.task_index,
-                attempt=task.attempt,
-                attempt_id=attempt_ids[(task.id, task.attempt)],
-                secret=secrets[task.id],
-                backend=task.backend,
+                task_id=task_id,
+                task_index=task_index,
+                attempt=attempt,
+                attempt_id=attempt_ids[(task_id, attempt)],
+                secret=secrets[task_id],
+                backend=backend,
                 backend_options=dict(t.spec.get("options") or {}),
                 production=production_names[t.production_id],
                 transformation=t.name,
                 command=t.command,
                 outputs=list((t.output_metadata or {}).get("outputs") or []),
-                inputs=tuple(inputs.get(task.id, ())),
+                inputs=tuple(inputs.get(task_id, ())),
             )
         )
     return claimed
@@ -288,12 +298,13 @@ class FinalizeSummary:
 
 def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> FinalizeSummary:
     """Register the outputs of successful reports (all at once, with provenance) and mark
-    their inputs Processed; fail the others. One transaction for the batch."""
+    their inputs Processed; fail the others. One transaction for the batch, set-based for
+    the common case (a success): the rare failures go through `fail_attempt`."""
     summary = FinalizeSummary()
-    attempts = session.scalars(
-        claim(
+    attempts = session.execute(
+        claim(  # type: ignore[type-var]
             session,
-            select(JobAttempt)
+            select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt, JobAttempt.report, JobAttempt.workdir)
             .where(JobAttempt.status == AttemptStatus.REPORTED.value)
             .order_by(JobAttempt.id)
             .limit(limit),
@@ -301,7 +312,15 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
     ).all()
     if not attempts:
         return summary
-    tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_([a.task_id for a in attempts])))}
+    task_ids = [a.task_id for a in attempts]
+    tasks = {
+        row.id: row
+        for row in session.execute(
+            select(Task.id, Task.attempt, Task.status, Task.transformation_id, Task.task_index).where(
+                Task.id.in_(task_ids)
+            )
+        )
+    }
     transformations = {
         t.id: t
         for t in session.scalars(
@@ -315,51 +334,75 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             )
         ).all()
     )
-    input_md = _input_metadata(session, list(tasks))
+    input_md = _input_metadata(session, task_ids)
     schema = catalog.catalog_schema(session=session)
-    done_tasks: list[int] = []
-    for attempt in attempts:
-        task = tasks[attempt.task_id]
-        report = attempt.report or {}
-        if attempt.workdir:
-            summary.scratch.append(attempt.workdir)
-        if task.attempt != attempt.attempt or task.status not in QUEUED_TASKS:
-            attempt.status = (
-                AttemptStatus.KILLED.value if task.status == TaskStatus.KILLED else AttemptStatus.FAILED.value
-            )
-            attempt.error = attempt.error or "superseded: the task moved on before this report was finalized"
+    done: list[tuple[int, int]] = []  # (attempt id, task id)
+    superseded: list[tuple[int, str]] = []  # (attempt id, status)
+
+    def fail(attempt_id: int, task_id: int, reason: str) -> None:
+        task, attempt = session.get_one(Task, task_id), session.get_one(JobAttempt, attempt_id)
+        fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base)
+        summary.failed += 1
+
+    for attempt_id, task_id, attempt, report, workdir in attempts:
+        task = tasks[task_id]
+        report = report or {}
+        if workdir:
+            summary.scratch.append(workdir)
+        if task.attempt != attempt or task.status not in QUEUED_TASKS:
+            status = AttemptStatus.KILLED if task.status == TaskStatus.KILLED else AttemptStatus.FAILED
+            superseded.append((attempt_id, status.value))
             continue
         if not report.get("success"):
-            reason = report.get("error") or f"job failed with exit code {report.get('exit_code')}"
-            fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base)
-            summary.failed += 1
+            fail(attempt_id, task_id, report.get("error") or f"job failed with exit code {report.get('exit_code')}")
             continue
         t = transformations[task.transformation_id]
         try:
             files = _outputs_to_register(
-                task, t, production_names[t.production_id], report, input_md.get(task.id, []), schema
+                task.task_index, t, production_names[t.production_id], report, input_md.get(task_id, []), schema
             )
             if files:
                 with session.begin_nested():
-                    result = catalog.register_files(session=session, files=files, producer=(task.id, attempt.attempt))
+                    result = catalog.register_files(session=session, files=files, producer=(task_id, attempt))
                 summary.outputs += result.registered
         except (DomainError, ValueError) as exc:
-            fail_attempt(session=session, task=task, attempt=attempt, reason=str(exc), backoff_base=backoff_base)
-            summary.failed += 1
+            fail(attempt_id, task_id, str(exc))
             continue
-        summary.done += 1
-        attempt.status = AttemptStatus.DONE.value
-        task.status = TaskStatus.DONE.value
-        task.last_error = None
-        done_tasks.append(task.id)
+        done.append((attempt_id, task_id))
+    now = utcnow()
+    table = JobAttempt.__table__
+    if superseded:
+        session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                error=func.coalesce(table.c.error, "superseded: the task moved on before this report was finalized"),
+            ),
+            [{"b_id": attempt_id, "b_status": status} for attempt_id, status in superseded],
+        )
+    if done:
+        summary.done = len(done)
+        session.execute(
+            update(JobAttempt)
+            .where(JobAttempt.id.in_([attempt_id for attempt_id, _ in done]))
+            .values(status=AttemptStatus.DONE.value)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Task)
+            .where(Task.id.in_([task_id for _, task_id in done]))
+            .values(status=TaskStatus.DONE.value, last_error=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     by_transformation: dict[int, list[int]] = {}
-    for task_id in done_tasks:
+    for _, task_id in done:
         by_transformation.setdefault(tasks[task_id].transformation_id, []).append(task_id)
-    for transformation_id, task_ids in by_transformation.items():
+    for transformation_id, done_ids in by_transformation.items():
         session.execute(
             update(TransformationFile)
-            .where(held_by(transformation_id, task_ids))
-            .values(status=FileStatus.PROCESSED.value, updated_at=utcnow())
+            .where(held_by(transformation_id, done_ids))
+            .values(status=FileStatus.PROCESSED.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
     session.flush()
@@ -376,14 +419,14 @@ def held_by(transformation_id: int, task_ids: list[int]) -> ColumnElement[bool]:
 
 
 def _outputs_to_register(
-    task: Task,
+    task_index: int,
     t: Transformation,
     production: str,
     report: Mapping[str, Any],
     inputs: list[dict[str, Any]],
     schema: Any,
 ) -> list[catalog.FileInput]:
-    prefix = f"/{production}/{t.name}/{task.task_index:06d}/"
+    prefix = f"/{production}/{t.name}/{task_index:06d}/"
     query = MetaQuery.from_dict(t.output_query, schema=schema) if t.output_query is not None else None
     files: list[catalog.FileInput] = []
     for out in report.get("outputs") or []:
