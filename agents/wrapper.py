@@ -224,7 +224,7 @@ class _Bundle:
                     self.waiting.remove(key)
                 if self.cancelled.exists():
                     self.say(joblog.tagged(*key, "not started: the job was cancelled"))
-                    break
+                    continue
                 request = self._run_task(entry, key, pid_fd)
                 if request is not None:
                     self.sender.put(request)

@@ -25,10 +25,10 @@ def tagged(task_id: int, attempt: int, message: str) -> str:
 
 def attempt_part(text: str, task_id: int, attempt: int) -> str:
     """The lines of a job log that belong to one attempt (the whole text if it has no
-    section for it, e.g. a log written before sections existed)."""
+    section at all: a job that failed before its first command, or an older log)."""
     key = (str(task_id), str(attempt))
     lines = text.splitlines(keepends=True)
-    if not any((m := _HEADER.match(line.rstrip("\n"))) and m.groups() == key for line in lines):
+    if not any(_HEADER.match(line.rstrip("\n")) for line in lines):
         return text
     kept: list[str] = []
     section: tuple[str, ...] | None = None

@@ -5,6 +5,7 @@ and provenance; bad jobs; and kill -9 crash recovery with exactly-once outputs."
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -273,3 +274,37 @@ def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_p
     sims = system.json("catalog", "find", "datatype=sim")
     assert sorted(f["metadata"]["seed"] for f in sims) == list(range(8))
     assert not any((system.data_dir / "work").iterdir())  # every scratch was disposed of
+
+
+def test_stop_kill_ends_a_running_bundle_and_its_waiting_attempts(system: System, tmp_path: Path) -> None:
+    system.agent_config.update(backends={"local": {"max_workers": 1, "kill_grace": 2.0}})
+    spec = {
+        "production": "killme",
+        "transformations": [
+            {"name": "slow", "tasks": 4, "command": 'echo "command of $METAPROD_TASK_ID"; sleep 37.25'}
+        ],
+    }
+    system.up()
+    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
+    system.cli("production", "start", "killme")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tasks = system.json("transformation", "tasks", "killme", "slow")
+        if any(t["status"] == "Running" for t in tasks):
+            break
+        time.sleep(0.3)
+    assert len({t["backend_job_id"] for t in tasks}) == 1  # one job (a bundle) runs all four
+    system.cli("production", "stop", "killme", "--kill")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tasks = system.json("transformation", "tasks", "killme", "slow")
+        running = subprocess.run(["pgrep", "-f", "sleep 37.25"], capture_output=True, text=True).stdout.split()
+        if all(t["status"] == "Killed" for t in tasks) and not running:
+            break
+        time.sleep(0.3)
+    assert [t["status"] for t in tasks] == ["Killed"] * 4
+    assert not running, "the running command outlived the kill"
+    logs = {t["id"]: system.cli("task", "log", str(t["id"])).stdout for t in tasks}
+    started = [task_id for task_id, log in logs.items() if f"command of {task_id}" in log]
+    assert len(started) == 1  # the waiting attempts never started, and say so
+    assert all("not started: the job was cancelled" in log for task_id, log in logs.items() if task_id not in started)

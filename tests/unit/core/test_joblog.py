@@ -36,6 +36,13 @@ def test_an_attempt_gets_the_preamble_its_section_and_its_tagged_lines() -> None
     assert "output of 8" not in attempt_part(LOG, 9, 2) and "output of 9" in attempt_part(LOG, 9, 2)
 
 
-def test_a_log_without_the_attempts_section_is_shown_whole() -> None:
-    assert attempt_part(LOG, 9, 1) == LOG
-    assert attempt_part("plain old log\n", 1, 1) == "plain old log\n"
+def test_an_attempt_that_never_started_gets_the_preamble_and_its_own_notes() -> None:
+    log = LOG + tagged(10, 1, "not started: the job was cancelled") + "\n"
+    assert attempt_part(log, 10, 1).splitlines() == [
+        "backend: job started on node1",
+        "[metaprod] task 10 attempt 1: not started: the job was cancelled",
+    ]
+
+
+def test_a_log_without_sections_is_shown_whole() -> None:
+    assert attempt_part("plain old log\nTraceback ...\n", 1, 1) == "plain old log\nTraceback ...\n"
