@@ -7,6 +7,7 @@ import shutil
 
 from metaprod.agents.settings import AgentSettings
 from metaprod.db.jobs import finalize_reported
+from metaprod.db.session import Database
 from sqlalchemy.orm import Session
 
 
@@ -17,15 +18,21 @@ class FinalizeAgent:
 
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
+        self._scratch: list[str] = []
 
     def run_once(self, session: Session) -> str:
         summary = finalize_reported(
             session=session, limit=self.settings.batch_size, backoff_base=self.settings.retry_backoff_seconds
         )
         session.flush()
-        for workdir in summary.scratch:
-            # The scratch holds nothing the catalog needs: outputs were stored by the wrapper.
-            shutil.rmtree(workdir, ignore_errors=True)
+        self._scratch = summary.scratch
         if not (summary.done or summary.failed):
             return "idle"
         return f"finalized {summary.done} tasks ({summary.outputs} outputs), {summary.failed} failed"
+
+    def after_commit(self, database: Database) -> None:
+        # Once the cycle committed, and without holding the database: the scratch holds
+        # nothing the catalog needs (the wrapper stored the outputs).
+        scratch, self._scratch = self._scratch, []
+        for workdir in scratch:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -56,7 +56,8 @@ class AgentRunner:
             with self.database.session_scope() as session:
                 status = agent.run_once(session)
                 # The heartbeat rides in the cycle's own transaction, at most once a second
-                # (or when the status changes): on SQLite every transaction is a write lock.
+                # (sooner when the agent turns idle or busy): a write per cycle would cost
+                # as much as a busy agent's work.
                 if self._beat_due(agent.name, status):
                     agents_status.beat(session=session, name=agent.name, status=status)
         except Exception as exc:
@@ -66,12 +67,14 @@ class AgentRunner:
         else:
             if status and not status.startswith("idle"):
                 self.wake(agent.produces)
-        after_commit = getattr(agent, "after_commit", None)
-        if after_commit is not None:
-            try:
-                after_commit(self.database)
-            except Exception:
-                log.exception("agent %s post-commit step failed", agent.name)
+            # Only after a commit: what a rolled-back cycle prepared must not be acted upon
+            # (its next cycle starts afresh).
+            after_commit = getattr(agent, "after_commit", None)
+            if after_commit is not None:
+                try:
+                    after_commit(self.database)
+                except Exception:
+                    log.exception("agent %s post-commit step failed", agent.name)
         self._last_end[agent.name] = time.monotonic()
         with self._pending_lock:
             again = agent.name in self._pending
@@ -82,7 +85,11 @@ class AgentRunner:
     def _beat_due(self, name: str, status: str) -> bool:
         now = time.monotonic()
         last = self._last_beat.get(name)
-        if last is not None and last[1] == status and now - last[0] < BEAT_SECONDS:
+        if (
+            last is not None
+            and now - last[0] < BEAT_SECONDS
+            and last[1].startswith("idle") == status.startswith("idle")
+        ):
             return False
         self._last_beat[name] = (now, status)
         return True
