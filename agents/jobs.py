@@ -33,6 +33,13 @@ class BackendPool:
                 self._backends[name] = make_backend(name, self._configs.get(name, {}))
             return self._backends[name]
 
+    def warm(self, name: str) -> None:
+        """Start a backend now rather than at its first job, with its workers ready to run
+        the wrapper where it has persistent ones (the local pool)."""
+        warm = getattr(self.get(name), "warm", None)
+        if warm is not None:
+            warm([WRAPPER_ENTRY.partition(":")[0]])
+
     def started(self) -> dict[str, JobBackend]:
         with self._lock:
             return dict(self._backends)

@@ -70,6 +70,7 @@ def _up(args: argparse.Namespace) -> int:
     server = start_services(database, args)
     settings = settings_from_args(args, server.address)
     runner, backends = make_runner(database, settings, None)
+    backends.warm("local")  # the default backend: its first jobs start at once
     server.context.on_new_work.append(lambda kind: runner.wake([kind]))
     print(f"metaprod is up: gRPC on {server.address}, data in {data_dir}", flush=True)
     print(f"admin token in {token_path}: export METAPROD_TOKEN=$(cat {token_path})", flush=True)
@@ -97,6 +98,8 @@ def _agents(args: argparse.Namespace) -> int:
             for name, status in runner.run_all_once().items():
                 print(f"{name}: {status}")
             return 0
+        if "submit" in (only or AGENT_NAMES):
+            backends.warm("local")  # the default backend: its first jobs start at once
         runner.run_forever(stop_event(), watch_seconds=settings.watch_seconds)
     finally:
         backends.close()

@@ -66,12 +66,14 @@ WORKER_ARGV = (sys.executable, "-m", "metaprod.agents.backends.pyworker")
 class _Worker:
     """One persistent Python worker; runs one job at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
+        env = dict(os.environ, METAPROD_WORKER_PRELOAD=",".join(preload)) if preload else None
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
             WORKER_ARGV,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd="/",
+            env=env,
             start_new_session=True,  # off our process group: a Ctrl-C of the agents is not its
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -172,6 +174,7 @@ class LocalBackend(JobBackend):
         self._queue: deque[str] = deque()
         self._running: set[str] = set()
         self._workers: list[_Worker] = []
+        self._preload: tuple[str, ...] = ()
         self._dead_workers: list[_Worker] = []  # their pipes are closed by the thread only
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
@@ -248,6 +251,18 @@ class LocalBackend(JobBackend):
 
     def capacity(self) -> int:
         return self.max_workers
+
+    def warm(self, preload: Sequence[str] = ()) -> None:
+        """Start the pool's workers now, each importing the modules `preload` names, so that
+        the first jobs wait neither for an interpreter nor for imports. Workers started later
+        (to replace one that died) import them too."""
+        with self._lock:
+            self._preload = tuple(preload)
+            if self.mode != "pool" or self._closed:
+                return
+            while len(self._workers) < self.max_workers:
+                self._workers.append(_Worker(self._preload))
+        self._wake()  # the dispatcher thread watches the new workers' pipes
 
     def close(self, terminate: bool | None = None) -> None:
         """Stop the dispatcher thread. Running jobs keep running unless ``terminate`` (default:
@@ -397,7 +412,7 @@ class LocalBackend(JobBackend):
             try:
                 worker = next((w for w in self._workers if w.job_id is None and not w.dead), None)
                 if worker is None:
-                    worker = _Worker()
+                    worker = _Worker(self._preload)
                     self._workers.append(worker)
                 worker.send(request)
             except OSError as exc:

@@ -336,3 +336,17 @@ def test_subprocess_mode_runs_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         assert job.log_path.read_text() == "argv-was-run\n"
     with pytest.raises(BackendError, match="mode must be one of"):
         make_backend("local", {"mode": "threads"})
+
+
+def test_warm_pool_starts_its_workers_with_their_imports_done(pool: LocalBackend, tmp_path: Path) -> None:
+    pool.warm(["json", "pool_entries", "colorsys"])
+    workers = {w.proc.pid for w in pool._workers}
+    assert len(workers) == 2  # max_workers, before any job
+    job = pooled(tmp_path, "p9-a1", "loaded_modules", "colorsys,wave")
+    job_id = pool.submit(job)
+    assert wait_final(pool, [job_id])[job_id].state is JobState.SUCCEEDED
+    first, imported = job.log_path.read_text().splitlines()
+    assert int(first.rsplit(" ", 1)[1]) in workers  # a warm worker ran it
+    assert imported == "colorsys"  # preloaded; "wave" was not asked for
+    pool.warm(["json"])  # idempotent: the pool is full
+    assert {w.proc.pid for w in pool._workers} == workers
