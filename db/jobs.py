@@ -44,6 +44,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
 QUEUED_TASKS = [TaskStatus.SUBMITTED.value, TaskStatus.RUNNING.value]
+ATTEMPTS = JobAttempt.__table__
+
+
+def update_attempts_by_id(session: Session, params: Sequence[Mapping[str, Any]], **values: Any) -> None:
+    """One executemany UPDATE of job attempts, each parameter set naming its attempt as `b_id`."""
+    if params:
+        session.connection().execute(
+            update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("b_id")).values(**values),  # type: ignore[arg-type]
+            params,
+        )
 
 
 @dataclass(frozen=True)
@@ -230,18 +240,13 @@ def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttemp
             }
             for p in plan
         )
-    if params:
-        table = JobAttempt.__table__
-        session.connection().execute(
-            update(table)  # type: ignore[arg-type]
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                workdir=bindparam("b_scratch"),
-                log_path=bindparam("b_log"),
-                token_hash=func.coalesce(bindparam("b_token", type_=table.c.token_hash.type), table.c.token_hash),
-            ),
-            params,
-        )
+    update_attempts_by_id(
+        session,
+        params,
+        workdir=bindparam("b_scratch"),
+        log_path=bindparam("b_log"),
+        token_hash=func.coalesce(bindparam("b_token", type_=ATTEMPTS.c.token_hash.type), ATTEMPTS.c.token_hash),
+    )
     return secrets
 
 
@@ -273,11 +278,10 @@ def record_submissions(*, session: Session, submissions: Sequence[Submission]) -
         select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.id.in_(list(by_id)))
     ).all()
     conn = session.connection()
-    conn.execute(
-        update(JobAttempt.__table__)  # type: ignore[arg-type]
-        .where(JobAttempt.__table__.c.id == bindparam("b_id"))
-        .values(backend_job_id=bindparam("b_job")),
+    update_attempts_by_id(
+        session,
         [{"b_id": s.attempt_id, "b_job": s.backend_job_id} for s in submissions],
+        backend_job_id=bindparam("b_job"),
     )
     tasks = Task.__table__
     conn.execute(
@@ -370,17 +374,12 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             continue
         done.append((attempt_id, task_id))
     now = utcnow()
-    table = JobAttempt.__table__
-    if superseded:
-        session.connection().execute(
-            update(table)  # type: ignore[arg-type]
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                error=func.coalesce(table.c.error, "superseded: the task moved on before this report was finalized"),
-            ),
-            [{"b_id": attempt_id, "b_status": status} for attempt_id, status in superseded],
-        )
+    update_attempts_by_id(
+        session,
+        [{"b_id": attempt_id, "b_status": status} for attempt_id, status in superseded],
+        status=bindparam("b_status"),
+        error=func.coalesce(ATTEMPTS.c.error, "superseded: the task moved on before this report was finalized"),
+    )
     if done:
         summary.done = len(done)
         session.execute(

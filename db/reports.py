@@ -17,6 +17,7 @@ from metaprod.core.auth import Principal, reporting_token
 from metaprod.core.errors import PermissionDenied
 from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus
 from metaprod.db import catalog
+from metaprod.db.jobs import ATTEMPTS, update_attempts_by_id
 from metaprod.db.models import JobAttempt, Task, utcnow
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -140,19 +141,14 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
             continue
         taken.add(key)
         params.append({"b_id": row.id, "b_report": _stored(report), "b_exit": report.exit_code, "b_finished": now})
-    if params:
-        table = JobAttempt.__table__
-        session.connection().execute(
-            update(table)  # type: ignore[arg-type]
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                status=AttemptStatus.REPORTED.value,
-                report=bindparam("b_report", type_=table.c.report.type),
-                exit_code=bindparam("b_exit"),
-                finished_at=bindparam("b_finished", type_=table.c.finished_at.type),
-            ),
-            params,
-        )
+    update_attempts_by_id(
+        session,
+        params,
+        status=AttemptStatus.REPORTED.value,
+        report=bindparam("b_report", type_=ATTEMPTS.c.report.type),
+        exit_code=bindparam("b_exit"),
+        finished_at=bindparam("b_finished", type_=ATTEMPTS.c.finished_at.type),
+    )
     outcomes: list[ReportOutcome] = []
     answered: set[tuple[int, int]] = set()
     for key in keys:
