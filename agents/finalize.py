@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from metaprod.agents.settings import AgentSettings
-from metaprod.db.jobs import finalize_reported
+from metaprod.db.finalize import finalize_reported
 from metaprod.db.session import Database
 from sqlalchemy.orm import Session
 

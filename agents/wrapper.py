@@ -2,7 +2,7 @@
 
 A job is a bundle of one or more task attempts of one transformation, run one after the other.
 Each attempt's command runs by /bin/sh in an empty work directory of its own, with the
-environment of DESIGN.md and its output in the attempt's own log. While the bundle runs, one
+environment of DESIGN.md and its output in its own section of the job's log. While the bundle runs, one
 heartbeat covers all its attempts not yet reported (the waiting ones as queued); the outputs are
 stored through fsspec and each attempt's report (or failure) is sent over gRPC with the bundle's
 worker token as soon as it is known, several at once when they pile up. The wrapper never

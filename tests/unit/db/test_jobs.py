@@ -4,6 +4,7 @@ Problematic, reset gives files back, kill frees Assigned files, stale reports ar
 from __future__ import annotations
 
 from metaprod.core.auth import SYSTEM
+from metaprod.db import finalize as finalize_
 from metaprod.db import jobs, productions, reports, transformations
 from metaprod.db.models import Task, TransformationFile
 from metaprod.db.session import Database
@@ -38,9 +39,9 @@ def report(database: Database, job: jobs.ClaimedJob, success: bool) -> reports.R
         return outcome
 
 
-def finalize(database: Database) -> jobs.FinalizeSummary:
+def finalize(database: Database) -> finalize_.FinalizeSummary:
     with database.session_scope() as session:
-        return jobs.finalize_reported(session=session, limit=100, backoff_base=0.0)
+        return finalize_.finalize_reported(session=session, limit=100, backoff_base=0.0)
 
 
 def test_success_failure_retry_problematic_reset_and_kill(database: Database) -> None:
