@@ -16,6 +16,9 @@ class FinalizeAgent:
     wakes_on = frozenset({"report"})
     produces = frozenset({"done", "files", "tasks"})
 
+    # Under load, fewer and larger cycles: each has a fixed cost (a transaction, a few queries).
+    min_gap = 0.1
+
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._scratch: list[str] = []

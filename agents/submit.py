@@ -35,6 +35,9 @@ class SubmitAgent:
     wakes_on = frozenset({"tasks", "production", "transformation", "done"})
     produces = frozenset({"submitted"})
 
+    # Under load, fewer and larger cycles: each has a fixed cost (a transaction, a few queries).
+    min_gap = 0.1
+
     def __init__(self, settings: AgentSettings, backends: BackendPool) -> None:
         self.settings = settings
         self.backends = backends

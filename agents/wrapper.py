@@ -312,8 +312,8 @@ class _ReportSender:
     services a call and a transaction per trivial task. :meth:`close` waits until all were
     sent."""
 
-    LINGER_SECONDS = 0.05
-    BATCH = 16
+    LINGER_SECONDS = 0.1
+    BATCH = 32
 
     def __init__(self, reporter: Reporter, say: Callable[[str], None]) -> None:
         self._reporter = reporter
