@@ -135,12 +135,17 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
     now = utcnow()
     taken: set[tuple[int, int]] = set()
     params: list[dict[str, Any]] = []
+    outcomes: list[ReportOutcome] = []
     for report, key in zip(reports, keys, strict=True):
         row = rows.get(key)
-        if row is None or row.status not in LIVE or key in taken:
-            continue
-        taken.add(key)
-        params.append({"b_id": row.id, "b_report": _stored(report), "b_exit": report.exit_code, "b_finished": now})
+        if key in taken:  # the same report twice in one call counts once
+            outcomes.append(ReportOutcome(False, AttemptStatus.REPORTED.value))
+        elif row is None or row.status not in LIVE:
+            outcomes.append(ReportOutcome(False, row.status if row else "Unknown"))
+        else:
+            taken.add(key)
+            outcomes.append(ReportOutcome(True, AttemptStatus.REPORTED.value))
+            params.append({"b_id": row.id, "b_report": _stored(report), "b_exit": report.exit_code, "b_finished": now})
     update_attempts_by_id(
         session,
         params,
@@ -149,16 +154,6 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
         exit_code=bindparam("b_exit"),
         finished_at=bindparam("b_finished", type_=ATTEMPTS.c.finished_at.type),
     )
-    outcomes: list[ReportOutcome] = []
-    answered: set[tuple[int, int]] = set()
-    for key in keys:
-        if key in taken and key not in answered:
-            answered.add(key)
-            outcomes.append(ReportOutcome(True, AttemptStatus.REPORTED.value))
-        else:
-            row = rows.get(key)
-            status = AttemptStatus.REPORTED.value if key in taken else (row.status if row else "Unknown")
-            outcomes.append(ReportOutcome(False, status))
     return outcomes
 
 
