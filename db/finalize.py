@@ -13,13 +13,12 @@ from metaprod.core.metaquery import MetaQuery
 from metaprod.core.outputs import output_metadata
 from metaprod.core.statuses import AttemptStatus, FileStatus, TaskStatus
 from metaprod.db import catalog
-from metaprod.db.jobs import ATTEMPTS, QUEUED_TASKS, fail_attempt, held_by, update_attempts_by_id
+from metaprod.db.jobs import ATTEMPTS, QUEUED_TASKS, fail_attempt, held_by, transformations_of, update_attempts_by_id
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     FileMetadataValue,
     JobAttempt,
     MetadataField,
-    Production,
     Task,
     TaskInput,
     Transformation,
@@ -63,19 +62,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             )
         )
     }
-    transformations = {
-        t.id: t
-        for t in session.scalars(
-            select(Transformation).where(Transformation.id.in_({t.transformation_id for t in tasks.values()}))
-        )
-    }
-    production_names = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Production.id, Production.name).where(
-                Production.id.in_({t.production_id for t in transformations.values()})
-            )
-        ).all()
-    )
+    transformations, production_names = transformations_of(session, {t.transformation_id for t in tasks.values()})
     input_md = _input_metadata(session, task_ids)
     schema = catalog.catalog_schema(session=session)
     done: list[tuple[int, int]] = []  # (attempt id, task id)

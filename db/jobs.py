@@ -139,19 +139,7 @@ def claim_tasks(
         .where(Task.id.in_(chosen_ids))
         .order_by(Task.id)
     ).all()
-    transformations = {
-        t.id: t
-        for t in session.scalars(
-            select(Transformation).where(Transformation.id.in_({row.transformation_id for row in chosen}))
-        )
-    }
-    production_names = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Production.id, Production.name).where(
-                Production.id.in_({t.production_id for t in transformations.values()})
-            )
-        ).all()
-    )
+    transformations, production_names = transformations_of(session, {row.transformation_id for row in chosen})
     inputs = _inputs_of(session, chosen_ids)
     session.execute(
         update(Task)
@@ -207,6 +195,23 @@ def claim_tasks(
             )
         )
     return claimed
+
+
+def transformations_of(
+    session: Session, transformation_ids: set[int]
+) -> tuple[dict[int, Transformation], dict[int, str]]:
+    """These transformations by id, and the names of their productions by production id."""
+    transformations = {
+        t.id: t for t in session.scalars(select(Transformation).where(Transformation.id.in_(transformation_ids)))
+    }
+    production_names = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Production.id, Production.name).where(
+                Production.id.in_({t.production_id for t in transformations.values()})
+            )
+        ).all()
+    )
+    return transformations, production_names
 
 
 @dataclass(frozen=True)

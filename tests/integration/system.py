@@ -63,33 +63,18 @@ class System:
         self.processes.append(proc)
         return proc
 
+    def _server_args(self) -> tuple[str, ...]:
+        return ("--data-dir", str(self.data_dir), "--port", str(self.port), "--db", self.db_url)
+
     def up(self) -> subprocess.Popen[bytes]:
         proc = self._spawn(
-            "up",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(self.port),
-            "--db",
-            self.db_url,
-            "--agent-config",
-            json.dumps(self.agent_config),
-            log_name="up.log",
+            "up", *self._server_args(), "--agent-config", json.dumps(self.agent_config), log_name="up.log"
         )
         self.wait_ready()
         return proc
 
     def serve(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn(
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(self.port),
-            "--db",
-            self.db_url,
-            log_name="serve.log",
-        )
+        proc = self._spawn("serve", *self._server_args(), log_name="serve.log")
         self.wait_ready()
         return proc
 

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from metaprod.clients import Client, connect
+from metaprod.clients import Client
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from metaprod.v1 import production_pb2, production_pb2_grpc
 
+from tests.integration.conftest import Connect, RunningServer
 from tests.integration.system import race
-
-# The `server` fixture (tests/integration/conftest.py) is a RunningServer.
-RunningServer = Any
-Connect = Callable[[str | None], Client]
 
 METAPROD_SERVICES = {
     "metaprod.v1.FileCatalog",
@@ -31,26 +26,6 @@ METAPROD_SERVICES = {
 # The server trusts a resolved token for 2 s (services/auth.py CACHE_SECONDS).
 REVOCATION_DELAY = 2.5
 TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")
-
-
-@pytest.fixture
-def connect_as(server: RunningServer) -> Iterator[Connect]:
-    """Clients of the running server with a given bearer token (None: the admin's)."""
-    clients: list[Client] = []
-
-    def make(token: str | None = None) -> Client:
-        client = connect(server.address, server.admin_token if token is None else token, timeout=15, retries=0)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def admin(connect_as: Connect) -> Client:
-    return connect_as(None)
 
 
 def test_token_create_use_list_revoke(connect_as: Connect, admin: Client) -> None:

@@ -8,10 +8,8 @@ import json
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.integration.system import System
@@ -51,15 +49,6 @@ CHAIN = {
         },
     ],
 }
-
-
-@pytest.fixture
-def system(tmp_path: Path, database_url: str) -> Iterator[System]:
-    sys_ = System(data_dir=tmp_path / "data", db_url=database_url)
-    try:
-        yield sys_
-    finally:
-        sys_.stop()
 
 
 def write_spec(tmp_path: Path, spec: dict[str, object]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,15 +48,6 @@ def spec(name: str, backend: str, options: dict[str, object]) -> dict[str, objec
             },
         ],
     }
-
-
-@pytest.fixture
-def system(tmp_path: Path, database_url: str) -> Iterator[System]:
-    sys_ = System(data_dir=tmp_path / "data", db_url=database_url)
-    try:
-        yield sys_
-    finally:
-        sys_.stop()
 
 
 def run_chain(system: System, tmp_path: Path, production: dict[str, object]) -> None:

@@ -5,11 +5,10 @@ nothing, authentication and ownership, and the job wrapper's calls."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from metaprod.clients import Client, connect
+from metaprod.clients import Client
 from metaprod.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -19,11 +18,8 @@ from metaprod.core.errors import (
     Unauthenticated,
 )
 
+from tests.integration.conftest import Connect, RunningServer
 from tests.integration.system import race
-
-# The `server` fixture (tests/integration/conftest.py) is a RunningServer.
-RunningServer = Any
-Connect = Callable[[str | None], Client]
 
 TEST_DB = os.environ.get("METAPROD_TEST_DB", "sqlite")
 FILE_KEYS = {"Unused", "Assigned", "Processed", "Problematic"}
@@ -65,26 +61,6 @@ command: ./ana.sh
 outputs: [{glob: "*.root", metadata: {datatype: ana}}]
 output_query: {datatype: ana}
 """
-
-
-@pytest.fixture
-def connect_as(server: RunningServer) -> Iterator[Connect]:
-    """Clients of the running server with a given bearer token (None: the admin's)."""
-    clients: list[Client] = []
-
-    def make(token: str | None = None) -> Client:
-        client = connect(server.address, server.admin_token if token is None else token, timeout=15, retries=0)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def admin(connect_as: Connect) -> Client:
-    return connect_as(None)
 
 
 def production_names(client: Client) -> list[str]:
