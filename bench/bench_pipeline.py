@@ -47,7 +47,7 @@ from metaprod.core.auth import Principal, Role
 from metaprod.core.statuses import FileStatus, TransformationStatus
 from metaprod.db import tasks as dbtasks
 from metaprod.db.migrate import upgrade
-from metaprod.db.models import Transformation, TransformationFile, utcnow
+from metaprod.db.models import JobAttempt, Transformation, TransformationFile, utcnow
 from metaprod.db.productions import create_production
 from metaprod.db.session import Database
 from sqlalchemy import create_engine, func, select, text, update
@@ -188,12 +188,28 @@ def tree_cpu_seconds(pid: int) -> tuple[float, float]:
     return own, descendants
 
 
-def bench_throughput(client: Client, pid: int, n: int) -> None:
+def timeline(db_url: str, start: float) -> str:
+    """When, after `production start`, the first attempt was claimed and the last report came
+    in (from the database): the rest of the run is start-up and wind-down."""
+    db = Database(db_url)
+    try:
+        with db.session_scope(readonly=True) as session:
+            first, last = session.execute(
+                select(func.min(JobAttempt.submitted_at), func.max(JobAttempt.finished_at))
+            ).one()
+    finally:
+        db.dispose()
+    if first is None or last is None:
+        return "no attempts"
+    return f"first claim at {first.timestamp() - start:.2f} s, last report at {last.timestamp() - start:.2f} s"
+
+
+def bench_throughput(client: Client, pid: int, n: int, db_url: str) -> None:
     workers = os.cpu_count() or 1
     spec = {"production": "throughput", "transformations": [{"name": "gen", "tasks": n, "command": "true"}]}
     client.productions.create(spec)
     cpu = tree_cpu_seconds(pid)
-    start = time.monotonic()
+    start, wall_start = time.monotonic(), time.time()
     client.productions.start("throughput")
     end = wait_status(client, "throughput", "Completed", timeout=max(600.0, n / 5))
     after = tree_cpu_seconds(pid)
@@ -208,6 +224,7 @@ def bench_throughput(client: Client, pid: int, n: int) -> None:
         f"    metaprod: {rate:8.1f} tasks/s; CPU per task: {1000 * services / n:.2f} ms in `up` (services, "
         f"agents), {1000 * jobs / n:.2f} ms in the jobs (pool workers, wrappers, commands)"
     )
+    print(f"    {timeline(db_url, wall_start)}, Completed seen at {end - start:.2f} s")
     print(f"    /bin/true x{n}, {workers} at a time: {baseline:8.1f} processes/s")
     print(f"    ratio: {rate / baseline:.3f} (target >= 0.3)")
 
@@ -343,7 +360,7 @@ def main() -> int:
             data_dir.mkdir()
             with database_url(args.db, workdir) as url, metaprod_up(data_dir, url) as (client, pid):
                 if "a" not in skip:
-                    bench_throughput(client, pid, args.tasks)
+                    bench_throughput(client, pid, args.tasks, url)
                 if "b" not in skip:
                     bench_latency(client, args.latency_files, data_dir)
         if "c" not in skip:

@@ -1,0 +1,145 @@
+"""How a job talks to the services: heartbeats and reports over gRPC with the job's worker
+token (one channel per services address for the life of the process), and a sender thread
+that batches a job's reports so its next command need not wait for them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from metaprod.core import joblog
+from metaprod.v1 import transformation_pb2 as tpb
+from metaprod.v1 import transformation_pb2_grpc as tpb_grpc
+
+# Services may be restarting (crash recovery) or the claim not yet committed: keep trying.
+RETRY_SECONDS = 300.0
+RETRIED_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.DEADLINE_EXCEEDED}
+T = TypeVar("T")
+
+
+# One channel per services address for the life of the process: a pooled worker runs many
+# jobs, each with its own token (sent as call metadata), over one connection.
+_CHANNELS: dict[str, grpc.Channel] = {}
+_CHANNELS_LOCK = threading.Lock()
+
+
+def _channel(address: str) -> grpc.Channel:
+    with _CHANNELS_LOCK:
+        channel = _CHANNELS.get(address)
+        if channel is None:
+            channel = _CHANNELS[address] = grpc.insecure_channel(address)
+        return channel
+
+
+class Reporter:
+    def __init__(self, address: str, token: str) -> None:
+        self._stub = tpb_grpc.TransformationServiceStub(_channel(address))  # type: ignore[no-untyped-call]
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:
+        deadline = time.monotonic() + retry_for
+        delay = 0.05
+        while True:
+            try:
+                return fn(request, metadata=self._metadata, timeout=30)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRIED_CODES or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[bool]:
+        """One beat for the given attempts; for each, whether it is still the live one."""
+        response: tpb.BundleHeartbeatResponse = self.call(
+            self._stub.BundleHeartbeat, tpb.BundleHeartbeatRequest(attempts=beats), retry_for=0.0
+        )
+        return [a.proceed for a in response.attempts]
+
+    def report(self, results: list[tpb.ReportTaskResultRequest]) -> list[tpb.ReportTaskResultResponse]:
+        response: tpb.ReportBundleResultsResponse = self.call(
+            self._stub.ReportBundleResults, tpb.ReportBundleResultsRequest(results=results)
+        )
+        return list(response.outcomes)
+
+    def close(self) -> None:
+        """The channel is shared by the process's reporters and stays open."""
+
+
+class ReportSender:
+    """Sends the bundle's reports from a thread of its own, so the next command starts at
+    once: those waiting go in one call, at most LINGER_SECONDS after the oldest was handed
+    over (sooner once BATCH are waiting or the job ends): a report per call would cost the
+    services a call and a transaction per trivial task. :meth:`close` sends what is left, and
+    waits until all were sent unless told not to."""
+
+    LINGER_SECONDS = 0.1
+    BATCH = 32
+
+    def __init__(self, reporter: Reporter, say: Callable[[str], None]) -> None:
+        self._reporter = reporter
+        self._say = say
+        self._pending: list[tpb.ReportTaskResultRequest] = []
+        self._oldest = 0.0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._then: Callable[[], None] | None = None
+        # Not a daemon: a process that exits first waits for the reports still to be sent.
+        self._thread = threading.Thread(target=self._loop, name="metaprod-reports")
+        self._thread.start()
+
+    def put(self, request: tpb.ReportTaskResultRequest) -> None:
+        with self._cond:
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.append(request)
+            if len(self._pending) in (1, self.BATCH):  # start the linger, or end it early
+                self._cond.notify()
+
+    def close(self, *, wait: bool = True, then: Callable[[], None] | None = None) -> None:
+        """No more reports will come: send those waiting now. ``then`` is called once they
+        were sent (with ``wait=False``, by the sender's thread)."""
+        with self._cond:
+            self._closing = True
+            self._then = then
+            self._cond.notify()
+        if wait:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            self._send_until_closed()
+        finally:
+            if self._then is not None:
+                self._then()
+
+    def _send_until_closed(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing:
+                    if len(self._pending) >= self.BATCH:
+                        break
+                    if self._pending:
+                        left = self._oldest + self.LINGER_SECONDS - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            sent = time.monotonic()
+            try:
+                outcomes = self._reporter.report(batch)
+                lines = [
+                    f"reported success={request.success} accepted={outcome.accepted} "
+                    f"in {1000 * (time.monotonic() - sent):.0f} ms {request.error}"
+                    for request, outcome in zip(batch, outcomes, strict=True)
+                ]
+            except grpc.RpcError as exc:
+                lines = [f"report failed: {exc.code().name}: {exc.details()}"] * len(batch)
+            for request, line in zip(batch, lines, strict=True):
+                self._say(joblog.tagged(request.task, request.attempt, line))
