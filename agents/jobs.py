@@ -75,8 +75,8 @@ class JobLayout:
 
 
 def job_layout(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobLayout:
-    job_dir = (settings.work_root / job_key(bundle)).resolve()
-    log_root = settings.log_root.resolve()
+    job_dir = settings.work_root / job_key(bundle)
+    log_root = settings.log_root
     return JobLayout(
         job_dir=job_dir,
         workdirs=[job_dir / f"t{j.task_id}-a{j.attempt}" for j in bundle],

@@ -13,7 +13,7 @@ class ProductionAgent:
     produces = frozenset({"completed"})
     # Batch the wakes of many finished tasks, but not for long: a child's partial group
     # waits for its parents' completion, and so does everyone watching a production.
-    min_gap = 0.2
+    min_gap = 0.1
 
     def run_once(self, session: Session) -> str:
         summary = run_lifecycle(session=session)

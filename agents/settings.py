@@ -33,9 +33,13 @@ class AgentSettings:
     max_queued_per_transformation: int = 0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Absolute once, not per job: jobs run elsewhere, and resolving costs system calls.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+
     @property
     def storage(self) -> str:
-        return self.storage_url or str((self.data_dir / "storage").resolve())
+        return self.storage_url or str(self.data_dir / "storage")
 
     @property
     def work_root(self) -> Path:
