@@ -86,18 +86,19 @@ def claim_tasks(
 ) -> list[ClaimedJob]:
     """Turn up to `limit` due Created tasks into Submitted attempts, within the caps."""
     now = utcnow()
-    queued = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Task.backend, func.count()).where(Task.status.in_(QUEUED_TASKS)).group_by(Task.backend)
-        ).all()
-    )
-    per_transformation: dict[int, int] = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Task.transformation_id, func.count())
-            .where(Task.status.in_(QUEUED_TASKS))
-            .group_by(Task.transformation_id)
-        ).all()
-    )
+    # Queued: attempts handed to a backend that have not reported. A reported attempt has
+    # left its backend, though its task stays Submitted or Running until it is finalized:
+    # counting it would let the finalize agent's pace starve a fast backend.
+    queued: dict[str, int] = {}
+    per_transformation: dict[int, int] = {}
+    for backend, transformation_id, count in session.execute(
+        select(JobAttempt.backend, Task.transformation_id, func.count())
+        .join(Task, Task.id == JobAttempt.task_id)
+        .where(JobAttempt.status.in_(LIVE))
+        .group_by(JobAttempt.backend, Task.transformation_id)
+    ):
+        queued[backend] = queued.get(backend, 0) + count
+        per_transformation[transformation_id] = per_transformation.get(transformation_id, 0) + count
     # Plain rows first (cheap), then ORM objects for the chosen tasks only.
     candidates = session.execute(
         claim(  # type: ignore[type-var]

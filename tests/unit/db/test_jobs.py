@@ -81,3 +81,29 @@ def test_success_failure_retry_problematic_reset_and_kill(database: Database) ->
         rows = transformations.list_files(session=session, production="p", name="t", principal=SYSTEM)
     # The task column shows the last task that took each file.
     assert all(row.task_id is not None for row in rows)
+
+
+def test_queue_caps_count_the_attempts_not_yet_reported(database: Database) -> None:
+    tid = setup(database, {"group_size": 1}, 10)
+    cycle(database, tid)
+
+    def claim_within(per_backend: dict[str, int], per_transformation: int = 0) -> list[jobs.ClaimedJob]:
+        with database.session_scope() as session:
+            return jobs.claim_tasks(
+                session=session,
+                limit=100,
+                max_queued_per_backend=per_backend,
+                max_queued_per_transformation=per_transformation,
+            )
+
+    first = claim_within({"local": 4})
+    assert len(first) == 4
+    assert claim_within({"local": 4}) == []  # four queued: the backend's cap
+    assert len(claim_within({"local": 5, "slurm": 1})) == 1  # each backend has its own cap
+    for job in first[:2]:
+        assert report(database, job, True).accepted
+    # Reported (not yet finalized) attempts have left their backend: two places are free.
+    assert len(claim_within({"local": 5})) == 2
+    assert claim_within({}, per_transformation=5) == []  # five of one transformation queued
+    assert len(claim_within({}, per_transformation=6)) == 1
+    assert len(claim_within({})) == 2  # no cap: the rest
