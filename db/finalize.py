@@ -13,7 +13,15 @@ from metaprod.core.metaquery import MetaQuery
 from metaprod.core.outputs import output_metadata
 from metaprod.core.statuses import AttemptStatus, FileStatus, TaskStatus
 from metaprod.db import catalog
-from metaprod.db.jobs import ATTEMPTS, QUEUED_TASKS, fail_attempt, held_by, transformations_of, update_attempts_by_id
+from metaprod.db.jobs import (
+    ATTEMPTS,
+    QUEUED_TASKS,
+    by_attempt,
+    fail_attempt,
+    held_by,
+    transformations_of,
+    update_attempts,
+)
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     FileMetadataValue,
@@ -25,7 +33,7 @@ from metaprod.db.models import (
     TransformationFile,
     utcnow,
 )
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 
@@ -99,12 +107,13 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             continue
         done.append((attempt_id, task_id))
     now = utcnow()
-    update_attempts_by_id(
-        session,
-        [{"b_id": attempt_id, "b_status": status} for attempt_id, status in superseded],
-        status=bindparam("b_status"),
-        error=func.coalesce(ATTEMPTS.c.error, "superseded: the task moved on before this report was finalized"),
-    )
+    if superseded:
+        update_attempts(
+            session,
+            [attempt_id for attempt_id, _ in superseded],
+            status=by_attempt(ATTEMPTS.c.status, dict(superseded)),
+            error=func.coalesce(ATTEMPTS.c.error, "superseded: the task moved on before this report was finalized"),
+        )
     if done:
         summary.done = len(done)
         session.execute(

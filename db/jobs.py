@@ -8,7 +8,7 @@ reach the catalog only in the transaction that marks the task Done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from metaprod.core.statuses import (
     TaskStatus,
     TransformationStatus,
 )
+from metaprod.db.bulk import row_values
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -33,22 +34,30 @@ from metaprod.db.models import (
     TransformationFile,
     utcnow,
 )
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
 QUEUED_TASKS = [TaskStatus.SUBMITTED.value, TaskStatus.RUNNING.value]
 ATTEMPTS = JobAttempt.__table__
+TASKS = Task.__table__
 
 
-def update_attempts_by_id(session: Session, params: Sequence[Mapping[str, Any]], **values: Any) -> None:
-    """One executemany UPDATE of job attempts, each parameter set naming its attempt as `b_id`."""
-    if params:
-        session.connection().execute(
-            update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("b_id")).values(**values),  # type: ignore[arg-type]
-            params,
+def update_attempts(session: Session, ids: Collection[int], **values: Any) -> None:
+    """One UPDATE of these job attempts (values of their own per row: `by_attempt`)."""
+    if ids:
+        session.execute(
+            update(JobAttempt)
+            .where(JobAttempt.id.in_(ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
+
+
+def by_attempt(column: ColumnElement[Any], values: Mapping[int, Any]) -> ColumnElement[Any]:
+    """Each attempt's own value (by attempt id) for `update_attempts`."""
+    return row_values(column, ATTEMPTS.c.id, values)
 
 
 @dataclass(frozen=True)
@@ -226,28 +235,25 @@ def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttemp
     """Record how claimed attempts are run: each plan is one job. The attempts of a job of
     several (a bundle) get one new shared worker token, whose secret is returned (None for a
     job of one, which keeps its own); their own tokens, never handed out, stop being valid.
-    One executemany UPDATE for all."""
+    One UPDATE for all."""
     secrets: list[str | None] = []
-    params: list[dict[str, Any]] = []
+    scratch: dict[int, str | None] = {}
+    logs: dict[int, str] = {}
+    tokens: dict[int, str | None] = {}
     for plan in plans:
         secret = new_secret() if len(plan) > 1 else None
         secrets.append(secret)
-        params.extend(
-            {
-                "b_id": p.attempt_id,
-                "b_scratch": p.scratch,
-                "b_log": p.log_path,
-                "b_token": secret and hash_secret(secret),
-            }
-            for p in plan
+        digest = secret and hash_secret(secret)
+        for p in plan:
+            scratch[p.attempt_id], logs[p.attempt_id], tokens[p.attempt_id] = p.scratch, p.log_path, digest
+    if scratch:
+        update_attempts(
+            session,
+            list(scratch),
+            workdir=by_attempt(ATTEMPTS.c.workdir, scratch),
+            log_path=by_attempt(ATTEMPTS.c.log_path, logs),
+            token_hash=func.coalesce(by_attempt(ATTEMPTS.c.token_hash, tokens), ATTEMPTS.c.token_hash),
         )
-    update_attempts_by_id(
-        session,
-        params,
-        workdir=bindparam("b_scratch"),
-        log_path=bindparam("b_log"),
-        token_hash=func.coalesce(bindparam("b_token", type_=ATTEMPTS.c.token_hash.type), ATTEMPTS.c.token_hash),
-    )
     return secrets
 
 
@@ -271,26 +277,26 @@ class Submission:
 
 
 def record_submissions(*, session: Session, submissions: Sequence[Submission]) -> None:
-    """Record the backend jobs of a batch of claimed attempts (two executemany UPDATEs)."""
+    """Record the backend jobs of a batch of claimed attempts (two UPDATEs)."""
     if not submissions:
         return
-    by_id = {s.attempt_id: s for s in submissions}
+    jobs = {s.attempt_id: s.backend_job_id for s in submissions}
     keys = session.execute(
-        select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.id.in_(list(by_id)))
+        select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.id.in_(list(jobs)))
     ).all()
-    conn = session.connection()
-    update_attempts_by_id(
-        session,
-        [{"b_id": s.attempt_id, "b_job": s.backend_job_id} for s in submissions],
-        backend_job_id=bindparam("b_job"),
-    )
-    tasks = Task.__table__
-    conn.execute(
-        update(tasks)  # type: ignore[arg-type]
-        .where(tasks.c.id == bindparam("b_task"), tasks.c.attempt == bindparam("b_attempt"))
-        .values(backend_job_id=bindparam("b_job")),
-        [{"b_task": tid, "b_attempt": n, "b_job": by_id[aid].backend_job_id} for aid, tid, n in keys],
-    )
+    update_attempts(session, list(jobs), backend_job_id=by_attempt(ATTEMPTS.c.backend_job_id, jobs))
+    if keys:
+        # A task still on this attempt (each task has one attempt in a batch).
+        session.execute(
+            update(Task)
+            .where(tuple_(Task.id, Task.attempt).in_([(task_id, n) for _, task_id, n in keys]))
+            .values(
+                backend_job_id=row_values(
+                    TASKS.c.backend_job_id, TASKS.c.id, {task_id: jobs[aid] for aid, task_id, _ in keys}
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def held_by(transformation_id: int, task_ids: list[int]) -> ColumnElement[bool]:

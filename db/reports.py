@@ -17,9 +17,9 @@ from metaprod.core.auth import Principal, reporting_token
 from metaprod.core.errors import PermissionDenied
 from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus
 from metaprod.db import catalog
-from metaprod.db.jobs import ATTEMPTS, update_attempts_by_id
+from metaprod.db.jobs import ATTEMPTS, by_attempt, update_attempts
 from metaprod.db.models import JobAttempt, Task, utcnow
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 LIVE = frozenset(s.value for s in LIVE_ATTEMPT_STATUSES)
@@ -101,20 +101,16 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
             )
             .execution_options(synchronize_session=False)
         )
-        tasks = Task.__table__
-        session.connection().execute(
-            update(tasks)  # type: ignore[arg-type]
+        session.execute(
+            update(Task)
             .where(
-                tasks.c.id == bindparam("b_task"),
-                tasks.c.attempt == bindparam("b_attempt"),
-                tasks.c.status == TaskStatus.SUBMITTED.value,
+                tuple_(Task.id, Task.attempt).in_(
+                    [(b.task_id, b.attempt) for b in beats if (b.task_id, b.attempt) in live and not b.queued]
+                ),
+                Task.status == TaskStatus.SUBMITTED.value,
             )
-            .values(status=TaskStatus.RUNNING.value),
-            [
-                {"b_task": b.task_id, "b_attempt": b.attempt}
-                for b in beats
-                if (b.task_id, b.attempt) in live and not b.queued
-            ],
+            .values(status=TaskStatus.RUNNING.value)
+            .execution_options(synchronize_session=False)
         )
     if waiting:
         session.execute(
@@ -134,7 +130,8 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
     rows = _attempt_rows(session, keys, principal)
     now = utcnow()
     taken: set[tuple[int, int]] = set()
-    params: list[dict[str, Any]] = []
+    stored: dict[int, Mapping[str, Any]] = {}
+    exit_codes: dict[int, int] = {}
     outcomes: list[ReportOutcome] = []
     for report, key in zip(reports, keys, strict=True):
         row = rows.get(key)
@@ -145,15 +142,16 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
         else:
             taken.add(key)
             outcomes.append(ReportOutcome(True, AttemptStatus.REPORTED.value))
-            params.append({"b_id": row.id, "b_report": _stored(report), "b_exit": report.exit_code, "b_finished": now})
-    update_attempts_by_id(
-        session,
-        params,
-        status=AttemptStatus.REPORTED.value,
-        report=bindparam("b_report", type_=ATTEMPTS.c.report.type),
-        exit_code=bindparam("b_exit"),
-        finished_at=bindparam("b_finished", type_=ATTEMPTS.c.finished_at.type),
-    )
+            stored[row.id], exit_codes[row.id] = _stored(report), report.exit_code
+    if stored:
+        update_attempts(
+            session,
+            list(stored),
+            status=AttemptStatus.REPORTED.value,
+            report=by_attempt(ATTEMPTS.c.report, stored),
+            exit_code=by_attempt(ATTEMPTS.c.exit_code, exit_codes),
+            finished_at=now,
+        )
     return outcomes
 
 

@@ -10,7 +10,7 @@ from metaprod.core.errors import PermissionDenied, Unauthenticated
 from metaprod.db import jobs, reports, tokens
 from metaprod.db.models import JobAttempt, Task
 from metaprod.db.session import Database
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.unit.db.test_jobs import claim
 from tests.unit.db.test_tasks import cycle, setup
@@ -83,8 +83,18 @@ def test_bundle_reports_are_taken_once_and_only_for_live_attempts(database: Data
     (a, b), _, worker = claimed_bundle(database)
     ok_a = reports.AttemptReport(a.task_id, a.attempt, True)
     ok_b = reports.AttemptReport(b.task_id, b.attempt, False, "boom", 2)
-    # A report repeated within one call counts once.
+    # A report repeated within one call counts once. Each attempt keeps its own report, all
+    # written by one statement (not one per attempt).
+    updates: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
     outcomes = report(database, worker, ok_a, ok_b, ok_a)
+    event.remove(database.engine, "before_cursor_execute", count)
+    assert len(updates) == 1
     assert [o.accepted for o in outcomes] == [True, True, False]
     assert all(o.status == "Reported" for o in outcomes)
     # Sent again (a retry after a lost answer): nothing changes.
@@ -92,8 +102,16 @@ def test_bundle_reports_are_taken_once_and_only_for_live_attempts(database: Data
     # Once reported, the attempts are no longer live: the wrapper is told to stop beating.
     assert beat(database, worker, [reports.Beat(a.task_id, a.attempt)]) == [False]
     with database.session_scope(readonly=True) as session:
-        stored = session.scalar(select(JobAttempt.report).where(JobAttempt.id == b.attempt_id))
-    assert stored is not None and stored["error"] == "boom" and stored["exit_code"] == 2
+        rows = session.execute(
+            select(JobAttempt.id, JobAttempt.report, JobAttempt.exit_code).where(
+                JobAttempt.id.in_([a.attempt_id, b.attempt_id])
+            )
+        ).all()
+    stored = {attempt_id: doc for attempt_id, doc, _ in rows}
+    exit_codes = {attempt_id: code for attempt_id, _, code in rows}
+    assert stored[b.attempt_id] is not None and stored[b.attempt_id]["error"] == "boom"
+    assert stored[a.attempt_id] is not None and stored[a.attempt_id]["success"] is True
+    assert exit_codes == {a.attempt_id: 0, b.attempt_id: 2}
 
 
 def test_a_bundle_token_cannot_speak_for_another_attempt_and_changes_nothing(database: Database) -> None:
