@@ -16,7 +16,7 @@ from metaprod.agents.backends.base import JobBackend, JobSpec, make_backend
 from metaprod.agents.settings import AgentSettings
 from metaprod.db.jobs import ClaimedJob
 
-WRAPPER_ENTRY = "metaprod.agents.wrapper:run_pooled_job"
+WRAPPER_ENTRY = "metaprod.agents.wrapper:run_job_file"
 
 
 class BackendPool:

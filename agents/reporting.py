@@ -72,8 +72,8 @@ class ReportSender:
     """Sends the bundle's reports from a thread of its own, so the next command starts at
     once: those waiting go in one call, at most LINGER_SECONDS after the oldest was handed
     over (sooner once BATCH are waiting or the job ends): a report per call would cost the
-    services a call and a transaction per trivial task. :meth:`close` sends what is left, and
-    waits until all were sent unless told not to."""
+    services a call and a transaction per trivial task. :meth:`close` sends what is left and
+    waits until all were sent."""
 
     LINGER_SECONDS = 0.1
     BATCH = 32
@@ -85,9 +85,7 @@ class ReportSender:
         self._oldest = 0.0
         self._cond = threading.Condition()
         self._closing = False
-        self._then: Callable[[], None] | None = None
-        # Not a daemon: a process that exits first waits for the reports still to be sent.
-        self._thread = threading.Thread(target=self._loop, name="metaprod-reports")
+        self._thread = threading.Thread(target=self._loop, name="metaprod-reports", daemon=True)
         self._thread.start()
 
     def put(self, request: tpb.ReportTaskResultRequest) -> None:
@@ -98,24 +96,14 @@ class ReportSender:
             if len(self._pending) in (1, self.BATCH):  # start the linger, or end it early
                 self._cond.notify()
 
-    def close(self, *, wait: bool = True, then: Callable[[], None] | None = None) -> None:
-        """No more reports will come: send those waiting now. ``then`` is called once they
-        were sent (with ``wait=False``, by the sender's thread)."""
+    def close(self) -> None:
+        """No more reports will come: send those waiting now, and wait until all were sent."""
         with self._cond:
             self._closing = True
-            self._then = then
             self._cond.notify()
-        if wait:
-            self._thread.join()
+        self._thread.join()
 
     def _loop(self) -> None:
-        try:
-            self._send_until_closed()
-        finally:
-            if self._then is not None:
-                self._then()
-
-    def _send_until_closed(self) -> None:
         while True:
             with self._cond:
                 while not self._closing:

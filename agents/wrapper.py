@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -135,25 +135,6 @@ def run_job_file(job_file: str, log_path: str | None = None) -> int:
     return 0
 
 
-def run_pooled_job(job_file: str, log_path: str) -> int:
-    """The entry a persistent pool worker calls: :func:`run_job_file`, except that it returns
-    as soon as the last command has ended and its outputs are stored. The reports still
-    waiting are sent by a thread of their own (not a daemon: the worker process waits for it
-    before it exits), so the worker starts its next job at once instead of waiting a call's
-    round trip, about a sixth of a bundle of trivial tasks. Until that thread is done the
-    job's attempts are covered by the monitor's report grace, not by heartbeats."""
-    job = json.loads(Path(job_file).read_text())
-    job_dir = Path(job_file).resolve().parent
-    out = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed by the report thread
-    try:
-        bundle = _Bundle(job, job_dir, out)
-    except BaseException:
-        out.close()
-        raise
-    bundle.run(then=out.close)
-    return 0
-
-
 Key = tuple[int, int]  # (task id, attempt)
 
 
@@ -180,9 +161,7 @@ class _Bundle:
         with self.out_lock:
             print(line, file=self.out, flush=True)
 
-    def run(self, then: Callable[[], None] | None = None) -> None:
-        """Run the attempts. Without ``then``, return once all reports were sent; with it,
-        return at once after the last command and call ``then`` once they were."""
+    def run(self) -> None:
         beat = threading.Thread(target=self._beat, daemon=True)
         beat.start()
         # One pid file for the whole job, rewritten in place: creating and removing a file
@@ -213,10 +192,7 @@ class _Bundle:
             self.pid_file.unlink(missing_ok=True)
             self.finished.set()
             beat.join(timeout=5)
-            if then is None:
-                self.sender.close()
-            else:
-                self.sender.close(wait=False, then=then)
+            self.sender.close()
 
     def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key

@@ -49,9 +49,7 @@ class JobSpec:
     # The same job as a Python call, ("module:function", args), for backends whose workers
     # are long-lived Python processes (the local pool, Dask): they call it in-process instead
     # of paying an interpreter start per job. Backends without Python workers (Slurm) run argv.
-    # The call returns an exit code, and may leave non-daemon threads to finish its work (the
-    # wrapper's reports), which the worker lets end before it exits. See PID_FILE and
-    # CANCEL_FILE for the cancel contract.
+    # The call returns an exit code; see PID_FILE and CANCEL_FILE for the cancel contract.
     python_entry: tuple[str, tuple[str, ...]] | None = None
 
 

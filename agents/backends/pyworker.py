@@ -6,9 +6,7 @@ Protocol, one JSON object per line: the backend writes ``{"job", "entry", "args"
 "cwd", "log"}`` to the worker's stdin; the worker answers ``{"job", "code", "error"}`` on its
 stdout. During a job the worker's file descriptors 1 and 2 point at the job's log (append),
 its environment is the job's and its cwd the job's work directory, exactly as for a job run
-as a subprocess. End of input (the backend closed or died) ends the worker after its job,
-and after any (non-daemon) thread a job left to finish its work: the job wrapper's entry
-returns once its commands are done and leaves its last reports to such a thread.
+as a subprocess. End of input (the backend closed or died) ends the worker after its job.
 """
 
 from __future__ import annotations

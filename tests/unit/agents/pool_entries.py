@@ -41,17 +41,3 @@ def loaded_modules(names: str) -> int:
     print(f"entry in worker {os.getpid()}", flush=True)
     print(" ".join(name for name in names.split(",") if name in sys.modules), flush=True)
     return 0
-
-
-def finish_later(marker: str, seconds: str) -> int:
-    """Return at once, leaving a (non-daemon) thread to finish the job's work, as the job
-    wrapper leaves its reports to be sent."""
-    import threading
-    import time
-
-    def finish() -> None:
-        time.sleep(float(seconds))
-        Path(marker).write_text("finished")
-
-    threading.Thread(target=finish).start()
-    return 0

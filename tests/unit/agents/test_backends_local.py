@@ -350,15 +350,3 @@ def test_warm_pool_starts_its_workers_with_their_imports_done(pool: LocalBackend
     assert imported == "colorsys"  # preloaded; "wave" was not asked for
     pool.warm(["json"])  # idempotent: the pool is full
     assert {w.proc.pid for w in pool._workers} == workers
-
-
-def test_a_pool_worker_finishes_what_an_entry_left_running_before_it_exits(pool: LocalBackend, tmp_path: Path) -> None:
-    marker = tmp_path / "finished"
-    job_id = pool.submit(pooled(tmp_path, "p10-a1", "finish_later", str(marker), "1.0"))
-    assert wait_final(pool, [job_id])[job_id].state is JobState.SUCCEEDED
-    assert not marker.exists()  # the job ended before its thread
-    workers = [w.proc for w in pool._workers]
-    pool.close(terminate=False)  # end of input: the workers exit, once that thread is done
-    for proc in workers:
-        assert proc.wait(timeout=10) == 0
-    assert marker.read_text() == "finished"

@@ -1,16 +1,13 @@
-"""The job wrapper's own parts: each attempt's work directory and the report sender."""
+"""The job wrapper's own parts: each attempt's work directory."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from metaprod.agents.reporting import ReportSender
 from metaprod.agents.wrapper import WorkDirectories
-from metaprod.v1 import transformation_pb2 as tpb
 
 
 def ended_group() -> int:
@@ -66,31 +63,3 @@ def test_a_changed_directory_is_not_reused(tmp_path: Path, change: str) -> None:
     assert os.path.lexists(first)  # left as it was
     assert second.is_dir() and not second.is_symlink() and list(second.iterdir()) == []
     assert second.stat().st_mode & 0o777 != 0o500
-
-
-class BlockingReporter:
-    """Records report calls; each blocks until `release` is set (a slow services call)."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls: list[list[int]] = []
-
-    def report(self, results: list[tpb.ReportTaskResultRequest]) -> list[tpb.ReportTaskResultResponse]:
-        assert self.release.wait(10)
-        self.calls.append([r.task for r in results])
-        return [tpb.ReportTaskResultResponse(accepted=True) for _ in results]
-
-
-def test_a_sender_closed_without_waiting_sends_in_the_background_then_calls_back() -> None:
-    reporter = BlockingReporter()
-    lines: list[str] = []
-    done = threading.Event()
-    sender = ReportSender(reporter, lines.append)  # type: ignore[arg-type]
-    for task in (1, 2, 3):
-        sender.put(tpb.ReportTaskResultRequest(task=task, attempt=1, success=True))
-    sender.close(wait=False, then=done.set)  # returns while the call is still blocked
-    assert not done.is_set() and reporter.calls == []
-    reporter.release.set()
-    assert done.wait(10)
-    assert reporter.calls == [[1, 2, 3]]  # one call for the three
-    assert len(lines) == 3 and all("accepted=True" in line for line in lines)
