@@ -27,20 +27,18 @@ process are never confused with ours and simply come back UNKNOWN.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from .base import (
     CANCEL_FILE,
@@ -56,88 +54,18 @@ from .base import (
     status_from_returncode,
     validate_spec,
 )
+from .pyworker import PoolWorker
 
 log = logging.getLogger(__name__)
 
 MODES = ("pool", "subprocess")
-WORKER_ARGV = (sys.executable, "-m", "metaprod.agents.backends.pyworker")
-
-
-class _Worker:
-    """One persistent Python worker; runs one job at a time."""
-
-    def __init__(self, preload: Sequence[str] = ()) -> None:
-        env = dict(os.environ, METAPROD_WORKER_PRELOAD=",".join(preload)) if preload else None
-        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-            WORKER_ARGV,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd="/",
-            env=env,
-            start_new_session=True,  # off our process group: a Ctrl-C of the agents is not its
-        )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.stdin: IO[bytes] = self.proc.stdin
-        self.fd = self.proc.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        self.buffer = b""
-        self.job_id: str | None = None
-        self.eof = False
-
-    def send(self, request: Mapping[str, Any]) -> None:
-        self.stdin.write(json.dumps(request).encode() + b"\n")
-        self.stdin.flush()
-
-    def read_answers(self) -> list[dict[str, Any]]:
-        while not self.eof:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
-                break
-            self.buffer += chunk
-        answers: list[dict[str, Any]] = []
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            with contextlib.suppress(ValueError):
-                answers.append(json.loads(line))
-        return answers
-
-    @property
-    def dead(self) -> bool:
-        return self.eof or self.proc.poll() is not None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def close_input(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stdin.close()
-
-    def close(self) -> None:
-        """Drop the pipes and reap the process (it has exited, or is about to: killed or at
-        end of input)."""
-        self.close_input()
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            self.proc.wait()
 
 
 @dataclass
 class _Job:
     spec: JobSpec
     proc: subprocess.Popen[bytes] | None = None  # run as a subprocess
-    worker: _Worker | None = None  # run in a pool worker
+    worker: PoolWorker | None = None  # run in a pool worker
     final: JobStatus | None = None
     cancelled_at: float | None = None  # time.monotonic() of the SIGTERM, for the SIGKILL escalation
     sigkilled: bool = False
@@ -173,9 +101,9 @@ class LocalBackend(JobBackend):
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._running: set[str] = set()
-        self._workers: list[_Worker] = []
+        self._workers: list[PoolWorker] = []
         self._preload: tuple[str, ...] = ()
-        self._dead_workers: list[_Worker] = []  # their pipes are closed by the thread only
+        self._dead_workers: list[PoolWorker] = []  # their pipes are closed by the thread only
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -261,7 +189,7 @@ class LocalBackend(JobBackend):
             if self.mode != "pool" or self._closed:
                 return
             while len(self._workers) < self.max_workers:
-                self._workers.append(_Worker(self._preload))
+                self._workers.append(PoolWorker(self._preload))
         self._wake()  # the dispatcher thread watches the new workers' pipes
 
     def close(self, terminate: bool | None = None) -> None:
@@ -412,7 +340,7 @@ class LocalBackend(JobBackend):
             try:
                 worker = next((w for w in self._workers if w.job_id is None and not w.dead), None)
                 if worker is None:
-                    worker = _Worker(self._preload)
+                    worker = PoolWorker(self._preload)
                     self._workers.append(worker)
                 worker.send(request)
             except OSError as exc:
