@@ -16,7 +16,13 @@ from metaprod.v1 import transformation_pb2_grpc as tpb_grpc
 
 # Services may be restarting (crash recovery) or the claim not yet committed: keep trying.
 RETRY_SECONDS = 300.0
-RETRIED_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.DEADLINE_EXCEEDED}
+# ABORTED: the database gave the call's transaction up for a concurrent one.
+RETRIED_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+}
 T = TypeVar("T")
 
 

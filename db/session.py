@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from metaprod.core.errors import Conflict
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -70,8 +72,13 @@ class Database:
                 session.rollback()
             else:
                 session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            if isinstance(exc, OperationalError) and lost_to_a_concurrent_transaction(exc):
+                # A retry may well succeed: say so (ABORTED over gRPC), not "internal error".
+                raise Conflict(
+                    f"the database gave this transaction up for a concurrent one, retry: {exc.orig}"
+                ) from exc
             raise
         finally:
             session.close()
@@ -80,6 +87,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# MariaDB/MySQL: lock wait timeout, deadlock.
+MYSQL_CONTENTION_CODES = frozenset({1205, 1213})
+
+
+def lost_to_a_concurrent_transaction(exc: OperationalError) -> bool:
+    """A deadlock or lock timeout: the transaction lost to another, not a fault of its own."""
+    orig = exc.orig
+    if orig is not None and orig.args and orig.args[0] in MYSQL_CONTENTION_CODES:
+        return True
+    return "database is locked" in str(orig)  # SQLite, past its busy timeout
 
 
 def _tune_sqlite(engine: Engine) -> None:
