@@ -9,7 +9,8 @@
     production's Completed status (polled through the Python client every 0.1 s). Against it,
     in the same run and on the same machine, N `/bin/true` processes spawned with
     `subprocess.run` at the same concurrency (os.cpu_count() threads). Prints both rates and
-    their ratio (target >= 0.3).
+    their ratio (target >= 0.3), the CPU a task costs in `up` and in the jobs, and when (after
+    `production start`) the first attempt was claimed and the last report came in.
 (b) Latency. Against the same `metaprod up`, an Active transformation with input query
     `{bench: lat}` and group_size 1 whose command appends `date +%s.%N` to a file (its parent,
     a `sleep 600` task, keeps it Active and holds one of the workers): K files are
