@@ -10,11 +10,45 @@ one short statement, and one whose rows all differ is still one statement.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from typing import Any
 
-from sqlalchemy import case, literal
+from sqlalchemy import Table, case, literal, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+
+# Rows per statement: a few thousand bound values at most, well within every database's limit.
+CHUNK = 1000
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    keys: Collection[Any],
+    *,
+    own: Mapping[str, Mapping[Any, Any]] | None = None,
+    match: Mapping[str, Mapping[Any, Any]] | None = None,
+    **same: Any,
+) -> None:
+    """``UPDATE table`` of the rows whose primary key (a single column) is in `keys`, one
+    statement per CHUNK rows: each column named in `own` set to the row's own value, those
+    in `same` to one value or expression for all; a row is updated only where each column
+    named in `match` holds the row's value there (say, the attempt a task is still on)."""
+    (key,) = table.primary_key.columns
+    ordered = list(keys)
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        conditions: list[ColumnElement[bool]] = [key.in_(chunk)]
+        conditions += [
+            table.c[name] == row_values(table.c[name], key, {k: values[k] for k in chunk})
+            for name, values in (match or {}).items()
+        ]
+        per_row = {
+            name: row_values(table.c[name], key, {k: values[k] for k in chunk}) for name, values in (own or {}).items()
+        }
+        session.execute(
+            update(table).where(*conditions).values(**same, **per_row).execution_options(synchronize_session=False)
+        )
 
 
 def row_values(column: ColumnElement[Any], key: ColumnElement[Any], values: Mapping[Any, Any]) -> ColumnElement[Any]:

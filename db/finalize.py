@@ -16,7 +16,6 @@ from metaprod.db import catalog
 from metaprod.db.jobs import (
     ATTEMPTS,
     QUEUED_TASKS,
-    by_attempt,
     fail_attempt,
     held_by,
     transformations_of,
@@ -111,7 +110,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
         update_attempts(
             session,
             [attempt_id for attempt_id, _ in superseded],
-            status=by_attempt(ATTEMPTS.c.status, dict(superseded)),
+            own={"status": dict(superseded)},
             error=func.coalesce(ATTEMPTS.c.error, "superseded: the task moved on before this report was finalized"),
         )
     if done:

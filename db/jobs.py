@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from metaprod.core.auth import hash_secret, new_secret
 from metaprod.core.outputs import backoff_seconds
@@ -22,7 +22,7 @@ from metaprod.core.statuses import (
     TaskStatus,
     TransformationStatus,
 )
-from metaprod.db.bulk import row_values
+from metaprod.db.bulk import update_rows
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -34,30 +34,22 @@ from metaprod.db.models import (
     TransformationFile,
     utcnow,
 )
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
 QUEUED_TASKS = [TaskStatus.SUBMITTED.value, TaskStatus.RUNNING.value]
-ATTEMPTS = JobAttempt.__table__
-TASKS = Task.__table__
+ATTEMPTS = cast(Table, JobAttempt.__table__)
+TASKS = cast(Table, Task.__table__)
 
 
-def update_attempts(session: Session, ids: Collection[int], **values: Any) -> None:
-    """One UPDATE of these job attempts (values of their own per row: `by_attempt`)."""
-    if ids:
-        session.execute(
-            update(JobAttempt)
-            .where(JobAttempt.id.in_(ids))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def by_attempt(column: ColumnElement[Any], values: Mapping[int, Any]) -> ColumnElement[Any]:
-    """Each attempt's own value (by attempt id) for `update_attempts`."""
-    return row_values(column, ATTEMPTS.c.id, values)
+def update_attempts(
+    session: Session, ids: Collection[int], *, own: Mapping[str, Mapping[int, Any]] | None = None, **same: Any
+) -> None:
+    """Update these job attempts in one statement (per thousand): `own` values by attempt id,
+    `same` for all (see metaprod.db.bulk.update_rows)."""
+    update_rows(session, ATTEMPTS, ids, own=own, **same)
 
 
 @dataclass(frozen=True)
@@ -235,7 +227,7 @@ def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttemp
     """Record how claimed attempts are run: each plan is one job. The attempts of a job of
     several (a bundle) get one new shared worker token, whose secret is returned (None for a
     job of one, which keeps its own); their own tokens, never handed out, stop being valid.
-    One UPDATE for all."""
+    Two UPDATEs for all."""
     secrets: list[str | None] = []
     scratch: dict[int, str | None] = {}
     logs: dict[int, str] = {}
@@ -246,14 +238,10 @@ def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttemp
         digest = secret and hash_secret(secret)
         for p in plan:
             scratch[p.attempt_id], logs[p.attempt_id], tokens[p.attempt_id] = p.scratch, p.log_path, digest
-    if scratch:
-        update_attempts(
-            session,
-            list(scratch),
-            workdir=by_attempt(ATTEMPTS.c.workdir, scratch),
-            log_path=by_attempt(ATTEMPTS.c.log_path, logs),
-            token_hash=func.coalesce(by_attempt(ATTEMPTS.c.token_hash, tokens), ATTEMPTS.c.token_hash),
-        )
+    update_attempts(session, list(scratch), own={"workdir": scratch, "log_path": logs})
+    # Attempts of a job of one keep the token they have.
+    bundled = {attempt_id: digest for attempt_id, digest in tokens.items() if digest is not None}
+    update_attempts(session, list(bundled), own={"token_hash": bundled})
     return secrets
 
 
@@ -284,19 +272,15 @@ def record_submissions(*, session: Session, submissions: Sequence[Submission]) -
     keys = session.execute(
         select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt).where(JobAttempt.id.in_(list(jobs)))
     ).all()
-    update_attempts(session, list(jobs), backend_job_id=by_attempt(ATTEMPTS.c.backend_job_id, jobs))
-    if keys:
-        # A task still on this attempt (each task has one attempt in a batch).
-        session.execute(
-            update(Task)
-            .where(tuple_(Task.id, Task.attempt).in_([(task_id, n) for _, task_id, n in keys]))
-            .values(
-                backend_job_id=row_values(
-                    TASKS.c.backend_job_id, TASKS.c.id, {task_id: jobs[aid] for aid, task_id, _ in keys}
-                )
-            )
-            .execution_options(synchronize_session=False)
-        )
+    update_attempts(session, list(jobs), own={"backend_job_id": jobs})
+    # Each task has one attempt in a batch; a task no longer on it is left alone.
+    update_rows(
+        session,
+        TASKS,
+        [task_id for _, task_id, _ in keys],
+        own={"backend_job_id": {task_id: jobs[aid] for aid, task_id, _ in keys}},
+        match={"attempt": {task_id: n for _, task_id, n in keys}},
+    )
 
 
 def held_by(transformation_id: int, task_ids: list[int]) -> ColumnElement[bool]:

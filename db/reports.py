@@ -17,7 +17,7 @@ from metaprod.core.auth import Principal, reporting_token
 from metaprod.core.errors import PermissionDenied
 from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus
 from metaprod.db import catalog
-from metaprod.db.jobs import ATTEMPTS, by_attempt, update_attempts
+from metaprod.db.jobs import update_attempts
 from metaprod.db.models import JobAttempt, Task, utcnow
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -148,8 +148,7 @@ def report_attempts(*, session: Session, reports: Sequence[AttemptReport], princ
             session,
             list(stored),
             status=AttemptStatus.REPORTED.value,
-            report=by_attempt(ATTEMPTS.c.report, stored),
-            exit_code=by_attempt(ATTEMPTS.c.exit_code, exit_codes),
+            own={"report": stored, "exit_code": exit_codes},
             finished_at=now,
         )
     return outcomes
