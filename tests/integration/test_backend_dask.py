@@ -145,7 +145,7 @@ def test_resources_option_type(backend: DaskBackend, tmp_path: Path) -> None:
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except OSError:  # it ended meanwhile (FileNotFoundError, or ESRCH mid-read)
         return "gone"
 
 

@@ -121,7 +121,8 @@ BAD = {
             "name": "hang",
             "tasks": 1,
             "max_attempts": 1,
-            "command": "kill -STOP $PPID; sleep 60",
+            # Freezes the wrapper (its pool worker): no heartbeat, and no answer to a cancel.
+            "command": "echo $PPID > ../../../hung-worker.pid; kill -STOP $PPID; sleep 60",
             "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
         },
     ],
@@ -148,6 +149,20 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     assert "outside the output query" in reasons["outside"]
     assert "no heartbeat" in reasons["hang"]
     assert system.wait_for("bad")["status"] == "Completed"
+    # The frozen worker ignored the cancel: the backend killed it after its kill grace.
+    hung = int((system.data_dir / "hung-worker.pid").read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(hung):
+        time.sleep(0.2)
+    assert not _alive(hung), "the frozen pool worker outlived the cancel"
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
