@@ -156,6 +156,8 @@ class _Bundle:
         self.finished = threading.Event()
         self.sender = ReportSender(self.reporter, self.say)
         self.workdirs = WorkDirectories()
+        # The commands' descriptors 0, 1 and 2, set up by run().
+        self.spawn_actions: list[tuple[int, int, int]] = []
 
     def say(self, line: str) -> None:
         with self.out_lock:
@@ -169,7 +171,7 @@ class _Bundle:
         pid_fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
         out = self.out.fileno()
-        # The command's 0, 1 and 2. What Python opens is close-on-exec and stays here.
+        # What Python opens is close-on-exec: a command gets these three and nothing else of ours.
         self.spawn_actions = [
             (os.POSIX_SPAWN_DUP2, devnull, 0),
             (os.POSIX_SPAWN_DUP2, out, 1),

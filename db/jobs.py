@@ -231,16 +231,16 @@ def record_job_plans(*, session: Session, plans: Sequence[Sequence[PlannedAttemp
     secrets: list[str | None] = []
     scratch: dict[int, str | None] = {}
     logs: dict[int, str] = {}
-    tokens: dict[int, str | None] = {}
+    bundled: dict[int, str] = {}  # the shared token's digest; a job of one keeps its own token
     for plan in plans:
         secret = new_secret() if len(plan) > 1 else None
         secrets.append(secret)
         digest = secret and hash_secret(secret)
         for p in plan:
-            scratch[p.attempt_id], logs[p.attempt_id], tokens[p.attempt_id] = p.scratch, p.log_path, digest
+            scratch[p.attempt_id], logs[p.attempt_id] = p.scratch, p.log_path
+            if digest:
+                bundled[p.attempt_id] = digest
     update_attempts(session, list(scratch), own={"workdir": scratch, "log_path": logs})
-    # Attempts of a job of one keep the token they have.
-    bundled = {attempt_id: digest for attempt_id, digest in tokens.items() if digest is not None}
     update_attempts(session, list(bundled), own={"token_hash": bundled})
     return secrets
 

@@ -11,6 +11,8 @@ from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus,
 from metaprod.agents.backends.base import JobBackend
 from metaprod.agents.backends.dask import DaskBackend
 
+from tests.processes import process_alive
+
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[DaskBackend]:
@@ -97,7 +99,7 @@ def test_pending_running_and_cancel(backend: DaskBackend, tmp_path: Path) -> Non
     # The cancelled job's subprocess is really gone; the other one is untouched.
     killed_pid = pids[running.index(running[0])]
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{killed_pid}").exists() and _state(killed_pid) != "Z":
+    while process_alive(killed_pid):
         assert time.monotonic() < deadline, "cancelled job's process still alive"
         time.sleep(0.05)
     assert backend.status([running[1]])[running[1]].state is JobState.RUNNING
@@ -142,13 +144,6 @@ def test_resources_option_type(backend: DaskBackend, tmp_path: Path) -> None:
         backend.submit(bad)
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:  # it ended meanwhile (FileNotFoundError, or ESRCH mid-read)
-        return "gone"
-
-
 def test_close_of_owned_cluster_stops_its_jobs(tmp_path: Path) -> None:
     b = make_backend("dask", {"workers": 1})
     job = spec(tmp_path, "d6-a1", "echo $$ > pid; exec sleep 30")
@@ -159,7 +154,7 @@ def test_close_of_owned_cluster_stops_its_jobs(tmp_path: Path) -> None:
     b.close()
     assert time.monotonic() - started < 10
     deadline = time.monotonic() + 5
-    while _state(pid) not in ("gone", "Z"):
+    while process_alive(pid):
         assert time.monotonic() < deadline, "job of a closed private cluster still running"
         time.sleep(0.05)
     b.close()  # idempotent

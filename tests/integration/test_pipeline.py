@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tests.integration.system import System
+from tests.processes import process_alive
 
 CHAIN = {
     "production": "chain",
@@ -152,17 +153,9 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     # The frozen worker ignored the cancel: the backend killed it after its kill grace.
     hung = int((system.data_dir / "hung-worker.pid").read_text())
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(hung):
+    while time.monotonic() < deadline and process_alive(hung):
         time.sleep(0.2)
-    assert not _alive(hung), "the frozen pool worker outlived the cancel"
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not process_alive(hung), "the frozen pool worker outlived the cancel"
 
 
 def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:

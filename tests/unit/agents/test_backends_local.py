@@ -13,6 +13,8 @@ from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus,
 from metaprod.agents.backends.base import JobBackend
 from metaprod.agents.backends.local import LocalBackend
 
+from tests.processes import process_alive
+
 
 @pytest.fixture
 def backend() -> Iterator[LocalBackend]:
@@ -119,7 +121,7 @@ def test_cancel_running_kills_process_group(backend: LocalBackend, tmp_path: Pat
     assert status.state is JobState.FAILED
     assert status.reason.startswith("cancelled")
     # The grandchild went with the group (it may linger as a zombie of whoever adopted it).
-    wait_for(lambda: not _alive(child), timeout=5)
+    wait_for(lambda: not process_alive(child), timeout=5)
 
 
 def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:
@@ -192,12 +194,12 @@ def test_close_without_terminate_leaves_jobs_running(tmp_path: Path) -> None:
     wait_for(lambda: (job.workdir / "pid").exists() and (job.workdir / "pid").read_text().strip() != "")
     b.close()
     pid = int((job.workdir / "pid").read_text())
-    assert _alive(pid)
+    assert process_alive(pid)
     assert b.status([job_id])[job_id].state is JobState.RUNNING
     assert b.status([queued])[queued].reason == "backend closed before start"
     b.close(terminate=True)
     assert b.status([job_id])[job_id].state is JobState.FAILED
-    assert not _alive(pid)
+    assert not process_alive(pid)
 
 
 def test_concurrent_submits(backend: LocalBackend, tmp_path: Path) -> None:
@@ -229,15 +231,6 @@ def test_make_backend_registry() -> None:
         make_backend("local", {"max_workers": "3"})
     with pytest.raises(BackendError, match="unknown job backend"):
         make_backend("condor", {})
-
-
-def _alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # --- pool mode: persistent Python workers run the jobs' python_entry -----------------------------
@@ -310,7 +303,7 @@ def test_pool_cancel_kills_the_command(pool: LocalBackend, tmp_path: Path) -> No
     assert time.monotonic() - started < 5
     assert status.state is JobState.FAILED
     assert status.reason.startswith("cancelled")
-    wait_for(lambda: not _alive(child), timeout=5)
+    wait_for(lambda: not process_alive(child), timeout=5)
     # The worker survived the cancel and takes the next job.
     after = pool.submit(pooled(tmp_path, "p4-a2", "run_command", "true"))
     assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
