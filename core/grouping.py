@@ -20,7 +20,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class GroupingParams:
-    group_size: int = 1
+    group_size: int | None = 1  # None: a whole bucket (or every file) is one task, once flushed
     group_by: tuple[str, ...] = ()
     max_bytes: int | None = None
 
@@ -33,8 +33,11 @@ def standard(files: Sequence[Candidate], params: GroupingParams, flush: bool) ->
     return group_ids([f.file_id for f in files], params.group_size, flush)
 
 
-def group_ids(ids: Sequence[int], group_size: int, flush: bool) -> list[list[int]]:
-    """The standard plugin on bare ids (what it needs), for callers that have only those."""
+def group_ids(ids: Sequence[int], group_size: int | None, flush: bool) -> list[list[int]]:
+    """The standard plugin on bare ids (what it needs), for callers that have only those.
+    Without a group size all the files form one group, which waits for the flush."""
+    if group_size is None:
+        return [list(ids)] if ids and flush else []
     size = max(1, group_size)
     groups = [list(ids[i : i + size]) for i in range(0, len(ids), size)]
     if groups and len(groups[-1]) < size and not flush:
@@ -43,7 +46,8 @@ def group_ids(ids: Sequence[int], group_size: int, flush: bool) -> list[list[int
 
 
 def by_metadata(files: Sequence[Candidate], params: GroupingParams, flush: bool) -> list[list[int]]:
-    """Files sharing the values of `group_by` go together, `group_size` at a time."""
+    """Files sharing the values of `group_by` go together, `group_size` at a time (without
+    a group size, a whole bucket is one task, made when the parents have ended)."""
     buckets: dict[tuple[Any, ...], list[Candidate]] = {}
     for f in files:
         buckets.setdefault(tuple(f.metadata.get(k) for k in params.group_by), []).append(f)

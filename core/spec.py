@@ -25,7 +25,16 @@ DEFAULT_MAX_ATTEMPTS = 3
 _TOP_KEYS = ("production", "description", "fields", "transformations")
 # The settings of a transformation (DESIGN.md, production spec); anything else is a typo.
 _DATA_KEYS = ("name", "command", "tasks", "parents", "input_query", "output_query", "outputs")
-_RUN_KEYS = ("group_size", "plugin", "group_by", "max_bytes", "max_attempts", "backend", "options")
+_RUN_KEYS = (
+    "group_size",
+    "plugin",
+    "group_by",
+    "max_bytes",
+    "max_attempts",
+    "max_runtime",
+    "backend",
+    "options",
+)
 _TRANSFORMATION_KEYS = _DATA_KEYS + _RUN_KEYS
 _OUTPUT_KEYS = ("glob", "metadata")
 Scalar = int | float | str
@@ -46,11 +55,13 @@ class TransformationSpec:
     input_query: MetaQuery | None = None
     output_query: MetaQuery | None = None
     outputs: tuple[OutputSpec, ...] = ()
-    group_size: int = 1
+    # None: by_metadata's whole bucket is one task (its default); standard's default is 1.
+    group_size: int | None = 1
     plugin: str = "standard"
     group_by: tuple[str, ...] = ()
     max_bytes: int | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_runtime: int | None = None  # seconds; None: no limit
     backend: str = "local"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -253,11 +264,12 @@ class _Reader:
             input_query=self.query(where, t, "input_query", p),
             output_query=self.query(where, t, "output_query", p),
             outputs=self.outputs(where, t, p),
-            group_size=self.positive_int(where, t, "group_size", p) or 1,
+            group_size=self.positive_int(where, t, "group_size", p) or (None if plugin == "by_metadata" else 1),
             plugin=plugin,
             group_by=tuple(group_by),
             max_bytes=max_bytes,
             max_attempts=self.positive_int(where, t, "max_attempts", p) or DEFAULT_MAX_ATTEMPTS,
+            max_runtime=self.positive_int(where, t, "max_runtime", p),
             backend=backend,
             options=dict(options),
         )

@@ -94,13 +94,32 @@ class Production(Base):
     __tablename__ = "productions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(_str(128, binary=True), unique=True)
+    name: Mapped[str] = mapped_column(_str(128, binary=True), index=True)
+    # The name while the production lives; NULL once Cleaned, which frees the name (NULLs never
+    # collide in a unique index, on SQLite as on MariaDB) while the record stays listed.
+    live_name: Mapped[str | None] = mapped_column(_str(128, binary=True), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     owner: Mapped[str] = mapped_column(String(128))
     spec: Mapped[dict[str, Any]]
+    # `production delete --purge-outputs`: cleaning also removes the produced files.
+    purge_outputs: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProductionEvent(Base):
+    """One change of state of a production, by a person or an agent (`production history`)."""
+
+    __tablename__ = "production_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    production_id: Mapped[int] = mapped_column(ForeignKey("productions.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(160))
+    event: Mapped[str] = mapped_column(String(32))
+    transformation: Mapped[str] = mapped_column(_str(128, binary=True), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Transformation(Base):
@@ -116,9 +135,16 @@ class Transformation(Base):
     output_query: Mapped[dict[str, Any] | None]
     output_metadata: Mapped[dict[str, Any] | None]
     plugin: Mapped[str] = mapped_column(String(32), default="standard")
-    group_size: Mapped[int] = mapped_column(Integer, default=1)
+    # NULL: a whole bucket (by_metadata) or every file (flushed when the parents end) per task.
+    group_size: Mapped[int | None] = mapped_column(Integer, default=1)
+    group_by: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
     task_count: Mapped[int | None] = mapped_column(Integer)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # Seconds an attempt may run before it is killed with its whole process tree.
+    max_runtime: Mapped[int | None] = mapped_column(Integer)
+    # A catalog-fed root takes new matching files until its input is closed.
+    input_closed: Mapped[bool] = mapped_column(Boolean, default=False)
     backend: Mapped[str] = mapped_column(String(32), default="local")
     command: Mapped[str] = mapped_column(Text)
     # Highest file id the input agent has looked at: the incremental scan starts after it.
@@ -147,9 +173,14 @@ class CatalogFile(Base):
     pfn: Mapped[str] = mapped_column(Text, default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     checksum: Mapped[str] = mapped_column(String(128), default="")
-    # Provenance: the task attempt that produced the file (NULL for imported files).
-    producer_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
+    # Provenance: the task attempt that produced the file (NULL for imported files). It is a
+    # permanent record: no foreign key, so deleting a production's execution records (tasks,
+    # attempts) keeps it whole; the names are those the producer had when the file was made.
+    producer_task_id: Mapped[int | None] = mapped_column(Integer, index=True)
     producer_attempt: Mapped[int | None] = mapped_column(Integer)
+    producer_production_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    producer_production: Mapped[str | None] = mapped_column(_str(128, binary=True))
+    producer_transformation: Mapped[str | None] = mapped_column(_str(128, binary=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -172,6 +203,20 @@ class FileMetadataValue(Base):
     value_int: Mapped[int | None] = mapped_column(BigInteger)
     value_float: Mapped[float | None] = mapped_column(Double)
     value_str: Mapped[str | None] = mapped_column(_str(255, binary=True))
+
+
+class ProducedFileInput(Base):
+    """Provenance of a produced file: its producer task's inputs, in task order. Kept apart
+    from task_inputs, which `production delete` removes with the tasks."""
+
+    __tablename__ = "file_inputs"
+
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # No foreign key: an input purged from the catalog leaves its id (and the record) behind.
+    input_file_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
 
 
 class TransformationFile(Base):
@@ -205,6 +250,8 @@ class Task(Base):
     task_index: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts made before the last `retry`: only attempt - attempts_base count against max_attempts.
+    attempts_base: Mapped[int] = mapped_column(Integer, default=0)
     # Retry backoff: the task is not submitted again before this time.
     not_before: Mapped[datetime | None]
     backend: Mapped[str] = mapped_column(String(32), default="local")
