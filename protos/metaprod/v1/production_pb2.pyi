@@ -142,10 +142,12 @@ class StopProductionResponse(_message.Message):
     def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
 
 class DeleteProductionRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "purge_outputs")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PURGE_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    purge_outputs: bool
+    def __init__(self, name: _Optional[str] = ..., purge_outputs: _Optional[bool] = ...) -> None: ...
 
 class DeleteProductionResponse(_message.Message):
     __slots__ = ("production",)
@@ -166,10 +168,12 @@ class GetProductionResponse(_message.Message):
     def __init__(self, production: _Optional[_Union[Production, _Mapping]] = ...) -> None: ...
 
 class ListProductionsRequest(_message.Message):
-    __slots__ = ("status",)
+    __slots__ = ("status", "all")
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
     status: str
-    def __init__(self, status: _Optional[str] = ...) -> None: ...
+    all: bool
+    def __init__(self, status: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class ListProductionsResponse(_message.Message):
     __slots__ = ("productions",)
