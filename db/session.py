@@ -9,19 +9,36 @@ through mysqlclient with utf8mb4, InnoDB and pool_pre_ping.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from metaprod.core.errors import Conflict
+from metaprod.core.errors import Conflict, FailedPrecondition
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MYSQL_DRIVER_HINT = (
+    "pip install 'metaprod[mysql]' (it builds mysqlclient, which needs the system packages "
+    "libmariadb-dev and pkg-config: apt-get install libmariadb-dev pkg-config)"
+)
+
+
+class MissingDriver(FailedPrecondition):
+    """A database URL whose driver is not installed."""
+
+
+def require_driver(url: URL) -> None:
+    """A MariaDB/MySQL URL needs mysqlclient (the `metaprod[mysql]` extra): say what to install."""
+    backend = url.get_backend_name()
+    mysqldb = backend in {"mysql", "mariadb"} and url.get_driver_name() in {"mysqldb", ""}
+    if mysqldb and importlib.util.find_spec("MySQLdb") is None:
+        raise MissingDriver(f"a {backend}:// database needs the mysqlclient driver: {MYSQL_DRIVER_HINT}")
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -33,6 +50,7 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = make_url(url)
+        require_driver(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.is_mysql = self.url.get_backend_name() in {"mysql", "mariadb"}
         kwargs: dict[str, Any] = {"echo": echo}
