@@ -41,8 +41,12 @@ class CatalogAPI:
         resp = self._t.unary(CATALOG, "ListFields", catalog_pb2.ListFieldsRequest(), catalog_pb2.ListFieldsResponse)
         return [convert.field_from_proto(f) for f in resp.fields]
 
-    def register_files(self, files: Iterable[t.FileInput], *, batch_size: int = DEFAULT_BATCH_SIZE) -> t.RegisterResult:
+    def register_files(
+        self, files: Iterable[t.FileInput], *, batch_size: int = DEFAULT_BATCH_SIZE, skip_existing: bool = False
+    ) -> t.RegisterResult:
         """Stream files to the catalog in batches of `batch_size` (one client-streaming call).
+        With `skip_existing`, files already catalogued identically (size, checksum, metadata)
+        are skipped and counted in `skipped`; a catalogued file that differs is still an error.
 
         A bad item (or an exception raised by `files`) ends the stream cleanly and is raised
         after the call; batches sent before it were registered (one transaction per batch).
@@ -59,7 +63,7 @@ class CatalogAPI:
                     if len(batch) >= batch_size:
                         upload.sent += len(batch)
                         upload.batches += 1
-                        yield catalog_pb2.RegisterFilesRequest(files=batch)
+                        yield catalog_pb2.RegisterFilesRequest(files=batch, skip_existing=skip_existing)
                         batch = []
             except Exception as exc:  # raised in grpc's sending thread: keep it for the caller
                 upload.error = exc
@@ -67,16 +71,18 @@ class CatalogAPI:
             if batch:
                 upload.sent += len(batch)
                 upload.batches += 1
-                yield catalog_pb2.RegisterFilesRequest(files=batch)
+                yield catalog_pb2.RegisterFilesRequest(files=batch, skip_existing=skip_existing)
 
         resp = self._t.client_stream(CATALOG, "RegisterFiles", batches(), catalog_pb2.RegisterFilesResponse)
         if upload.error is not None:
             exc = upload.error
-            if isinstance(exc, InvalidArgument) and resp.registered:
-                note = f" ({resp.registered} file(s) of the batches sent before it were registered)"
+            if isinstance(exc, InvalidArgument) and resp.registered + resp.skipped:
+                note = f" ({resp.registered + resp.skipped} file(s) of the batches sent before it were registered)"
                 raise InvalidArgument(exc.message + note, details=exc.details) from exc
             raise exc
-        return t.RegisterResult(registered=resp.registered, attached=resp.attached, batches=upload.batches)
+        return t.RegisterResult(
+            registered=resp.registered, attached=resp.attached, batches=upload.batches, skipped=resp.skipped
+        )
 
     def find(
         self, query: t.Query | None = None, limit: int = 0, *, with_metadata: bool = True

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import IO
 
 from metaprod.clients import render
+from metaprod.clients import types as t
 from metaprod.clients.api import DEFAULT_BATCH_SIZE
 from metaprod.clients.cli_common import (
     SubParsers,
@@ -20,6 +24,9 @@ from metaprod.clients.cli_common import (
     query_argument,
     read_file_lines,
 )
+from metaprod.core.errors import DomainError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 FIELD_TYPES = ("int", "float", "str")
 
@@ -43,6 +50,16 @@ def register(subparsers: SubParsers) -> None:
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip a line whose LFN is already catalogued with the same size, checksum and metadata "
+        "(a differing one is still an error)",
+    )
+    p.add_argument(
+        "--from-line", type=int, default=1, metavar="N", help="start at line N (resume an import that failed)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
     p.set_defaults(handler=cmd_import)
 
     p = catalog.add_parser(
@@ -86,7 +103,13 @@ def cmd_field_list(args: argparse.Namespace) -> int:
     return 0
 
 
+_DONE_NOTE = re.compile(r"\((\d+) file\(?s?\)? of (?:earlier batches|the batches sent)")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.from_line < 1:
+        raise ValueError(f"--from-line counts from 1, not {args.from_line}")
+    lines: list[int] = []  # the line number of each file sent, in order (for the resume hint)
     with ExitStack() as stack:
         if args.file == "-":
             stream: IO[str] = sys.stdin
@@ -96,15 +119,94 @@ def cmd_import(args: argparse.Namespace) -> int:
             name = args.file
         client = stack.enter_context(open_client(args))
         schema = {f.name: f.type for f in client.catalog.list_fields()}
-        result = client.catalog.register_files(read_file_lines(stream, name, schema), batch_size=args.batch_size)
-    if args.json:
-        emit_json({"registered": result.registered, "attached": result.attached, "batches": result.batches})
-    else:
-        console().print(
-            f"registered {result.registered} file(s) in {result.batches} batch(es); "
-            f"{result.attached} attached to transformations"
-        )
+        counted = _counting_lines(stream, args.from_line, lines)
+        if show_progress(args, stream):
+            counted = stack.enter_context(_ProgressBar(name, os.fstat(stream.fileno()).st_size)).wrap(counted)
+        files = read_file_lines(counted, name, schema, first_line=args.from_line)
+        try:
+            result = client.catalog.register_files(files, batch_size=args.batch_size, skip_existing=args.skip_existing)
+        except DomainError as exc:
+            raise type(exc)(exc.message + _resume_hint(exc.message, lines, name), details=exc.details) from None
+    _print_import(args, result)
     return 0
+
+
+def _counting_lines(stream: IO[str], first: int, lines: list[int]) -> Iterator[str]:
+    """The stream's lines from line `first` on (earlier ones are skipped); records the number of
+    each non-blank line handed on, which is a file of the import."""
+    for number, line in enumerate(stream, 1):
+        if number < first:
+            continue
+        if line.strip():
+            lines.append(number)
+        yield line
+
+
+def _resume_hint(message: str, lines: list[int], name: str) -> str:
+    """Where to resume: the line of the first file that was not registered."""
+    if not lines:
+        return ""
+    match = _DONE_NOTE.search(message)
+    done = int(match.group(1)) if match else 0
+    if done >= len(lines):
+        return ""
+    line = lines[done]
+    return f"; resume from line {line}: catalog import {name} --from-line {line} (or rerun with --skip-existing)"
+
+
+def show_progress(args: argparse.Namespace, stream: IO[str]) -> bool:
+    """A progress bar only for people: a regular file, on a terminal, without --json."""
+    if args.json or args.no_progress or stream is sys.stdin or not sys.stderr.isatty():
+        return False
+    try:
+        return os.path.isfile(args.file)
+    except OSError:
+        return False
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr over the bytes of the file read so far."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.progress = Progress(
+            TextColumn("importing {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.progress.add_task(name, total=total)
+
+    def __enter__(self) -> _ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def wrap(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            self.progress.advance(self.task, len(line.encode("utf-8", "surrogateescape")))
+            yield line
+
+
+def _print_import(args: argparse.Namespace, result: t.RegisterResult) -> None:
+    if args.json:
+        emit_json(
+            {
+                "registered": result.registered,
+                "skipped": result.skipped,
+                "attached": result.attached,
+                "batches": result.batches,
+            }
+        )
+        return
+    skipped = f", skipped {result.skipped} already catalogued" if result.skipped else ""
+    console().print(
+        f"registered {result.registered} file(s) in {result.batches} batch(es){skipped}; "
+        f"{result.attached} attached to transformations"
+    )
 
 
 def cmd_find(args: argparse.Namespace) -> int:

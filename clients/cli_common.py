@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import yaml
 from metaprod.clients import convert
@@ -219,9 +219,12 @@ def coerce_to_schema(metadata: dict[str, t.MetaScalar], schema: Mapping[str, str
     return metadata
 
 
-def read_file_lines(stream: IO[str], name: str, schema: Mapping[str, str]) -> Iterator[t.CatalogFile]:
-    """Files of a JSON Lines import, validated line by line (errors name the line)."""
-    for number, line in enumerate(stream, 1):
+def read_file_lines(
+    stream: Iterable[str], name: str, schema: Mapping[str, str], *, first_line: int = 1
+) -> Iterator[t.CatalogFile]:
+    """Files of a JSON Lines import, validated line by line (errors name the line; the
+    stream's first line is line `first_line` of the file)."""
+    for number, line in enumerate(stream, first_line):
         text = line.strip()
         if not text:
             continue

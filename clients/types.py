@@ -52,6 +52,7 @@ class RegisterResult:
     registered: int
     attached: int  # transformation-file attachments made by the file router
     batches: int = 0
+    skipped: int = 0  # already catalogued identically (skip_existing)
 
 
 @dataclass(frozen=True, slots=True)

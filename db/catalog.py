@@ -64,6 +64,7 @@ class FileInput:
 class RegisterResult:
     registered: int
     attached: int
+    skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +125,25 @@ def add_field(*, session: Session, name: str, type: str) -> tuple[MetadataField,
 
 # -- registration -----------------------------------------------------------------------------
 def register_files(
-    *, session: Session, files: Sequence[FileInput], producer: tuple[int, int] | None = None
+    *,
+    session: Session,
+    files: Sequence[FileInput],
+    producer: tuple[int, int] | None = None,
+    skip_existing: bool = False,
 ) -> RegisterResult:
     """Register a batch of new files with their metadata and attach them to the Active
     transformations whose input query they match. Everything is validated first; on any
-    error (InvalidArgument, AlreadyExists naming the LFN, NotFound producer) nothing is stored."""
+    error (InvalidArgument, AlreadyExists naming the LFN, NotFound producer) nothing is stored.
+    With `skip_existing`, a file already catalogued with the same size, checksum and metadata
+    is skipped (counted in `skipped`); one that differs is still AlreadyExists."""
     if not files:
         return RegisterResult(0, 0)
     fields = load_fields(session)
+    skipped = 0
+    if skip_existing:
+        files, skipped = _without_existing(session, files, fields)
+        if not files:
+            return RegisterResult(0, 0, skipped)
     lfns, file_rows, metadata = _prepare(files, fields)
     if producer is not None and session.scalar(select(Task.id).where(Task.id == producer[0])) is None:
         raise NotFound(f"producer task {producer[0]} does not exist")
@@ -162,7 +174,38 @@ def register_files(
             more = f" (and {len(taken) - 1} more of this batch)" if len(taken) > 1 else ""
             raise AlreadyExists(f"file {taken[0]!r} is already in the catalog{more}") from None
         raise
-    return RegisterResult(len(files), attached)
+    return RegisterResult(len(files), attached, skipped)
+
+
+def _without_existing(
+    session: Session, files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
+) -> tuple[list[FileInput], int]:
+    """The files of a batch not yet catalogued, and how many were identical to catalogued ones.
+    A file catalogued with another size, checksum or metadata is AlreadyExists, naming what differs."""
+    found = _lookup(session, [f.lfn for f in files if isinstance(f.lfn, str)])
+    if not found:
+        return list(files), 0
+    records = {r.lfn: r for r in _records(session, list(found.values()), fields, with_metadata=True)}
+    kept: list[FileInput] = []
+    for f in files:
+        record = records.get(f.lfn)
+        if record is None:  # new (or only equal under MariaDB's PAD SPACE: the insert decides)
+            kept.append(f)
+            continue
+        same_metadata = sorted(typed_values(f.lfn, f.metadata, fields)) == sorted(
+            typed_values(f.lfn, record.metadata, fields)
+        )
+        differs = [
+            name
+            for name, same in (("size", record.size == f.size), ("checksum", record.checksum == f.checksum))
+            if not same
+        ] + ([] if same_metadata else ["metadata"])
+        if differs:
+            raise AlreadyExists(
+                f"file {f.lfn!r} is already in the catalog with a different {' and '.join(differs)}"
+                " (--skip-existing skips identical files only)"
+            )
+    return kept, len(files) - len(kept)
 
 
 def _next_id(session: Session) -> int | None:

@@ -49,9 +49,12 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         ensure_can_write(self.ctx.authenticator.principal(context))
         committer = _Committer(self.ctx)
         pending: list[catalog.FileInput] = []
+        first = True
         try:
             try:
                 for request in request_iterator:
+                    if first:
+                        committer.skip_existing, first = request.skip_existing, False
                     for msg in request.files:
                         if msg.has_provenance or msg.HasField("provenance"):
                             raise InvalidArgument(
@@ -67,13 +70,17 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
                 committer.wait()  # a failure of the batch before comes first
                 raise
         except DomainError as exc:
-            if not committer.registered:
+            done = committer.registered + committer.skipped
+            if not done:
                 raise
-            note = f" ({committer.registered} files of earlier batches of this stream were registered)"
+            skipped = f", {committer.skipped} of them skipped as already there" if committer.skipped else ""
+            note = f" ({done} files of earlier batches of this stream were registered{skipped})"
             raise type(exc)(exc.message + note, details=exc.details) from None
         finally:
             committer.close()
-        return pb.RegisterFilesResponse(registered=committer.registered, attached=committer.attached)
+        return pb.RegisterFilesResponse(
+            registered=committer.registered, attached=committer.attached, skipped=committer.skipped
+        )
 
     def FindFiles(self, request: pb.FindFilesRequest, context: grpc.ServicerContext) -> Iterator[pb.FindFilesResponse]:
         """Matching files in catalog order, FIND_BATCH per message."""
@@ -112,19 +119,21 @@ class _Committer:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.registered = self.attached = 0
+        self.registered = self.attached = self.skipped = 0
+        self.skip_existing = False
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: Future[catalog.RegisterResult] | None = None
 
     def _commit(self, files: list[catalog.FileInput]) -> catalog.RegisterResult:
         with self.ctx.database.session_scope() as session:
-            result = catalog.register_files(session=session, files=files)
+            result = catalog.register_files(session=session, files=files, skip_existing=self.skip_existing)
         self.ctx.notify("files")
         return result
 
     def _count(self, result: catalog.RegisterResult) -> None:
         self.registered += result.registered
         self.attached += result.attached
+        self.skipped += result.skipped
 
     def submit(self, files: list[catalog.FileInput]) -> None:
         self.wait()

@@ -86,18 +86,22 @@ class ListFieldsResponse(_message.Message):
     def __init__(self, fields: _Optional[_Iterable[_Union[Field, _Mapping]]] = ...) -> None: ...
 
 class RegisterFilesRequest(_message.Message):
-    __slots__ = ("files",)
+    __slots__ = ("files", "skip_existing")
     FILES_FIELD_NUMBER: _ClassVar[int]
+    SKIP_EXISTING_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[CatalogFile]
-    def __init__(self, files: _Optional[_Iterable[_Union[CatalogFile, _Mapping]]] = ...) -> None: ...
+    skip_existing: bool
+    def __init__(self, files: _Optional[_Iterable[_Union[CatalogFile, _Mapping]]] = ..., skip_existing: _Optional[bool] = ...) -> None: ...
 
 class RegisterFilesResponse(_message.Message):
-    __slots__ = ("registered", "attached")
+    __slots__ = ("registered", "attached", "skipped")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     registered: int
     attached: int
-    def __init__(self, registered: _Optional[int] = ..., attached: _Optional[int] = ...) -> None: ...
+    skipped: int
+    def __init__(self, registered: _Optional[int] = ..., attached: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class FindFilesRequest(_message.Message):
     __slots__ = ("query", "limit", "with_metadata")

@@ -101,7 +101,7 @@ def test_catalog_import_file(run: Run, fake: Fake, tmp_path: Path) -> None:
     path = tmp_path / "files.jsonl"
     path.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")
     result = ok_json(run, "catalog", "import", str(path), "--batch-size", "3")
-    assert result == {"registered": 7, "attached": 3, "batches": 3}
+    assert result == {"registered": 7, "skipped": 0, "attached": 3, "batches": 3}
     assert fake.batches == [3, 3, 1]
     energy = fake.files["/imp/4"].metadata["energy"]
     assert energy.WhichOneof("kind") == "float_value"  # widened by the schema (energy: float)
@@ -118,9 +118,9 @@ def test_catalog_import_bad_line(run: Run, fake: Fake, tmp_path: Path) -> None:
     path.write_text('{"lfn": "/a"}\n{"lfn": "/b", "metdata": {}}\n')
     code, _, err = run("catalog", "import", str(path))
     assert code == 1
-    assert (
-        err.strip()
-        == f"metaprod: error: {path}:2: unknown file key(s) metdata (expected checksum, lfn, metadata, pfn, size)"
+    assert err.strip() == (
+        f"metaprod: error: {path}:2: unknown file key(s) metdata (expected checksum, lfn, metadata, pfn, size)"
+        f"; resume from line 1: catalog import {path} --from-line 1 (or rerun with --skip-existing)"
     )
     path.write_text('{"lfn": "/a"}\nnot json\n')
     code, _, err = run("catalog", "import", str(path))
