@@ -1,5 +1,5 @@
-"""Production agent: moves transformations and productions to Completed, and cleans
-productions being deleted."""
+"""Production agent: ends transformations and productions with their outcome, reopens them
+when new work appears, and cleans productions being deleted."""
 
 from __future__ import annotations
 
@@ -17,6 +17,4 @@ class ProductionAgent:
 
     def run_once(self, session: Session) -> str:
         summary = run_lifecycle(session=session)
-        if summary.transformations_completed or summary.productions_completed or summary.productions_cleaned:
-            return str(summary)
-        return "idle"
+        return "idle" if summary.idle else str(summary)

@@ -103,6 +103,7 @@ class SubmitAgent:
                     reason=reason,
                     backoff_base=self.settings.retry_backoff_seconds,
                     status=AttemptStatus.FAILED,
+                    actor="submit",
                 )
 
 

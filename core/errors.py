@@ -20,6 +20,11 @@ class InvalidArgument(DomainError):
     """Malformed input: a bad query, a malformed spec, a wrong type. Nothing was changed."""
 
 
+class InvalidQuery(InvalidArgument, ValueError):
+    """A metaquery, literal or schema that cannot be read. A ValueError too, as the metaquery
+    API promises; any other ValueError is a bug and reaches users as an internal error."""
+
+
 class NotFound(DomainError):
     """An unknown name or id."""
 

@@ -37,6 +37,7 @@ from metaprod.core import constraints as kc
 from metaprod.core import querystring
 from metaprod.core.checks import Check, compile_check
 from metaprod.core.constraints import KeyConstraint
+from metaprod.core.errors import InvalidQuery
 from metaprod.core.schema import Schema
 
 __all__ = ["OPERATORS", "IntersectionReport", "MetaQuery", "Schema"]
@@ -51,16 +52,16 @@ Atom = tuple[str, Any]  # (operator, literal or tuple of literals)
 def _check_literal(key: str, op: str, v: Any, ftype: str | None) -> Any:
     where = f"key {key!r}, operator {op!r}"
     if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise ValueError(f"{where}: literal {v!r} must be an int, a float or a str")
+        raise InvalidQuery(f"{where}: literal {v!r} must be an int, a float or a str")
     if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError(f"{where}: literal {v!r} must be a finite number")
+        raise InvalidQuery(f"{where}: literal {v!r} must be a finite number")
     if ftype == "str" and not isinstance(v, str):
-        raise ValueError(f"{where}: literal {v!r} is a number, the field is str")
+        raise InvalidQuery(f"{where}: literal {v!r} is a number, the field is str")
     if ftype in ("int", "float") and isinstance(v, str):
-        raise ValueError(f"{where}: literal {v!r} is a string, the field is {ftype}")
+        raise InvalidQuery(f"{where}: literal {v!r} is a string, the field is {ftype}")
     if ftype == "int" and isinstance(v, float) and op in _EQUALITY_OPS:
         if not v.is_integer():
-            raise ValueError(f"{where}: literal {v!r} is not an integer, the field is int")
+            raise InvalidQuery(f"{where}: literal {v!r} is not an integer, the field is int")
         return int(v)
     return v
 
@@ -79,7 +80,7 @@ def _infer_kind(key: str, atoms: list[Atom]) -> str:
     has_str = any(isinstance(x, str) for x in lits)
     if has_str and len(lits) > sum(isinstance(x, str) for x in lits):
         ops = sorted({op for op, _ in atoms})
-        raise ValueError(f"key {key!r}, operator(s) {', '.join(ops)}: mixes string and number literals")
+        raise InvalidQuery(f"key {key!r}, operator(s) {', '.join(ops)}: mixes string and number literals")
     return kc.STR if has_str else kc.NUM if lits else kc.ANY
 
 
@@ -146,18 +147,18 @@ class MetaQuery:
         per_key: dict[str, list[Atom]] = {}
         for key, op, value in atoms:
             if not isinstance(key, str) or not key:
-                raise ValueError(f"metaquery key {key!r} (operator {op!r}): keys must be non-empty strings")
+                raise InvalidQuery(f"metaquery key {key!r} (operator {op!r}): keys must be non-empty strings")
             if not isinstance(op, str) or op not in OPERATORS:
-                raise ValueError(f"key {key!r}: unknown operator {op!r} (expected one of {' '.join(OPERATORS)})")
+                raise InvalidQuery(f"key {key!r}: unknown operator {op!r} (expected one of {' '.join(OPERATORS)})")
             ftype = schema.field_type(key) if schema is not None else None
             if schema is not None and ftype is None and strict_fields:
-                raise ValueError(f"key {key!r}, operator {op!r}: field {key!r} is not declared in the schema")
+                raise InvalidQuery(f"key {key!r}, operator {op!r}: field {key!r} is not declared in the schema")
             if op in _LIST_OPS:
                 if not isinstance(value, _LISTS):
-                    raise ValueError(f"key {key!r}, operator {op!r}: takes a list, not {value!r}")
+                    raise InvalidQuery(f"key {key!r}, operator {op!r}: takes a list, not {value!r}")
                 lit: Any = tuple(_check_literal(key, op, x, ftype) for x in value)
             elif isinstance(value, (*_LISTS, Mapping)):
-                raise ValueError(f"key {key!r}, operator {op!r}: takes a single value, not {value!r}")
+                raise InvalidQuery(f"key {key!r}, operator {op!r}: takes a single value, not {value!r}")
             else:
                 lit = _check_literal(key, op, value, ftype)
             per_key.setdefault(key, []).append((op, lit))
@@ -173,16 +174,16 @@ class MetaQuery:
         """Parse DIRAC's dict form, e.g. `{"run": {">=": 100, "<": 200}, "site": ["A", "B"]}`.
         `strict_fields=False` lets keys the schema lacks through (kind from their literals)."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"a metaquery must be a dict, not {type(d).__name__}: {d!r}")
+            raise InvalidQuery(f"a metaquery must be a dict, not {type(d).__name__}: {d!r}")
         schema = _as_schema(schema)
         atoms: list[tuple[Any, Any, Any]] = []
         for key, value in d.items():
             entry = _key_atoms(key, value)
             if not entry:
                 if not isinstance(key, str) or not key:
-                    raise ValueError(f"metaquery key {key!r} (operator none): keys must be non-empty strings")
+                    raise InvalidQuery(f"metaquery key {key!r} (operator none): keys must be non-empty strings")
                 if schema is not None and key not in schema and strict_fields:
-                    raise ValueError(f"key {key!r}, operator none: field {key!r} is not declared in the schema")
+                    raise InvalidQuery(f"key {key!r}, operator none: field {key!r} is not declared in the schema")
                 # `{"run": {}}`: the key must be present; `nin []` says the same.
                 entry = [("nin", ())]
             atoms.extend((key, op, v) for op, v in entry)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from metaprod.core.errors import InvalidQuery
 from metaprod.core.schema import Schema
 
 _SYMBOLIC = ("==", "!=", "<=", ">=", "=", "<", ">")
@@ -155,14 +156,14 @@ def _literal(key: str, op: str, tok: str, quoted: bool, schema: Schema | None) -
     if number is None:
         if ftype is None:
             return tok
-        raise ValueError(f"key {key!r}, operator {op!r}: {tok!r} is not a number (the field is {ftype})")
+        raise InvalidQuery(f"key {key!r}, operator {op!r}: {tok!r} is not a number (the field is {ftype})")
     return number
 
 
 def parse(text: str, schema: Schema | None = None) -> list[Atom]:
     """`(key, operator, literal)` atoms of a compact query, literals typed as described above."""
     if not isinstance(text, str):
-        raise ValueError(f"a metaquery string must be a str, not {type(text).__name__}")
+        raise InvalidQuery(f"a metaquery string must be a str, not {type(text).__name__}")
     p = _Parser(text)
     atoms: list[Atom] = []
     while True:
@@ -183,7 +184,7 @@ def parse(text: str, schema: Schema | None = None) -> list[Atom]:
             # DIRAC's command line: `site=A,B` is `in`, `site!=A,B` is `nin`.
             atoms.append((key, "in" if op == "=" else "nin", lits))
         elif listed:
-            raise ValueError(f"key {key!r}, operator {op!r}: takes a single value, not a list")
+            raise InvalidQuery(f"key {key!r}, operator {op!r}: takes a single value, not a list")
         else:
             atoms.append((key, op, lits[0]))
 

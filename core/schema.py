@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, Mapping
 
+from metaprod.core.errors import InvalidQuery
+
 FIELD_TYPES = ("int", "float", "str")
 _TYPE_NAMES: dict[object, str] = {"int": "int", "float": "float", "str": "str", int: "int", float: "float", str: "str"}
 
 
 def check_field_name(name: object) -> str:
     if not isinstance(name, str) or not name:
-        raise ValueError(f"field names must be non-empty strings, not {name!r}")
+        raise InvalidQuery(f"field names must be non-empty strings, not {name!r}")
     return name
 
 
@@ -27,14 +29,14 @@ class Schema(Mapping[str, str]):
         if fields is None:
             fields = {}
         if not isinstance(fields, Mapping):
-            raise ValueError(f"a schema is a mapping of field name to type, not {type(fields).__name__}")
+            raise InvalidQuery(f"a schema is a mapping of field name to type, not {type(fields).__name__}")
         checked: dict[str, str] = {}
         for name, ftype in fields.items():
             check_field_name(name)
             try:
                 checked[name] = _TYPE_NAMES[ftype]
             except (KeyError, TypeError):
-                raise ValueError(
+                raise InvalidQuery(
                     f"field {name!r}: unknown type {ftype!r} (expected one of {', '.join(FIELD_TYPES)})"
                 ) from None
         self._fields = dict(sorted(checked.items()))
@@ -72,7 +74,7 @@ class Schema(Mapping[str, str]):
         clash = self.conflicts(theirs)
         if clash:
             name, ours, new = clash[0]
-            raise ValueError(f"field {name!r} is declared {ours}, cannot redeclare it as {new}")
+            raise InvalidQuery(f"field {name!r} is declared {ours}, cannot redeclare it as {new}")
         return Schema({**theirs.to_dict(), **self._fields})
 
     def __eq__(self, other: object) -> bool:

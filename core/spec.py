@@ -259,7 +259,7 @@ class _Reader:
         return TransformationSpec(
             name=name,
             command=command,
-            parents=tuple(parents),
+            parents=tuple(dict.fromkeys(parents)),
             tasks=self.positive_int(where, t, "tasks", p),
             input_query=self.query(where, t, "input_query", p),
             output_query=self.query(where, t, "output_query", p),

@@ -22,6 +22,7 @@ from metaprod.core.statuses import (
     TaskStatus,
     TransformationStatus,
 )
+from metaprod.db import events
 from metaprod.db.bulk import update_rows
 from metaprod.db.locking import claim
 from metaprod.db.models import (
@@ -300,18 +301,29 @@ def fail_attempt(
     reason: str,
     backoff_base: float,
     status: AttemptStatus = AttemptStatus.FAILED,
+    actor: str = "finalize",
 ) -> None:
-    """Record a failed attempt; retry with backoff, or fail the task and its files."""
+    """Record a failed attempt; retry with backoff, or fail the task and its files (an event
+    in the production's history, by `agent:<actor>`)."""
     now = utcnow()
     attempt.status, attempt.error = status.value, reason[:4000]
     attempt.finished_at = attempt.finished_at or now
     task.last_error = f"attempt {attempt.attempt}: {reason}"[:4000]
     # session.get answers from the identity map when the caller already loaded the
     # transformation (finalize does, for its whole batch): no query per failed attempt.
-    max_attempts = session.get_one(Transformation, task.transformation_id).max_attempts or 1
+    transformation = session.get_one(Transformation, task.transformation_id)
     files = update(TransformationFile).where(held_by(task.transformation_id, [task.id]))
-    if task.attempt >= max_attempts:
+    # Attempts before the last `retry` do not count: a retry gives a fresh budget.
+    if task.attempt - task.attempts_base >= (transformation.max_attempts or 1):
         task.status = TaskStatus.FAILED.value
+        events.record(
+            session=session,
+            actor=events.agent_actor(actor),
+            production_id=transformation.production_id,
+            event="task_failed",
+            transformation=transformation.name,
+            detail=f"task {task.id}: {task.last_error}",
+        )
         session.execute(
             files.values(
                 status=FileStatus.PROBLEMATIC.value, error_count=TransformationFile.error_count + 1, updated_at=now
@@ -374,5 +386,13 @@ def end_attempt(*, session: Session, attempt_id: int, reason: str, backoff_base:
         attempt.status, attempt.error, attempt.finished_at = status.value, reason, utcnow()
         session.flush()
         return True
-    fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base, status=status)
+    fail_attempt(
+        session=session,
+        task=task,
+        attempt=attempt,
+        reason=reason,
+        backoff_base=backoff_base,
+        status=status,
+        actor="monitor",
+    )
     return True

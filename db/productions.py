@@ -4,7 +4,7 @@ delete, list, and progress. Shared by the ProductionManager servicer and the age
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +19,10 @@ from metaprod.core.progress import (
     TransformationProgress,
     complete_counts,
 )
-from metaprod.core.spec import validate_spec
+from metaprod.core.spec import ProductionSpec, TransformationSpec, parse_spec, validate_spec
 from metaprod.core.statuses import (
     ACTIVE_TASK_STATUSES,
+    PRODUCTION_OUTCOMES,
     FileStatus,
     ProductionStatus,
     TaskStatus,
@@ -29,7 +30,7 @@ from metaprod.core.statuses import (
     check_production_move,
 )
 from metaprod.core.validation import Finding, ValidationResult
-from metaprod.db import catalog
+from metaprod.db import catalog, events
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -59,25 +60,17 @@ def validate(*, session: Session, spec: Mapping[str, Any]) -> ValidationResult:
     return validate_spec(dict(spec), existing_schema=catalog.catalog_schema(session=session))
 
 
-def _raise_on_errors(result: ValidationResult) -> None:
-    if result.errors:
-        first = result.errors[0].message
-        more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
-        raise InvalidArgument(f"invalid production spec: {first}{more}", details=result.errors)
-
-
 def create_production(*, session: Session, spec: Mapping[str, Any], principal: Principal) -> Created:
     ensure_can_write(principal)
-    result = validate(session=session, spec=spec)
-    _raise_on_errors(result)
-    name = str(spec["production"])
-    if session.scalar(select(Production.id).where(Production.name == name)) is not None:
-        raise AlreadyExists(f"a production named {name!r} exists")
-    for field_name, field_type in (spec.get("fields") or {}).items():
+    parsed = parse_spec(dict(spec), existing_schema=catalog.catalog_schema(session=session))
+    if session.scalar(select(Production.id).where(Production.live_name == parsed.name)) is not None:
+        raise AlreadyExists(f"a production named {parsed.name!r} exists")
+    for field_name, field_type in parsed.fields.items():
         catalog.add_field(session=session, name=field_name, type=field_type)
     production = Production(
-        name=name,
-        description=str(spec.get("description") or ""),
+        name=parsed.name,
+        live_name=parsed.name,
+        description=parsed.description,
         status=ProductionStatus.NEW.value,
         owner=principal.owner,
         spec=json.loads(json.dumps(dict(spec))),
@@ -88,9 +81,16 @@ def create_production(*, session: Session, spec: Mapping[str, Any], principal: P
             session.flush()
     except IntegrityError:
         # Lost a race with a concurrent create of the same name (MariaDB, READ COMMITTED).
-        raise AlreadyExists(f"a production named {name!r} exists") from None
-    _store_transformations(session, production, list(spec.get("transformations") or []))
-    return Created(production, tuple(result.warnings))
+        raise AlreadyExists(f"a production named {parsed.name!r} exists") from None
+    _store_transformations(session, production, parsed, parsed.transformations)
+    events.record(
+        session=session,
+        actor=events.actor_of(principal),
+        production_id=production.id,
+        event="created",
+        detail=f"{len(parsed.transformations)} transformations",
+    )
+    return Created(production, parsed.warnings)
 
 
 def add_transformation(
@@ -102,64 +102,73 @@ def add_transformation(
         raise FailedPrecondition(f"production {production.name!r} is {production.status}")
     spec = dict(production.spec)
     spec["transformations"] = [*(spec.get("transformations") or []), dict(transformation)]
-    result = validate(session=session, spec=spec)
-    _raise_on_errors(result)
+    parsed = parse_spec(spec, existing_schema=catalog.catalog_schema(session=session))
     production.spec = json.loads(json.dumps(spec))
-    (created,) = _store_transformations(session, production, [dict(transformation)])
-    if production.status == ProductionStatus.ACTIVE:
+    (created,) = _store_transformations(session, production, parsed, parsed.transformations[-1:])
+    if production.status != ProductionStatus.NEW:
+        # A new step of a running (or ended) production runs at once, and reopens it.
         created.status = TransformationStatus.ACTIVE.value
+        if production.status in PRODUCTION_OUTCOMES:
+            production.status = ProductionStatus.ACTIVE.value
+    events.record(
+        session=session,
+        actor=events.actor_of(principal),
+        production_id=production.id,
+        event="transformation_added",
+        transformation=created.name,
+    )
     session.flush()
-    return created, tuple(result.warnings)
+    return created, parsed.warnings
 
 
 def _store_transformations(
-    session: Session, production: Production, entries: list[dict[str, Any]]
+    session: Session, production: Production, parsed: ProductionSpec, specs: Sequence[TransformationSpec]
 ) -> list[Transformation]:
-    schema = catalog.catalog_schema(session=session)
+    """The typed spec is what is stored: its defaults are the only ones."""
     existing = {
         t.name: t for t in session.scalars(select(Transformation).where(Transformation.production_id == production.id))
     }
+    raw = {str(e.get("name")): e for e in production.spec.get("transformations") or [] if isinstance(e, Mapping)}
     created: list[Transformation] = []
-    for entry in entries:
+    for ts in specs:
         t = Transformation(
             production_id=production.id,
-            name=str(entry["name"]),
+            name=ts.name,
             status=TransformationStatus.NEW.value,
-            spec=json.loads(json.dumps(entry)),
-            input_query=_canonical(entry.get("input_query"), schema),
-            output_query=_canonical(entry.get("output_query"), schema),
-            output_metadata={"outputs": list(entry.get("outputs") or [])},
-            plugin=str(entry.get("plugin") or "standard"),
-            group_size=int(entry.get("group_size") or 1),
-            task_count=int(entry["tasks"]) if entry.get("tasks") is not None else None,
-            max_attempts=int(entry.get("max_attempts") or 3),
-            backend=str(entry.get("backend") or "local"),
-            command=str(entry["command"]),
+            spec=json.loads(json.dumps(raw.get(ts.name, {}))),
+            input_query=None if ts.input_query is None else ts.input_query.to_dict(),
+            output_query=None if ts.output_query is None else ts.output_query.to_dict(),
+            output_metadata={"outputs": [{"glob": o.glob, "metadata": dict(o.metadata)} for o in ts.outputs]},
+            plugin=ts.plugin,
+            group_size=ts.group_size,
+            group_by=list(ts.group_by) or None,
+            max_bytes=ts.max_bytes,
+            task_count=ts.tasks if ts.input_query is None else None,
+            max_attempts=ts.max_attempts,
+            max_runtime=ts.max_runtime,
+            backend=ts.backend,
+            command=ts.command,
         )
         session.add(t)
         existing[t.name] = t
         created.append(t)
     session.flush()
-    for entry, t in zip(entries, created, strict=True):
-        for parent_name in parent_list(entry):
+    for ts, t in zip(specs, created, strict=True):
+        for parent_name in ts.parents:
             parent = existing[parent_name]
             session.add(
-                TransformationLink(child_id=t.id, parent_id=parent.id, intersection=_intersection(parent, t, schema))
+                TransformationLink(
+                    child_id=t.id, parent_id=parent.id, intersection=_intersection(parent, t, parsed.schema)
+                )
             )
     session.flush()
     return created
 
 
 def parent_list(entry: Mapping[str, Any]) -> list[str]:
-    """Declared parents as a list without repeats (a spec may name one parent as a string)."""
+    """Declared parent names as a list without repeats (a spec may name one parent as a string)."""
     parents = entry.get("parents") or []
     return list(dict.fromkeys([parents] if isinstance(parents, str) else [str(p) for p in parents]))
-
-
-def _canonical(query: Any, schema: Schema) -> dict[str, Any] | None:
-    if query is None:
-        return None
-    return MetaQuery.from_dict(query, schema=schema).to_dict()
 
 
 def _intersection(parent: Transformation, child: Transformation, schema: Schema) -> dict[str, Any] | None:
@@ -216,15 +225,26 @@ def parent_names(*, session: Session, transformation_ids: list[int]) -> dict[int
     return result
 
 
+# What a person's move of a production is called in its history.
+MOVE_EVENTS = {
+    ProductionStatus.ACTIVE: "started",
+    ProductionStatus.STOPPED: "stopped",
+    ProductionStatus.CLEANING: "deleted",
+}
+
+
 def set_production_status(
     *, session: Session, name: str, target: ProductionStatus, principal: Principal, kill: bool = False
 ) -> Production:
     """Move a production and its transformations; `kill` also kills the running tasks."""
     production = get_production(session=session, name=name)
     ensure_owns(principal, production.owner, f"production {production.name!r}")
+    previous = production.status
     check_production_move(production.status, target)
     production.status = target.value
     ids = select(Transformation.id).where(Transformation.production_id == production.id)
+    # Ended transformations stay ended on start and stop: they reopen by themselves when work
+    # appears for them, and a stop has nothing of theirs to stop.
     movable: dict[ProductionStatus, tuple[TransformationStatus, ...]] = {
         ProductionStatus.ACTIVE: (TransformationStatus.NEW, TransformationStatus.STOPPED),
         ProductionStatus.STOPPED: (TransformationStatus.ACTIVE, TransformationStatus.NEW),
@@ -236,8 +256,17 @@ def set_production_status(
             .where(Transformation.id.in_(ids), Transformation.status.in_([s.value for s in movable[target]]))
             .values(status=TransformationStatus(target.value).value)
         )
+    killed = 0
     if kill or target == ProductionStatus.CLEANING:
-        kill_tasks(session=session, transformation_ids=ids)
+        killed = kill_tasks(session=session, transformation_ids=ids)
+    detail = f"from {previous}" + (f"; {killed} tasks killed" if killed else "")
+    events.record(
+        session=session,
+        actor=events.actor_of(principal),
+        production_id=production.id,
+        event=MOVE_EVENTS.get(target, target.value.lower()),
+        detail=detail,
+    )
     session.flush()
     return production
 

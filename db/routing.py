@@ -22,15 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from metaprod.core.errors import NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.router import FileRouter
-from metaprod.core.statuses import FileStatus, TransformationStatus
+from metaprod.core.statuses import INPUT_TAKING_TRANSFORMATION_STATUSES, FileStatus
+from metaprod.db.ancestry import ANCESTRY, SKIPPED, record_skipped
 from metaprod.db.models import MetadataField, Transformation, TransformationFile, utcnow
 from metaprod.db.querysql import FILES, FieldInfo, bind_value, choose_driver, compile_ids, executemany, load_fields
-from sqlalchemy import Table, exists, func, insert, literal, select, update
+from sqlalchemy import Insert, Select, Table, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ _ATTACH_COLUMNS = ("transformation_id", "file_id", "status", "error_count", "upd
 # One router per database URL, rebuilt only when the Active set or the schema changes: the
 # version is the (id, updated_at) list of the Active transformations plus the field count,
 # read with two indexed queries per call instead of re-parsing every query per batch.
+# Ended transformations take new input too (and the production agent reopens them); Stopped
+# ones keep it Unused for their restart.
+INPUT_TAKING = [s.value for s in INPUT_TAKING_TRANSFORMATION_STATUSES]
 _routers: dict[str, tuple[Any, FileRouter[int]]] = {}
 _routers_lock = threading.Lock()
 
@@ -48,7 +53,7 @@ _routers_lock = threading.Lock()
 def _version(session: Session) -> tuple[Any, ...]:
     active = session.execute(
         select(Transformation.id, Transformation.updated_at)
-        .where(Transformation.status == TransformationStatus.ACTIVE.value)
+        .where(Transformation.status.in_(INPUT_TAKING))
         .order_by(Transformation.id)
     ).all()
     fields = session.execute(select(func.count(), func.max(MetadataField.id))).one()
@@ -67,7 +72,7 @@ def active_router(*, session: Session) -> FileRouter[int]:
     queries: dict[int, MetaQuery] = {}
     for tid, name, raw in session.execute(
         select(Transformation.id, Transformation.name, Transformation.input_query).where(
-            Transformation.status == TransformationStatus.ACTIVE.value
+            Transformation.status.in_(INPUT_TAKING)
         )
     ):
         query = _parse(tid, name, raw, schema)
@@ -95,9 +100,12 @@ def _parse(tid: int, name: str, raw: Any, schema: Schema) -> MetaQuery | None:
         return None
 
 
-def attach_files(*, session: Session, file_rows: Sequence[tuple[int, Mapping[str, Any]]]) -> int:
+def attach_files(
+    *, session: Session, file_rows: Sequence[tuple[int, Mapping[str, Any]]], ancestry: AbstractSet[int] = frozenset()
+) -> int:
     """Attach files `(file_id, metadata)` to every Active transformation whose input query
-    they match, as Unused; attachments that exist already are skipped. One INSERT."""
+    they match, as Unused; attachments that exist already are skipped. One INSERT.
+    `ancestry` is the files' ancestry (db.ancestry): the transformations in it skip them."""
     if not file_rows:
         return 0
     router = active_router(session=session)
@@ -105,7 +113,15 @@ def attach_files(*, session: Session, file_rows: Sequence[tuple[int, Mapping[str
         return 0
     unused = FileStatus.UNUSED.value
     now = bind_value(session, TRANSFORMATION_FILES.c.updated_at, utcnow())
-    rows = [(tid, fid, unused, 0, now) for fid, metadata in file_rows for tid in router.route(metadata)]
+    if not ancestry:
+        rows = [(tid, fid, unused, 0, now) for fid, metadata in file_rows for tid in router.route(metadata)]
+        return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
+    rows, skipped = [], []
+    for fid, metadata in file_rows:
+        taken, skip = router.route_split(metadata, ancestry)
+        rows.extend((tid, fid, unused, 0, now) for tid in taken)
+        skipped.extend((tid, fid) for tid in skip)
+    record_skipped(session=session, pairs=skipped)
     return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
 
 
@@ -128,7 +144,7 @@ def backfill_active(*, session: Session) -> int:
     top = _top_file_id(session)
     behind = session.execute(
         select(Transformation.id, Transformation.name, Transformation.input_query, Transformation.input_watermark)
-        .where(Transformation.status == TransformationStatus.ACTIVE.value, Transformation.input_watermark < top)
+        .where(Transformation.status.in_(INPUT_TAKING), Transformation.input_watermark < top)
         .order_by(Transformation.id)
     ).all()
     if not behind:
@@ -156,20 +172,27 @@ def _backfill(
     if ids_select is None:
         return 0
     ids = ids_select.subquery("ids")
-    tf = TRANSFORMATION_FILES
+    tf, a = TRANSFORMATION_FILES, ANCESTRY
     already = exists().where(tf.c.transformation_id == tid, tf.c.file_id == ids.c.file_id)
+    # Data cycles: a file descending from this transformation's outputs is skipped, and recorded.
+    descends = exists().where(a.c.file_id == ids.c.file_id, a.c.transformation_id == tid)
     rows = select(
         literal(tid, tf.c.transformation_id.type),
         ids.c.file_id,
         literal(FileStatus.UNUSED.value, tf.c.status.type),
         literal(0, tf.c.error_count.type),
         literal(utcnow(), tf.c.updated_at.type),
-    ).where(~already)
+    ).where(~already, ~descends)
+    skipped = select(literal(tid, SKIPPED.c.transformation_id.type), ids.c.file_id).where(descends)
+    session.execute(_insert_ignore(SKIPPED, ["transformation_id", "file_id"], skipped))
     # IGNORE: a concurrent backfill of the same transformation may insert the same pairs.
-    stmt = insert(tf).from_select(list(_ATTACH_COLUMNS), rows)
+    return int(session.execute(_insert_ignore(tf, list(_ATTACH_COLUMNS), rows)).rowcount)  # type: ignore[attr-defined]
+
+
+def _insert_ignore(table: Table, columns: list[str], rows: Select[Any]) -> Insert:
+    stmt = insert(table).from_select(columns, rows)
     stmt = stmt.prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
-    stmt = stmt.prefix_with("IGNORE", dialect="mariadb")
-    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return stmt.prefix_with("IGNORE", dialect="mariadb")
 
 
 def _move_watermark(session: Session, tid: int, top: int) -> None:

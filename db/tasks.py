@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, group_ids, needs_metadata
-from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus
+from metaprod.core.statuses import TRANSFORMATION_OUTCOMES, FileStatus, TaskStatus, TransformationStatus
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -55,17 +55,23 @@ def transformations_needing_tasks(*, session: Session) -> list[int]:
     return sorted(set(session.scalars(children)) | set(session.scalars(roots)))
 
 
-def parents_completed(*, session: Session, transformation_id: int) -> bool:
+def input_ended(*, session: Session, transformation: Transformation) -> bool:
+    """No more input can come: every parent has ended, or (a catalog-fed root) the input is
+    closed. Only then are partial groups flushed, unless a person flushes them earlier."""
     parent = (
         select(Transformation.status)
         .join(TransformationLink, TransformationLink.parent_id == Transformation.id)
-        .where(TransformationLink.child_id == transformation_id)
+        .where(TransformationLink.child_id == transformation.id)
     )
-    return all(status == TransformationStatus.COMPLETED.value for status in session.scalars(parent))
+    statuses = list(session.scalars(parent))
+    if not statuses:
+        return transformation.input_closed
+    return all(status in TRANSFORMATION_OUTCOMES for status in statuses)
 
 
-def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | None:
-    """Create the tasks one transformation is due; None when another agent holds it."""
+def create_tasks(*, session: Session, transformation_id: int, flush: bool = False) -> TaskCreation | None:
+    """Create the tasks one transformation is due; None when another agent holds it. With
+    `flush`, partial groups become tasks now (`transformation flush`)."""
     t = session.scalars(claim(session, select(Transformation).where(Transformation.id == transformation_id))).first()
     if t is None or t.status != TransformationStatus.ACTIVE.value:
         return None
@@ -79,14 +85,14 @@ def create_tasks(*, session: Session, transformation_id: int) -> TaskCreation | 
             return TaskCreation(t.id, 0, 0)
         _insert_tasks(session, t, next_index, wanted)
         return TaskCreation(t.id, wanted, 0)
-    flush = parents_completed(session=session, transformation_id=t.id)
+    flush = flush or input_ended(session=session, transformation=t)
     if t.plugin == "standard":
         groups = group_ids(_unused_ids(session, t), t.group_size, flush)
     else:
         params = GroupingParams(
             group_size=t.group_size,
-            group_by=tuple(t.spec.get("group_by") or ()),
-            max_bytes=t.spec.get("max_bytes"),
+            group_by=tuple(t.group_by or ()),
+            max_bytes=t.max_bytes,
         )
         groups = group_files(t.plugin, _unused_candidates(session, t), params, flush)
     if not groups:
@@ -157,7 +163,7 @@ def _unused_candidates(session: Session, t: Transformation) -> list[Candidate]:
     ).all()
     metadata: dict[int, dict[str, object]] = {}
     if needs_metadata(t.plugin) and rows:
-        keys = list(t.spec.get("group_by") or ())
+        keys = list(t.group_by or ())
         ids = [r[0] for r in rows]
         md_rows = session.execute(
             select(

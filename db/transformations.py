@@ -20,7 +20,7 @@ from metaprod.db.models import (
     TransformationFile,
 )
 from metaprod.db.productions import kill_tasks
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 MAX_LIST = 100_000
@@ -148,36 +148,15 @@ def task_input_lfns(*, session: Session, task_ids: list[int]) -> dict[int, list[
     return result
 
 
-def reset_files(*, session: Session, production: str, name: str, lfns: list[str], principal: Principal) -> int:
-    """Problematic files back to Unused (all of them, or the named ones)."""
-    t = get_transformation(session=session, production=production, name=name)
-    ensure_owns(principal, production_of(session=session, transformation=t).owner, f"production {production!r}")
-    stmt = update(TransformationFile).where(
-        TransformationFile.transformation_id == t.id,
-        TransformationFile.status == FileStatus.PROBLEMATIC.value,
-    )
-    if lfns:
-        known = set(session.scalars(select(CatalogFile.lfn).where(CatalogFile.lfn.in_(lfns))))
-        missing = sorted(set(lfns) - known)
-        if missing:
-            raise NotFound(f"unknown LFN {missing[0]!r}")
-        stmt = stmt.where(TransformationFile.file_id.in_(select(CatalogFile.id).where(CatalogFile.lfn.in_(lfns))))
-    count = session.execute(
-        stmt.values(status=FileStatus.UNUSED.value, error_count=0).execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if count and t.status == TransformationStatus.COMPLETED:
-        t.status = TransformationStatus.ACTIVE.value
-    session.flush()
-    return int(count)
-
-
 def task_log(*, session: Session, task_id: int, attempt: int, principal: Principal) -> tuple[int, str]:
     ensure_can_read(principal)
     stmt = select(JobAttempt).where(JobAttempt.task_id == task_id)
     stmt = stmt.where(JobAttempt.attempt == attempt) if attempt else stmt.order_by(JobAttempt.attempt.desc())
     row = session.scalars(stmt.limit(1)).first()
     if row is None:
-        raise NotFound(f"task {task_id} has no attempt {attempt}" if attempt else f"task {task_id} has no attempt")
+        if session.scalar(select(Task.id).where(Task.id == task_id)) is None:
+            raise NotFound(f"task {task_id} does not exist")
+        raise NotFound(f"task {task_id} has no attempt {attempt}" if attempt else f"task {task_id} has no attempt yet")
     text = ""
     if row.log_path and Path(row.log_path).exists():
         # A job's log may hold several attempts (a bundle): this one's part, then its tail.

@@ -21,8 +21,6 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.Conflict: grpc.StatusCode.ABORTED,
     SchemaNotAtHead: grpc.StatusCode.FAILED_PRECONDITION,
-    # Query and spec parsers of core/ raise plain ValueError with a precise message.
-    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 from metaprod.core.auth import Principal, ensure_can_read
-from metaprod.db import productions, reports, transformations
+from metaprod.db import productions, recovery, reports, transformations
 from metaprod.services import convert
 from metaprod.services.batching import GroupCommitter
 from metaprod.services.convert_production import (
@@ -129,7 +129,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
     def ResetFiles(self, request: pb.ResetFilesRequest, context: grpc.ServicerContext) -> pb.ResetFilesResponse:
         principal = self._principal(context)
         with self.ctx.database.session_scope() as session:
-            count = transformations.reset_files(
+            count = recovery.reset_files(
                 session=session,
                 production=request.ref.production,
                 name=request.ref.name,
@@ -148,14 +148,16 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
         return pb.GetTaskLogResponse(task=request.task, attempt=attempt, log=text)
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
-        (proceed,) = self._beat([request], context)
-        return pb.HeartbeatResponse(proceed=proceed)
+        (outcome,) = self._beat([request], context)
+        return pb.HeartbeatResponse(proceed=outcome.proceed, withdrawn=outcome.withdrawn)
 
     def BundleHeartbeat(
         self, request: pb.BundleHeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.BundleHeartbeatResponse:
-        proceed = self._beat(request.attempts, context)
-        return pb.BundleHeartbeatResponse(attempts=[pb.HeartbeatResponse(proceed=p) for p in proceed])
+        outcomes = self._beat(request.attempts, context)
+        return pb.BundleHeartbeatResponse(
+            attempts=[pb.HeartbeatResponse(proceed=o.proceed, withdrawn=o.withdrawn) for o in outcomes]
+        )
 
     def ReportTaskResult(
         self, request: pb.ReportTaskResultRequest, context: grpc.ServicerContext
@@ -169,7 +171,9 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
         outcomes = self._report(request.results, context)
         return pb.ReportBundleResultsResponse(outcomes=[outcome_to_pb(o) for o in outcomes])
 
-    def _beat(self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext) -> list[bool]:
+    def _beat(
+        self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext
+    ) -> list[reports.BeatOutcome]:
         principal = self._principal(context)
         with self.ctx.database.session_scope() as session:
             return reports.record_heartbeats(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from metaprod.core.auth import SYSTEM
 from metaprod.db import finalize as finalize_
-from metaprod.db import jobs, productions, reports, transformations
+from metaprod.db import jobs, productions, recovery, reports, transformations
 from metaprod.db.models import Task, TransformationFile
 from metaprod.db.session import Database
 from sqlalchemy import select
@@ -69,7 +69,7 @@ def test_success_failure_retry_problematic_reset_and_kill(database: Database) ->
         assert task.status == "Failed" and "attempt 2: boom" in (task.last_error or "")
 
     with database.session_scope() as session:
-        reset = transformations.reset_files(session=session, production="p", name="t", lfns=[], principal=SYSTEM)
+        reset = recovery.reset_files(session=session, production="p", name="t", lfns=[], principal=SYSTEM)
     assert reset == 2 and file_statuses(database, tid) == {"Processed": 2, "Unused": 2}
 
     cycle(database, tid)
