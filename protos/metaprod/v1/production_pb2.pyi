@@ -11,6 +11,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ProductionEvent(_message.Message):
+    __slots__ = ("time", "actor", "event", "transformation", "detail")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    event: str
+    transformation: str
+    detail: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., event: _Optional[str] = ..., transformation: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class CloseProductionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CloseProductionResponse(_message.Message):
+    __slots__ = ("closed",)
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    closed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, closed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetHistoryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetHistoryResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ProductionEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[ProductionEvent, _Mapping]]] = ...) -> None: ...
+
 class Production(_message.Message):
     __slots__ = ("name", "description", "status", "owner", "transformations", "created_at", "updated_at")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -85,6 +85,16 @@ class ProductionManagerStub:
                 request_serializer=metaprod_dot_v1_dot_production__pb2.WatchProgressRequest.SerializeToString,
                 response_deserializer=metaprod_dot_v1_dot_production__pb2.WatchProgressResponse.FromString,
                 _registered_method=True)
+        self.CloseProduction = channel.unary_unary(
+                '/metaprod.v1.ProductionManager/CloseProduction',
+                request_serializer=metaprod_dot_v1_dot_production__pb2.CloseProductionRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_production__pb2.CloseProductionResponse.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/metaprod.v1.ProductionManager/GetHistory',
+                request_serializer=metaprod_dot_v1_dot_production__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_production__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ProductionManagerServicer:
@@ -151,6 +161,20 @@ class ProductionManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseProduction(self, request, context):
+        """Close the input of every catalog-fed root: the production may then end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """Every change of state, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProductionManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +227,16 @@ def add_ProductionManagerServicer_to_server(servicer, server):
                     servicer.WatchProgress,
                     request_deserializer=metaprod_dot_v1_dot_production__pb2.WatchProgressRequest.FromString,
                     response_serializer=metaprod_dot_v1_dot_production__pb2.WatchProgressResponse.SerializeToString,
+            ),
+            'CloseProduction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseProduction,
+                    request_deserializer=metaprod_dot_v1_dot_production__pb2.CloseProductionRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_production__pb2.CloseProductionResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=metaprod_dot_v1_dot_production__pb2.GetHistoryRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_production__pb2.GetHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +510,60 @@ class ProductionManager:
             '/metaprod.v1.ProductionManager/WatchProgress',
             metaprod_dot_v1_dot_production__pb2.WatchProgressRequest.SerializeToString,
             metaprod_dot_v1_dot_production__pb2.WatchProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseProduction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.ProductionManager/CloseProduction',
+            metaprod_dot_v1_dot_production__pb2.CloseProductionRequest.SerializeToString,
+            metaprod_dot_v1_dot_production__pb2.CloseProductionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.ProductionManager/GetHistory',
+            metaprod_dot_v1_dot_production__pb2.GetHistoryRequest.SerializeToString,
+            metaprod_dot_v1_dot_production__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

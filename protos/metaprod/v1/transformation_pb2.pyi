@@ -20,7 +20,7 @@ class TransformationRef(_message.Message):
     def __init__(self, production: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Transformation(_message.Message):
-    __slots__ = ("id", "production", "name", "status", "parents", "input_query", "output_query", "plugin", "group_size", "tasks", "max_attempts", "backend", "command", "spec", "created_at")
+    __slots__ = ("id", "production", "name", "status", "parents", "input_query", "output_query", "plugin", "group_size", "tasks", "max_attempts", "backend", "command", "spec", "created_at", "group_by", "max_runtime", "input_closed", "max_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,10 @@ class Transformation(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: int
     production: str
     name: str
@@ -51,7 +55,85 @@ class Transformation(_message.Message):
     command: str
     spec: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., production: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., parents: _Optional[_Iterable[str]] = ..., input_query: _Optional[str] = ..., output_query: _Optional[str] = ..., plugin: _Optional[str] = ..., group_size: _Optional[int] = ..., tasks: _Optional[int] = ..., max_attempts: _Optional[int] = ..., backend: _Optional[str] = ..., command: _Optional[str] = ..., spec: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    max_runtime: int
+    input_closed: bool
+    max_bytes: int
+    def __init__(self, id: _Optional[int] = ..., production: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., parents: _Optional[_Iterable[str]] = ..., input_query: _Optional[str] = ..., output_query: _Optional[str] = ..., plugin: _Optional[str] = ..., group_size: _Optional[int] = ..., tasks: _Optional[int] = ..., max_attempts: _Optional[int] = ..., backend: _Optional[str] = ..., command: _Optional[str] = ..., spec: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ..., max_runtime: _Optional[int] = ..., input_closed: _Optional[bool] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class CloseTransformationRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ...) -> None: ...
+
+class CloseTransformationResponse(_message.Message):
+    __slots__ = ("transformation",)
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    transformation: Transformation
+    def __init__(self, transformation: _Optional[_Union[Transformation, _Mapping]] = ...) -> None: ...
+
+class RetryResult(_message.Message):
+    __slots__ = ("tasks", "files", "skipped")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    tasks: int
+    files: int
+    skipped: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tasks: _Optional[int] = ..., files: _Optional[int] = ..., skipped: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RetryTransformationRequest(_message.Message):
+    __slots__ = ("ref", "task_ids")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    task_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RetryTransformationResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: RetryResult
+    def __init__(self, result: _Optional[_Union[RetryResult, _Mapping]] = ...) -> None: ...
+
+class RetryTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    def __init__(self, task_id: _Optional[int] = ...) -> None: ...
+
+class RetryTaskResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: RetryResult
+    def __init__(self, result: _Optional[_Union[RetryResult, _Mapping]] = ...) -> None: ...
+
+class ExtendTransformationRequest(_message.Message):
+    __slots__ = ("ref", "count")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    count: int
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ExtendTransformationResponse(_message.Message):
+    __slots__ = ("transformation",)
+    TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
+    transformation: Transformation
+    def __init__(self, transformation: _Optional[_Union[Transformation, _Mapping]] = ...) -> None: ...
+
+class FlushTransformationRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: TransformationRef
+    def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ...) -> None: ...
+
+class FlushTransformationResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: int
+    def __init__(self, tasks: _Optional[int] = ...) -> None: ...
 
 class TransformationFile(_message.Message):
     __slots__ = ("lfn", "status", "task", "error_count")
@@ -240,10 +322,12 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., queued: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("proceed",)
+    __slots__ = ("proceed", "withdrawn")
     PROCEED_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     proceed: bool
-    def __init__(self, proceed: _Optional[bool] = ...) -> None: ...
+    withdrawn: bool
+    def __init__(self, proceed: _Optional[bool] = ..., withdrawn: _Optional[bool] = ...) -> None: ...
 
 class ReportTaskResultRequest(_message.Message):
     __slots__ = ("task", "attempt", "success", "error", "exit_code", "outputs")

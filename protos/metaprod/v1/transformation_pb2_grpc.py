@@ -75,6 +75,31 @@ class TransformationServiceStub:
                 request_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.SerializeToString,
                 response_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.FromString,
                 _registered_method=True)
+        self.CloseTransformation = channel.unary_unary(
+                '/metaprod.v1.TransformationService/CloseTransformation',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.CloseTransformationRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.CloseTransformationResponse.FromString,
+                _registered_method=True)
+        self.RetryTransformation = channel.unary_unary(
+                '/metaprod.v1.TransformationService/RetryTransformation',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.RetryTransformationRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.RetryTransformationResponse.FromString,
+                _registered_method=True)
+        self.RetryTask = channel.unary_unary(
+                '/metaprod.v1.TransformationService/RetryTask',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.RetryTaskResponse.FromString,
+                _registered_method=True)
+        self.ExtendTransformation = channel.unary_unary(
+                '/metaprod.v1.TransformationService/ExtendTransformation',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationResponse.FromString,
+                _registered_method=True)
+        self.FlushTransformation = channel.unary_unary(
+                '/metaprod.v1.TransformationService/FlushTransformation',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.FlushTransformationRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.FlushTransformationResponse.FromString,
+                _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/metaprod.v1.TransformationService/Heartbeat',
                 request_serializer=metaprod_dot_v1_dot_transformation__pb2.HeartbeatRequest.SerializeToString,
@@ -149,6 +174,37 @@ class TransformationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseTransformation(self, request, context):
+        """Lifecycle and recovery verbs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryTransformation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExtendTransformation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FlushTransformation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Heartbeat(self, request, context):
         """Job wrapper calls, authorised by the per-attempt worker token.
         """
@@ -218,6 +274,31 @@ def add_TransformationServiceServicer_to_server(servicer, server):
                     servicer.GetTaskLog,
                     request_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.FromString,
                     response_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.SerializeToString,
+            ),
+            'CloseTransformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseTransformation,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.CloseTransformationRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.CloseTransformationResponse.SerializeToString,
+            ),
+            'RetryTransformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTransformation,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.RetryTransformationRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.RetryTransformationResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.RetryTaskRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.RetryTaskResponse.SerializeToString,
+            ),
+            'ExtendTransformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendTransformation,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationResponse.SerializeToString,
+            ),
+            'FlushTransformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.FlushTransformation,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.FlushTransformationRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.FlushTransformationResponse.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
@@ -457,6 +538,141 @@ class TransformationService:
             '/metaprod.v1.TransformationService/GetTaskLog',
             metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.SerializeToString,
             metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseTransformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/CloseTransformation',
+            metaprod_dot_v1_dot_transformation__pb2.CloseTransformationRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.CloseTransformationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTransformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/RetryTransformation',
+            metaprod_dot_v1_dot_transformation__pb2.RetryTransformationRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.RetryTransformationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/RetryTask',
+            metaprod_dot_v1_dot_transformation__pb2.RetryTaskRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.RetryTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendTransformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/ExtendTransformation',
+            metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.ExtendTransformationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FlushTransformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/FlushTransformation',
+            metaprod_dot_v1_dot_transformation__pb2.FlushTransformationRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.FlushTransformationResponse.FromString,
             options,
             channel_credentials,
             insecure,
