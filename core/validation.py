@@ -7,7 +7,9 @@ errors    duplicate_name, unknown_parent, cycle, root_without_input, unknown_fie
           bad_output_metadata (a value that is not an int/float/str of the field's type),
           empty_link (a declared parent whose outputs can never match the child's input);
 warnings  undeclared_link (parent.output ∩ child.input non-empty without a declared link),
-          coverage_gap (a file can match the child's input but no parent's output).
+          coverage_gap (a file can match the child's input but no parent's output),
+          own_outputs (the output query of a transformation, or of one of its descendants,
+          intersects its input query: data cycles, those files will be skipped).
 
 A transformation's outputs are described by its output query; without one, by its
 `outputs[].metadata` maps (each one the pinned values of one kind of output); with neither they
@@ -159,12 +161,14 @@ def validate_graph(nodes: Sequence[TransformationNode], schema: Schema | None = 
     for cycle in _cycles(by_name):
         f.err("cycle", tuple(cycle), None, f"the parent links form a cycle: {' -> '.join((*cycle, cycle[0]))}")
     outs = {name: outputs_of(n, schema) for name, n in by_name.items()}
+    below = _descendants(by_name)
     for child in by_name.values():
         parents = [p for p in dict.fromkeys(child.parents) if p in by_name and p != child.name]
         linked = all([_check_link(f, by_name[p], outs[p], child) for p in parents])  # check every one
         if child.input_query is None or child.input_query.is_empty():
             continue
-        _check_undeclared(f, child, child.input_query, by_name, outs)
+        _check_undeclared(f, child, child.input_query, by_name, outs, below[child.name])
+        _check_own_outputs(f, child, child.input_query, outs, below[child.name])
         if parents and linked and all(outs[p] for p in parents):
             gap = uncovered_witness(child.input_query, [q for p in parents for q in outs[p] or ()])
             if gap is not None:
@@ -248,11 +252,13 @@ def _check_undeclared(
     cin: MetaQuery,
     by_name: Mapping[str, TransformationNode],
     outs: Mapping[str, list[MetaQuery] | None],
+    descendants: Sequence[str],
 ) -> None:
-    """Warn for every other transformation whose outputs the child would consume undeclared."""
+    """Warn for every other transformation whose outputs the child would consume undeclared
+    (its descendants' outputs are skipped: `_check_own_outputs` warns for them)."""
     for other in by_name.values():
         po = outs[other.name]
-        if other.name == child.name or other.name in child.parents or not po:
+        if other.name == child.name or other.name in child.parents or other.name in descendants or not po:
             continue
         hit = next((r for q in po if not (r := q.explain_intersection(cin)).empty), None)
         if hit is not None:
@@ -261,6 +267,51 @@ def _check_undeclared(
                 f"does not declare {other.name!r} as a parent (e.g. {hit.witness!r})"
             )
             f.warn("undeclared_link", (other.name, child.name), None, msg)
+
+
+def _check_own_outputs(
+    f: _Findings,
+    t: TransformationNode,
+    cin: MetaQuery,
+    outs: Mapping[str, list[MetaQuery] | None],
+    descendants: Sequence[str],
+) -> None:
+    """Data cycles: warn when the outputs of `t`, or of one of its descendants, can match its
+    own input query. Those files descend from its outputs, so `t` skips them at run time."""
+    for name in (t.name, *descendants):
+        hit = next(((q, r) for q in outs[name] or () if not (r := q.explain_intersection(cin)).empty), None)
+        if hit is None:
+            continue
+        query, report = hit
+        keys = sorted(cin.keys())
+        shared = [k for k in keys if k in set(query.keys())]
+        whose = "its outputs" if name == t.name else f"the outputs of its descendant {name!r}"
+        msg = (
+            f"transformation {t.name!r} would take its own outputs: {whose} can match its input query "
+            f"on {', '.join(map(repr, keys))} (e.g. {report.witness!r}); they will be skipped"
+        )
+        f.warn("own_outputs", (t.name,) if name == t.name else (t.name, name), (shared or keys)[0], msg)
+
+
+def _descendants(by_name: Mapping[str, TransformationNode]) -> dict[str, list[str]]:
+    """Every transformation's descendants through the declared parent links, nearest first."""
+    children: dict[str, list[str]] = {name: [] for name in by_name}
+    for n in by_name.values():
+        for p in dict.fromkeys(n.parents):
+            if p in children and p != n.name:
+                children[p].append(n.name)
+    out: dict[str, list[str]] = {}
+    for name in by_name:
+        seen, queue = {name}, list(children[name])
+        found: list[str] = []
+        while queue:
+            c = queue.pop(0)
+            if c not in seen:
+                seen.add(c)
+                found.append(c)
+                queue.extend(children[c])
+        out[name] = found
+    return out
 
 
 def _cycles(by_name: Mapping[str, TransformationNode]) -> list[list[str]]:

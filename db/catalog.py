@@ -19,7 +19,7 @@ from typing import Any
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
-from metaprod.db import routing
+from metaprod.db import ancestry, routing
 from metaprod.db.models import CatalogFile, MetadataField, Production, Task, TaskInput, Transformation, utcnow
 from metaprod.db.querysql import (
     FILE_METADATA,
@@ -164,8 +164,13 @@ def register_files(
                 executemany(session, FILES, ("id", *FILE_COLUMNS), numbered)
             md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
             executemany(session, FILE_METADATA, METADATA_COLUMNS, md_rows)
+            lineage = ancestry.record_outputs(
+                session=session, task_id=None if producer is None else producer[0], file_ids=ids
+            )
             attached = routing.attach_files(
-                session=session, file_rows=[(fid, f.metadata) for fid, f in zip(ids, files, strict=True)]
+                session=session,
+                file_rows=[(fid, f.metadata) for fid, f in zip(ids, files, strict=True)],
+                ancestry=lineage,
             )
     except IntegrityError:
         found = _lookup(session, lfns)
@@ -324,7 +329,8 @@ def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> 
         )
         executemany(session, FILE_METADATA, METADATA_COLUMNS, [(file_id, *v) for v in values])
     record = get_file(session=session, lfn=lfn)
-    routing.attach_files(session=session, file_rows=[(file_id, record.metadata)])
+    lineage = ancestry.ancestry_of(session=session, file_id=file_id)
+    routing.attach_files(session=session, file_rows=[(file_id, record.metadata)], ancestry=lineage)
     return record
 
 

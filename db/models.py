@@ -219,6 +219,34 @@ class ProducedFileInput(Base):
     input_file_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
 
 
+class FileAncestry(Base):
+    """The transformations in the ancestry of a produced file: its producer's and, through its
+    inputs, every transformation upstream of it, in any production (none for imported files).
+    Computed once when the file is registered; a transformation never takes a file whose
+    ancestry holds it (data cycles). No foreign key on the transformation: a permanent record."""
+
+    __tablename__ = "file_ancestry"
+
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    transformation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class SkippedFile(Base):
+    """A file that matched a transformation's input query but descends from its outputs:
+    never attached to it, recorded so that `transformation files` and `progress` count it."""
+
+    __tablename__ = "skipped_files"
+
+    transformation_id: Mapped[int] = mapped_column(
+        ForeignKey("transformations.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 class TransformationFile(Base):
     __tablename__ = "transformation_files"
     __table_args__ = (Index("ix_transformation_files_status", "transformation_id", "status", "file_id"),)

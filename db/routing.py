@@ -10,6 +10,10 @@ Two ways in, both idempotent (an existing attachment is never duplicated nor cha
   agent runs `backfill_active` as a safety net: it scans only files above each
   transformation's `input_watermark`.
 
+Both skip, and record in `skipped_files`, a file that descends from the transformation's own
+outputs (data cycles, see db.ancestry): by one set of ids per registered batch on the first
+way, by an indexed NOT EXISTS on `file_ancestry` on the second.
+
 On MariaDB a registration that read the Active set just before a transformation became
 Active, and commits just after the agent's next scan moved that transformation's watermark
 past the new ids, leaves its files unattached: the window is a few milliseconds per batch
@@ -116,7 +120,8 @@ def attach_files(
     if not ancestry:
         rows = [(tid, fid, unused, 0, now) for fid, metadata in file_rows for tid in router.route(metadata)]
         return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
-    rows, skipped = [], []
+    rows = []
+    skipped: list[tuple[int, int]] = []
     for fid, metadata in file_rows:
         taken, skip = router.route_split(metadata, ancestry)
         rows.extend((tid, fid, unused, 0, now) for tid in taken)

@@ -157,7 +157,7 @@ def test_undeclared_links_are_warned_once_per_direction() -> None:
             node("gen", outq="datatype=sim", tasks=1),
             node("reco", ("gen",), "datatype=sim", "datatype=reco"),
             node("ana", ("reco",), "datatype in sim,reco", "datatype=ana"),
-            node("loop", (), "datatype=loop", "datatype=loop"),  # matches its own output: no warning
+            node("loop", (), "datatype=loop", "datatype=loop"),  # matches its own output: data cycle
         ],
         S,
     )
@@ -165,6 +165,7 @@ def test_undeclared_links_are_warned_once_per_direction() -> None:
     assert [(f.code, f.transformations) for f in res.warnings] == [
         ("undeclared_link", ("gen", "ana")),
         ("coverage_gap", ("ana", "reco")),  # its `sim` files come from no declared parent
+        ("own_outputs", ("loop",)),
     ]
     assert "{'datatype': 'sim'}" in res.warnings[0].message
 
