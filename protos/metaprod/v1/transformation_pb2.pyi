@@ -258,10 +258,12 @@ class ListTransformationFilesRequest(_message.Message):
     def __init__(self, ref: _Optional[_Union[TransformationRef, _Mapping]] = ..., status: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListTransformationFilesResponse(_message.Message):
-    __slots__ = ("files",)
+    __slots__ = ("files", "skipped_files")
     FILES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FILES_FIELD_NUMBER: _ClassVar[int]
     files: _containers.RepeatedCompositeFieldContainer[TransformationFile]
-    def __init__(self, files: _Optional[_Iterable[_Union[TransformationFile, _Mapping]]] = ...) -> None: ...
+    skipped_files: int
+    def __init__(self, files: _Optional[_Iterable[_Union[TransformationFile, _Mapping]]] = ..., skipped_files: _Optional[int] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("ref", "status", "limit")
