@@ -180,6 +180,43 @@ class TransformationsAPI:
         resp = self._t.unary(TRANSFORMATIONS, "ResetFiles", request, transformation_pb2.ResetFilesResponse)
         return resp.reset
 
+    def close(self, production: str, name: str) -> t.Transformation:
+        """Close a catalog-fed root's input: it ends once nothing is pending."""
+        request = transformation_pb2.CloseTransformationRequest(ref=_ref(production, name))
+        resp = self._t.unary(
+            TRANSFORMATIONS, "CloseTransformation", request, transformation_pb2.CloseTransformationResponse
+        )
+        return convert.transformation_from_proto(resp.transformation)
+
+    def retry(self, production: str, name: str, task_ids: Sequence[int] = ()) -> t.RetryResult:
+        """Failed and Killed tasks (all, or the given ones) run again with a fresh attempt budget."""
+        request = transformation_pb2.RetryTransformationRequest(ref=_ref(production, name), task_ids=list(task_ids))
+        resp = self._t.unary(
+            TRANSFORMATIONS, "RetryTransformation", request, transformation_pb2.RetryTransformationResponse
+        )
+        return convert.retry_result_from_proto(resp.result)
+
+    def retry_task(self, task: int) -> t.RetryResult:
+        request = transformation_pb2.RetryTaskRequest(task_id=task)
+        resp = self._t.unary(TRANSFORMATIONS, "RetryTask", request, transformation_pb2.RetryTaskResponse)
+        return convert.retry_result_from_proto(resp.result)
+
+    def extend(self, production: str, name: str, count: int) -> t.Transformation:
+        """A root with a task count gets `count` more tasks."""
+        request = transformation_pb2.ExtendTransformationRequest(ref=_ref(production, name), count=count)
+        resp = self._t.unary(
+            TRANSFORMATIONS, "ExtendTransformation", request, transformation_pb2.ExtendTransformationResponse
+        )
+        return convert.transformation_from_proto(resp.transformation)
+
+    def flush(self, production: str, name: str) -> int:
+        """Partial groups become tasks now; the number of tasks made."""
+        request = transformation_pb2.FlushTransformationRequest(ref=_ref(production, name))
+        resp = self._t.unary(
+            TRANSFORMATIONS, "FlushTransformation", request, transformation_pb2.FlushTransformationResponse
+        )
+        return resp.tasks
+
     def task_log(self, task: int, attempt: int = 0) -> t.TaskLog:
         request = transformation_pb2.GetTaskLogRequest(task=task, attempt=attempt)
         resp = self._t.unary(TRANSFORMATIONS, "GetTaskLog", request, transformation_pb2.GetTaskLogResponse)
@@ -249,8 +286,9 @@ class ProductionsAPI:
         resp = self._t.unary(PRODUCTIONS, "StopProduction", request, production_pb2.StopProductionResponse)
         return convert.production_from_proto(resp.production)
 
-    def delete(self, name: str) -> t.Production:
-        request = production_pb2.DeleteProductionRequest(name=name)
+    def delete(self, name: str, *, purge_outputs: bool = False) -> t.Production:
+        """Delete: execution records go, produced files stay (unless `purge_outputs`)."""
+        request = production_pb2.DeleteProductionRequest(name=name, purge_outputs=purge_outputs)
         resp = self._t.unary(PRODUCTIONS, "DeleteProduction", request, production_pb2.DeleteProductionResponse)
         return convert.production_from_proto(resp.production)
 
@@ -259,8 +297,9 @@ class ProductionsAPI:
         resp = self._t.unary(PRODUCTIONS, "GetProduction", request, production_pb2.GetProductionResponse)
         return convert.production_from_proto(resp.production)
 
-    def list(self, status: str | None = None) -> builtins.list[t.Production]:
-        request = production_pb2.ListProductionsRequest(status=status or "")
+    def list(self, status: str | None = None, *, all: bool = False) -> builtins.list[t.Production]:
+        """Cleaned (deleted) productions are left out unless `all` (or asked for by status)."""
+        request = production_pb2.ListProductionsRequest(status=status or "", all=all)
         resp = self._t.unary(PRODUCTIONS, "ListProductions", request, production_pb2.ListProductionsResponse)
         return [convert.production_from_proto(m) for m in resp.productions]
 
@@ -268,6 +307,17 @@ class ProductionsAPI:
         request = production_pb2.GetProgressRequest(name=name)
         resp = self._t.unary(PRODUCTIONS, "GetProgress", request, production_pb2.GetProgressResponse)
         return convert.progress_from_proto(resp.progress)
+
+    def close(self, name: str) -> builtins.list[str]:
+        """Close the input of every catalog-fed root; the names of those closed."""
+        request = production_pb2.CloseProductionRequest(name=name)
+        resp = self._t.unary(PRODUCTIONS, "CloseProduction", request, production_pb2.CloseProductionResponse)
+        return list(resp.closed)
+
+    def history(self, name: str) -> builtins.list[t.ProductionEvent]:
+        request = production_pb2.GetHistoryRequest(name=name)
+        resp = self._t.unary(PRODUCTIONS, "GetHistory", request, production_pb2.GetHistoryResponse)
+        return [convert.event_from_proto(e) for e in resp.events]
 
     def watch(self, name: str, interval: float = 0.0) -> Iterator[t.Progress]:
         """Progress snapshots pushed by the server every `interval` seconds (0: its default)

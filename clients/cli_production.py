@@ -20,8 +20,11 @@ from metaprod.clients.cli_common import (
 )
 from rich.live import Live
 
-# A watch ends when no more progress can happen.
-FINAL_STATUSES = frozenset({"Completed", "Cleaning", "Cleaned"})
+# A watch ends when the production has ended (or is being deleted); its exit status says how.
+FINAL_STATUSES = frozenset({"Completed", "Partial", "Failed", "Cleaning", "Cleaned"})
+# `progress --watch` exits 0 only when the production Completed.
+WATCH_EXIT = {"Completed": 0, "Partial": 2, "Failed": 3}
+WATCH_EXIT_GONE = 1
 
 
 def register(subparsers: SubParsers) -> None:
@@ -40,10 +43,17 @@ def register(subparsers: SubParsers) -> None:
     p.add_argument("-f", "--file", dest="spec", required=True, metavar="SPEC", help='spec file ("-": stdin)')
     p.set_defaults(handler=cmd_add_transformation)
 
-    for action, text in (("start", "start (or resume) a production"), ("delete", "clean a production up")):
-        p = prod.add_parser(action, help=text)
-        p.add_argument("name", metavar="NAME")
-        p.set_defaults(handler=cmd_change, action=action)
+    p = prod.add_parser("start", help="start (or resume) a production")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=cmd_change, action="start")
+    p = prod.add_parser(
+        "delete", help="delete a production's execution records (tasks, logs, scratch); its outputs stay"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--purge-outputs", action="store_true", help="also remove the files it produced from the catalog and storage"
+    )
+    p.set_defaults(handler=cmd_change, action="delete")
     p = prod.add_parser("stop", help="stop a production (--kill: kill its running tasks)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--kill", action="store_true", help="kill running tasks")
@@ -55,11 +65,25 @@ def register(subparsers: SubParsers) -> None:
 
     p = prod.add_parser("list", help="list productions")
     p.add_argument("--status", default=None, help="only productions in this status")
+    p.add_argument("--all", action="store_true", help="also deleted (Cleaned) productions")
     p.set_defaults(handler=cmd_list)
 
-    p = prod.add_parser("progress", help="file and task counts per transformation")
+    p = prod.add_parser("close", help="close the input of its catalog-fed roots: it ends once nothing is pending")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--watch", action="store_true", help="follow until Completed (Ctrl-C stops)")
+    p.set_defaults(handler=cmd_close)
+
+    p = prod.add_parser("history", help="every change of state, oldest first, with its time and actor")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=cmd_history)
+
+    p = prod.add_parser(
+        "progress",
+        help="file and task counts per transformation",
+        description="With --watch: follow until the production ends; exit 0 when Completed, "
+        "2 when Partial, 3 when Failed, 1 when it was deleted meanwhile.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--watch", action="store_true", help="follow until the production ends (Ctrl-C stops)")
     p.add_argument("--interval", type=float, default=2.0, metavar="S", help="watch refresh interval (default 2)")
     p.set_defaults(handler=cmd_progress)
 
@@ -133,7 +157,7 @@ def cmd_change(args: argparse.Namespace) -> int:
         elif args.action == "stop":
             production = client.productions.stop(args.name, kill=args.kill)
         else:
-            production = client.productions.delete(args.name)
+            production = client.productions.delete(args.name, purge_outputs=args.purge_outputs)
     if args.json:
         emit_json(render.production_json(production))
     else:
@@ -167,7 +191,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        productions = client.productions.list(status=args.status)
+        productions = client.productions.list(status=args.status, all=args.all)
     if args.json:
         emit_json([render.production_json(p) for p in productions])
     else:
@@ -185,12 +209,34 @@ def cmd_progress(args: argparse.Namespace) -> int:
                 console().print(render.progress_table(progress))
             return 0
         updates = _until_final(client.productions.watch(args.name, interval=args.interval))
+        last: t.Progress | None = None
         if args.json:
             for progress in updates:  # JSON Lines: one snapshot per update
+                last = progress
                 sys.stdout.write(dumps(render.progress_json(progress), indent=None) + "\n")
                 sys.stdout.flush()
         else:
-            _watch_table(updates)
+            last = _watch_table(updates)
+    return WATCH_EXIT_GONE if last is None else WATCH_EXIT.get(last.status, WATCH_EXIT_GONE)
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        closed = client.productions.close(args.name)
+    if args.json:
+        emit_json({"production": args.name, "closed": closed})
+    else:
+        console().print(f"closed the input of {', '.join(closed)} in {args.name}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        entries = client.productions.history(args.name)
+    if args.json:
+        emit_json([render.event_json(e) for e in entries])
+    else:
+        console().print(render.history_table(args.name, entries))
     return 0
 
 
@@ -201,7 +247,7 @@ def _until_final(updates: Iterator[t.Progress]) -> Iterator[t.Progress]:
             return
 
 
-def _watch_table(updates: Iterator[t.Progress]) -> None:
+def _watch_table(updates: Iterator[t.Progress]) -> t.Progress | None:
     out = console()
     last: t.Progress | None = None
     if out.is_terminal:
@@ -209,11 +255,13 @@ def _watch_table(updates: Iterator[t.Progress]) -> None:
             for progress in updates:
                 last = progress
                 live.update(render.progress_table(progress), refresh=True)
-        return
+        return last
     # Not a terminal (a log, a pipe): one line per update, the full table at the end.
     for progress in updates:
         last = progress
         stamp = datetime.now().strftime("%H:%M:%S")
-        print(f"{stamp} {progress.name} {progress.status} {progress.percent:.1f}%", flush=True)
+        summary = render.progress_summary(progress.percent, progress.failed_percent)
+        print(f"{stamp} {progress.name} {progress.status} {summary}", flush=True)
     if last is not None:
         out.print(render.progress_table(last))
+    return last

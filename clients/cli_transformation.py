@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from metaprod.clients import render
+from metaprod.clients import types as t
 from metaprod.clients.cli_common import SubParsers, add_group, console, emit_json, open_client
 
 
@@ -51,7 +52,30 @@ def register(subparsers: SubParsers) -> None:
     p.add_argument("--kill", action="store_true", help="kill running tasks")
     p.set_defaults(handler=cmd_set_status, target="Stopped")
 
+    p = trans.add_parser("close", help="close a catalog-fed root's input: it ends once nothing is pending")
+    _ref_arguments(p)
+    p.set_defaults(handler=cmd_close)
+
+    p = trans.add_parser(
+        "retry", help="run Failed and Killed tasks again with a fresh attempt budget; Problematic files back to Unused"
+    )
+    _ref_arguments(p)
+    p.add_argument("--task", type=int, action="append", default=[], metavar="ID", help="only this task (repeatable)")
+    p.set_defaults(handler=cmd_retry)
+
+    p = trans.add_parser("extend", help="give a root with a task count N more tasks")
+    _ref_arguments(p)
+    p.add_argument("count", type=int, metavar="N")
+    p.set_defaults(handler=cmd_extend)
+
+    p = trans.add_parser("flush", help="make tasks of the partial groups now, without waiting for the parents")
+    _ref_arguments(p)
+    p.set_defaults(handler=cmd_flush)
+
     task = add_group(subparsers, "task", "tasks")
+    p = task.add_parser("retry", help="run a Failed or Killed task again with a fresh attempt budget")
+    p.add_argument("task", type=int, metavar="TASK_ID")
+    p.set_defaults(handler=cmd_task_retry)
     p = task.add_parser("log", help="the log of a task attempt")
     p.add_argument("task", type=int, metavar="TASK_ID")
     p.add_argument("--attempt", type=int, default=0, metavar="N", help="attempt number (default: the latest)")
@@ -86,8 +110,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ("input query", render.query_text(tr.input_query)),
                 ("output query", render.query_text(tr.output_query)),
                 ("root tasks", tr.tasks or "-"),
-                ("plugin", f"{tr.plugin or '-'} (group size {tr.group_size or '-'})"),
+                ("plugin", render.grouping_text(tr)),
                 ("max attempts", tr.max_attempts),
+                ("max runtime", f"{tr.max_runtime} s" if tr.max_runtime else "-"),
+                ("input", render.input_state(tr)),
                 ("backend", tr.backend or "-"),
                 ("command", tr.command or "-"),
                 ("created", render.when(tr.created_at)),
@@ -136,6 +162,62 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         emit_json(render.transformation_json(tr))
     else:
         console().print(f"transformation {tr.production}/{tr.name} is {tr.status}")
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        tr = client.transformations.close(args.production, args.name)
+    if args.json:
+        emit_json(render.transformation_json(tr))
+    else:
+        console().print(f"closed the input of {tr.production}/{tr.name} (it is {tr.status})")
+    return 0
+
+
+def _print_retry(result: t.RetryResult, what: str, as_json: bool) -> None:
+    if as_json:
+        emit_json({"tasks": result.tasks, "files": result.files, "skipped": list(result.skipped)})
+        return
+    line = f"{what}: {result.tasks} task(s) will run again"
+    if result.files:
+        line += f", {result.files} Problematic file(s) back to Unused"
+    if result.skipped:
+        line += f"; killed task(s) {', '.join(map(str, result.skipped))} not retried: other tasks took their inputs"
+    console().print(line)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        result = client.transformations.retry(args.production, args.name, args.task)
+    _print_retry(result, f"{args.production}/{args.name}", args.json)
+    return 0
+
+
+def cmd_task_retry(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        result = client.transformations.retry_task(args.task)
+    _print_retry(result, f"task {args.task}", args.json)
+    return 0
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        tr = client.transformations.extend(args.production, args.name, args.count)
+    if args.json:
+        emit_json(render.transformation_json(tr))
+    else:
+        console().print(f"{tr.production}/{tr.name} now has {tr.tasks} tasks (it is {tr.status})")
+    return 0
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        made = client.transformations.flush(args.production, args.name)
+    if args.json:
+        emit_json({"tasks": made})
+    else:
+        console().print(f"flushed {args.production}/{args.name}: {made} task(s) made of its partial groups")
     return 0
 
 

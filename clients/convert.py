@@ -247,6 +247,24 @@ def transformation_from_proto(msg: transformation_pb2.Transformation) -> t.Trans
         command=msg.command,
         spec=decode_json_dict(msg.spec),
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
+        group_by=tuple(msg.group_by),
+        max_runtime=msg.max_runtime,
+        input_closed=msg.input_closed,
+        max_bytes=msg.max_bytes,
+    )
+
+
+def retry_result_from_proto(msg: transformation_pb2.RetryResult) -> t.RetryResult:
+    return t.RetryResult(tasks=msg.tasks, files=msg.files, skipped=tuple(msg.skipped))
+
+
+def event_from_proto(msg: production_pb2.ProductionEvent) -> t.ProductionEvent:
+    return t.ProductionEvent(
+        time=timestamp(msg.time) if msg.HasField("time") else None,
+        actor=msg.actor,
+        event=msg.event,
+        transformation=msg.transformation,
+        detail=msg.detail,
     )
 
 
@@ -296,9 +314,11 @@ def progress_from_proto(msg: production_pb2.Progress) -> t.Progress:
                 files=counts(tp.files),
                 tasks=counts(tp.tasks),
                 percent=tp.percent,
+                failed_percent=tp.failed_percent,
             )
             for tp in msg.transformations
         ),
+        failed_percent=msg.failed_percent,
     )
 
 

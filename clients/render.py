@@ -10,6 +10,7 @@ from typing import Any
 from metaprod.clients import types as t
 from metaprod.core.statuses import FileStatus, TaskStatus
 from rich.table import Table
+from rich.text import Text
 
 FILE_STATUSES: tuple[str, ...] = tuple(s.value for s in FileStatus)
 TASK_STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
@@ -18,8 +19,14 @@ TASK_STATUSES: tuple[str, ...] = tuple(s.value for s in TaskStatus)
 # --- JSON shapes -------------------------------------------------------------------------
 
 
+def _utc(value: datetime) -> datetime:
+    """The same instant in UTC (a naive time is taken as UTC, as the server stores it)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 in UTC with its zone: 2024-05-01T12:00:00+00:00."""
+    return _utc(value).isoformat() if value is not None else None
 
 
 def status_counts(counts: Mapping[str, int], pinned: Sequence[str]) -> dict[str, int]:
@@ -71,14 +78,38 @@ def transformation_json(tr: t.Transformation) -> dict[str, Any]:
         "input_query": tr.input_query,
         "output_query": tr.output_query,
         "plugin": tr.plugin,
-        "group_size": tr.group_size,
+        "group_size": tr.group_size or None,
+        "group_by": list(tr.group_by),
+        "max_bytes": tr.max_bytes or None,
         "tasks": tr.tasks,
         "max_attempts": tr.max_attempts,
+        "max_runtime": tr.max_runtime or None,
+        "input_closed": tr.input_closed,
         "backend": tr.backend,
         "command": tr.command,
         "spec": tr.spec,
         "created_at": iso(tr.created_at),
     }
+
+
+def grouping_text(tr: t.Transformation) -> str:
+    """How files become tasks, in a user's words."""
+    if not tr.input_query:
+        return "-"
+    size = f"{tr.group_size} files a task" if tr.group_size else "one task"
+    if tr.plugin == "by_metadata":
+        return f"by_metadata ({size} per bucket of {', '.join(tr.group_by)})"
+    if tr.plugin == "by_size":
+        return f"by_size (up to {tr.max_bytes} bytes a task)"
+    return f"standard ({size if tr.group_size else 'all files in one task'})"
+
+
+def input_state(tr: t.Transformation) -> str:
+    if tr.input_query is None:
+        return f"{tr.tasks} tasks" if tr.tasks else "-"
+    if tr.parents:
+        return "from " + ", ".join(tr.parents) + " (ends when they end)"
+    return "catalog, closed" if tr.input_closed else "catalog, open (close it to let it end)"
 
 
 def transformation_detail_json(d: t.TransformationDetail) -> dict[str, Any]:
@@ -106,17 +137,34 @@ def progress_json(p: t.Progress) -> dict[str, Any]:
         "name": p.name,
         "status": p.status,
         "percent": p.percent,
+        "failed_percent": p.failed_percent,
         "transformations": [
             {
                 "name": tp.name,
                 "status": tp.status,
                 "percent": tp.percent,
+                "failed_percent": tp.failed_percent,
                 "files": status_counts(tp.files, FILE_STATUSES),
                 "tasks": status_counts(tp.tasks, TASK_STATUSES),
             }
             for tp in p.transformations
         ],
     }
+
+
+def event_json(e: t.ProductionEvent) -> dict[str, Any]:
+    return {
+        "time": iso(e.time),
+        "actor": e.actor,
+        "event": e.event,
+        "transformation": e.transformation,
+        "detail": e.detail,
+    }
+
+
+def history_table(name: str, entries: Sequence[t.ProductionEvent]) -> Table:
+    rows = ((iso(e.time), e.actor, e.event, e.transformation or "-", e.detail) for e in entries)
+    return table(f"History of {name}", ("Time (UTC)", "Actor", "Event", "Transformation", "Detail"), rows)
 
 
 def tfile_json(f: t.TransformationFile) -> dict[str, Any]:
@@ -169,7 +217,8 @@ def identity_json(i: t.Identity) -> dict[str, Any]:
 
 
 def when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    """ISO 8601 in UTC, to the second, with its zone: 2024-05-01T12:00:00Z."""
+    return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "-"
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -276,16 +325,45 @@ def tasks_summary(tasks: Mapping[str, int]) -> str:
     return ", ".join(parts) or "-"
 
 
+def progress_summary(done: float, failed: float) -> str:
+    """Done, failed and pending shares apart: a failure is never shown as progress."""
+    pending = max(0.0, 100.0 - done - failed)
+    return f"{done:.1f}% done, {failed:.1f}% failed, {pending:.1f}% pending"
+
+
 def progress_table(p: t.Progress) -> Table:
-    columns = ["Transformation", "Status", *FILE_STATUSES, "Tasks", "%"]
+    columns = ["Transformation", "Status", *FILE_STATUSES, "Tasks", "Done %", "Failed %"]
     rows = (
-        (tp.name, tp.status, *(tp.files.get(s, 0) for s in FILE_STATUSES), tasks_summary(tp.tasks), f"{tp.percent:.1f}")
+        (
+            tp.name,
+            status_text(tp.status),
+            *(tp.files.get(s, 0) for s in FILE_STATUSES),
+            tasks_summary(tp.tasks),
+            f"{tp.percent:.1f}",
+            f"{tp.failed_percent:.1f}",
+        )
         for tp in p.transformations
     )
-    tab = table(f"{p.name}: {p.status}, {p.percent:.1f}% done", columns, rows)
-    for index in (*range(2, 2 + len(FILE_STATUSES)), len(columns) - 1):
+    tab = table(f"{p.name}: {p.status}, {progress_summary(p.percent, p.failed_percent)}", columns, rows)
+    for index in (*range(2, 2 + len(FILE_STATUSES)), len(columns) - 2, len(columns) - 1):
         tab.columns[index].justify = "right"
     return tab
+
+
+# Colours of statuses: an outcome that is not a success never looks like one.
+STATUS_STYLES = {
+    "Completed": "green",
+    "Partial": "yellow",
+    "Failed": "bold red",
+    "Active": "cyan",
+    "Stopped": "magenta",
+    "Cleaning": "dim",
+    "Cleaned": "dim",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
 def counts_table(title: str, counts: Mapping[str, int], pinned: Sequence[str]) -> Table:

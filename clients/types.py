@@ -87,6 +87,26 @@ class Transformation:
     command: str = ""
     spec: dict[str, Any] | None = None
     created_at: datetime | None = None
+    group_by: tuple[str, ...] = ()
+    max_runtime: int = 0  # seconds, 0: no limit
+    input_closed: bool = False
+    max_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    tasks: int  # tasks given a fresh attempt budget
+    files: int  # Problematic files back to Unused
+    skipped: tuple[int, ...] = ()  # killed tasks whose inputs other tasks took since
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionEvent:
+    time: datetime | None
+    actor: str
+    event: str
+    transformation: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +180,8 @@ class TransformationProgress:
     status: str
     files: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, int] = field(default_factory=dict)
-    percent: float = 0.0
+    percent: float = 0.0  # share done
+    failed_percent: float = 0.0  # share failed; the rest is pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +190,7 @@ class Progress:
     status: str
     percent: float = 0.0
     transformations: tuple[TransformationProgress, ...] = ()
+    failed_percent: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,16 @@ class TransformationProgress:
     files: dict[str, int]
     tasks: dict[str, int]
     task_count: int | None = None  # the declared task count of a root
-    percent: float = field(init=False)
+    # Files matching its input that descend from its own outputs (data cycles): never taken,
+    # so not part of its work either.
+    skipped_files: int = 0
+    percent: float = field(init=False)  # share of the work done
+    failed_percent: float = field(init=False)  # share of the work that failed: never shown as done
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "percent", transformation_percent(self))
+        done, failed = transformation_shares(self)
+        object.__setattr__(self, "percent", done)
+        object.__setattr__(self, "failed_percent", failed)
 
 
 @dataclass(frozen=True)
@@ -30,10 +36,18 @@ class ProductionProgress:
     status: str
     transformations: tuple[TransformationProgress, ...]
     percent: float = field(init=False)
+    failed_percent: float = field(init=False)
 
     def __post_init__(self) -> None:
-        parts = [t.percent for t in self.transformations]
-        object.__setattr__(self, "percent", round(sum(parts) / len(parts), 2) if parts else 0.0)
+        n = len(self.transformations)
+        done = sum(t.percent for t in self.transformations)
+        failed = sum(t.failed_percent for t in self.transformations)
+        object.__setattr__(self, "percent", round(done / n, 2) if n else 0.0)
+        object.__setattr__(self, "failed_percent", round(failed / n, 2) if n else 0.0)
+
+    @property
+    def skipped_files(self) -> int:
+        return sum(t.skipped_files for t in self.transformations)
 
 
 def complete_counts(counts: Mapping[str, int], keys: Sequence[str]) -> dict[str, int]:
@@ -41,19 +55,23 @@ def complete_counts(counts: Mapping[str, int], keys: Sequence[str]) -> dict[str,
     return {key: int(counts.get(key, 0)) for key in keys}
 
 
-def transformation_percent(progress: TransformationProgress) -> float:
-    """Share of the known work that reached a terminal state.
+def transformation_shares(progress: TransformationProgress) -> tuple[float, float]:
+    """(done, failed) shares of the known work, in percent; the rest is pending.
 
-    A root counts tasks against its declared count; a child counts files, Problematic ones
-    included (they are finished, though not successfully). A Completed transformation is 100.
+    A root counts tasks against its declared count (Failed and Killed tasks failed); a child
+    counts files (Processed done, Problematic failed). A Completed transformation is all done:
+    it has no failure by definition.
     """
     if progress.status in (TransformationStatus.COMPLETED, TransformationStatus.CLEANED):
-        return 100.0
+        return 100.0, 0.0
     if progress.task_count:
-        finished = progress.tasks.get(TaskStatus.DONE, 0) + progress.tasks.get(TaskStatus.FAILED, 0)
-        return round(100.0 * min(finished, progress.task_count) / progress.task_count, 2)
-    total = sum(progress.files.values())
+        total = max(progress.task_count, sum(progress.tasks.values()))
+        done = progress.tasks.get(TaskStatus.DONE, 0)
+        failed = progress.tasks.get(TaskStatus.FAILED, 0) + progress.tasks.get(TaskStatus.KILLED, 0)
+    else:
+        total = sum(progress.files.values())
+        done = progress.files.get(FileStatus.PROCESSED, 0)
+        failed = progress.files.get(FileStatus.PROBLEMATIC, 0)
     if total == 0:
-        return 0.0
-    finished = progress.files.get(FileStatus.PROCESSED, 0) + progress.files.get(FileStatus.PROBLEMATIC, 0)
-    return round(100.0 * finished / total, 2)
+        return 0.0, 0.0
+    return round(100.0 * done / total, 2), round(100.0 * failed / total, 2)

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from metaprod.core.progress import ProductionProgress
 from metaprod.db import reports
+from metaprod.db.events import HistoryEntry
 from metaprod.db.models import Production, Task, Transformation
+from metaprod.db.recovery import RetryResult
 from metaprod.db.transformations import FileRow, TaskRow
 from metaprod.services.convert import timestamp
 from metaprod.services.convert_catalog import file_input_from_pb
@@ -28,14 +30,28 @@ def transformation_to_pb(t: Transformation, production: str, parents: list[str])
         input_query=_query_text(t.input_query),
         output_query=_query_text(t.output_query),
         plugin=t.plugin,
-        group_size=t.group_size,
+        group_size=t.group_size or 0,
         tasks=t.task_count or 0,
         max_attempts=t.max_attempts,
         backend=t.backend,
         command=t.command,
         spec=json.dumps(t.spec, sort_keys=True),
         created_at=timestamp(t.created_at),
+        group_by=list(t.group_by or ()),
+        max_runtime=t.max_runtime or 0,
+        input_closed=t.input_closed,
+        max_bytes=t.max_bytes or 0,
     )
+
+
+def event_to_pb(e: HistoryEntry) -> production_pb2.ProductionEvent:
+    return production_pb2.ProductionEvent(
+        time=timestamp(e.time), actor=e.actor, event=e.event, transformation=e.transformation, detail=e.detail
+    )
+
+
+def retry_result_to_pb(r: RetryResult) -> transformation_pb2.RetryResult:
+    return transformation_pb2.RetryResult(tasks=r.tasks, files=r.files, skipped=list(r.skipped))
 
 
 def production_to_pb(
@@ -57,9 +73,17 @@ def progress_to_pb(progress: ProductionProgress) -> production_pb2.Progress:
         name=progress.name,
         status=progress.status,
         percent=progress.percent,
+        failed_percent=progress.failed_percent,
+        skipped_files=progress.skipped_files,
         transformations=[
             production_pb2.TransformationProgress(
-                name=t.name, status=t.status, files=t.files, tasks=t.tasks, percent=t.percent
+                name=t.name,
+                status=t.status,
+                files=t.files,
+                tasks=t.tasks,
+                percent=t.percent,
+                failed_percent=t.failed_percent,
+                skipped_files=t.skipped_files,
             )
             for t in progress.transformations
         ],

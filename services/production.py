@@ -7,18 +7,20 @@ from collections.abc import Iterator
 
 import grpc
 from metaprod.core.auth import Principal, ensure_can_read
-from metaprod.core.statuses import ProductionStatus
-from metaprod.db import productions
+from metaprod.core.statuses import PRODUCTION_OUTCOMES, ProductionStatus
+from metaprod.db import cleaning, events, productions, recovery
 from metaprod.db.models import Production
 from metaprod.services import convert
-from metaprod.services.convert_production import production_to_pb, progress_to_pb, transformation_to_pb
+from metaprod.services.convert_production import event_to_pb, production_to_pb, progress_to_pb, transformation_to_pb
 from metaprod.services.server import ServiceBinding, ServiceContext
 from metaprod.v1 import production_pb2 as pb
 from metaprod.v1 import production_pb2_grpc as pb_grpc
 from sqlalchemy.orm import Session
 
 DEFAULT_WATCH_SECONDS = 1.0
-TERMINAL = {ProductionStatus.COMPLETED.value, ProductionStatus.CLEANED.value}
+# A watch ends when the production has ended (it may reopen later, but the watcher asked
+# how this run ends) or is gone.
+TERMINAL = {s.value for s in PRODUCTION_OUTCOMES} | {ProductionStatus.CLEANED.value}
 
 
 class ProductionServicer(pb_grpc.ProductionManagerServicer):
@@ -98,7 +100,14 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
     def DeleteProduction(
         self, request: pb.DeleteProductionRequest, context: grpc.ServicerContext
     ) -> pb.DeleteProductionResponse:
-        return pb.DeleteProductionResponse(production=self._move(request.name, ProductionStatus.CLEANING, context))
+        principal = self._principal(context)
+        with self.ctx.database.session_scope() as session:
+            production = cleaning.request_delete(
+                session=session, name=request.name, principal=principal, purge_outputs=request.purge_outputs
+            )
+            message = self._production_pb(session, production)
+        self.ctx.notify("production")
+        return pb.DeleteProductionResponse(production=message)
 
     def GetProduction(
         self, request: pb.GetProductionRequest, context: grpc.ServicerContext
@@ -113,7 +122,7 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
     ) -> pb.ListProductionsResponse:
         ensure_can_read(self._principal(context))
         with self.ctx.database.session_scope(readonly=True) as session:
-            rows = productions.list_productions(session=session, status=request.status)
+            rows = productions.list_productions(session=session, status=request.status, include_cleaned=request.all)
             return pb.ListProductionsResponse(productions=[self._production_pb(session, p) for p in rows])
 
     def _progress(self, name: str, principal: Principal) -> pb.Progress:
@@ -137,6 +146,22 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
             if progress.status in TERMINAL:
                 return
             time.sleep(max(0.05, interval))
+
+    def CloseProduction(
+        self, request: pb.CloseProductionRequest, context: grpc.ServicerContext
+    ) -> pb.CloseProductionResponse:
+        principal = self._principal(context)
+        with self.ctx.database.session_scope() as session:
+            closed = recovery.close_production(session=session, name=request.name, principal=principal)
+        self.ctx.notify("transformation")
+        return pb.CloseProductionResponse(closed=closed)
+
+    def GetHistory(self, request: pb.GetHistoryRequest, context: grpc.ServicerContext) -> pb.GetHistoryResponse:
+        ensure_can_read(self._principal(context))
+        with self.ctx.database.session_scope(readonly=True) as session:
+            production = productions.get_production(session=session, name=request.name)
+            entries = events.history(session=session, production=production)
+        return pb.GetHistoryResponse(events=[event_to_pb(e) for e in entries])
 
 
 def bindings(context: ServiceContext) -> list[ServiceBinding]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import grpc
 from metaprod.core.auth import Principal, ensure_can_read
 from metaprod.db import productions, recovery, reports, transformations
+from metaprod.db.models import Transformation
 from metaprod.services import convert
 from metaprod.services.batching import GroupCommitter
 from metaprod.services.convert_production import (
@@ -14,12 +15,14 @@ from metaprod.services.convert_production import (
     file_row_to_pb,
     outcome_to_pb,
     report_from_pb,
+    retry_result_to_pb,
     task_row_to_pb,
     transformation_to_pb,
 )
 from metaprod.services.server import ServiceBinding, ServiceContext
 from metaprod.v1 import transformation_pb2 as pb
 from metaprod.v1 import transformation_pb2_grpc as pb_grpc
+from sqlalchemy.orm import Session
 
 
 class TransformationServicer(pb_grpc.TransformationServiceServicer):
@@ -139,6 +142,69 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
         self.ctx.notify("files")
         return pb.ResetFilesResponse(reset=count)
 
+    def _transformation_pb(self, session: Session, t: Transformation, production: str) -> pb.Transformation:
+        parents = productions.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
+        return transformation_to_pb(t, production, parents)
+
+    def CloseTransformation(
+        self, request: pb.CloseTransformationRequest, context: grpc.ServicerContext
+    ) -> pb.CloseTransformationResponse:
+        principal = self._principal(context)
+        ref = request.ref
+        with self.ctx.database.session_scope() as session:
+            t = recovery.close_transformation(
+                session=session, production=ref.production, name=ref.name, principal=principal
+            )
+            message = self._transformation_pb(session, t, ref.production)
+        self.ctx.notify("transformation")
+        return pb.CloseTransformationResponse(transformation=message)
+
+    def RetryTransformation(
+        self, request: pb.RetryTransformationRequest, context: grpc.ServicerContext
+    ) -> pb.RetryTransformationResponse:
+        principal = self._principal(context)
+        ref = request.ref
+        with self.ctx.database.session_scope() as session:
+            result = recovery.retry(
+                session=session,
+                production=ref.production,
+                name=ref.name,
+                task_ids=list(request.task_ids),
+                principal=principal,
+            )
+        self.ctx.notify("transformation")
+        return pb.RetryTransformationResponse(result=retry_result_to_pb(result))
+
+    def RetryTask(self, request: pb.RetryTaskRequest, context: grpc.ServicerContext) -> pb.RetryTaskResponse:
+        principal = self._principal(context)
+        with self.ctx.database.session_scope() as session:
+            result = recovery.retry_task(session=session, task_id=request.task_id, principal=principal)
+        self.ctx.notify("transformation")
+        return pb.RetryTaskResponse(result=retry_result_to_pb(result))
+
+    def ExtendTransformation(
+        self, request: pb.ExtendTransformationRequest, context: grpc.ServicerContext
+    ) -> pb.ExtendTransformationResponse:
+        principal = self._principal(context)
+        ref = request.ref
+        with self.ctx.database.session_scope() as session:
+            t = recovery.extend(
+                session=session, production=ref.production, name=ref.name, count=request.count, principal=principal
+            )
+            message = self._transformation_pb(session, t, ref.production)
+        self.ctx.notify("transformation")
+        return pb.ExtendTransformationResponse(transformation=message)
+
+    def FlushTransformation(
+        self, request: pb.FlushTransformationRequest, context: grpc.ServicerContext
+    ) -> pb.FlushTransformationResponse:
+        principal = self._principal(context)
+        ref = request.ref
+        with self.ctx.database.session_scope() as session:
+            made = recovery.flush(session=session, production=ref.production, name=ref.name, principal=principal)
+        self.ctx.notify("tasks")
+        return pb.FlushTransformationResponse(tasks=made)
+
     def GetTaskLog(self, request: pb.GetTaskLogRequest, context: grpc.ServicerContext) -> pb.GetTaskLogResponse:
         principal = self._principal(context)
         with self.ctx.database.session_scope(readonly=True) as session:
@@ -171,9 +237,7 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
         outcomes = self._report(request.results, context)
         return pb.ReportBundleResultsResponse(outcomes=[outcome_to_pb(o) for o in outcomes])
 
-    def _beat(
-        self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext
-    ) -> list[reports.BeatOutcome]:
+    def _beat(self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext) -> list[reports.BeatOutcome]:
         principal = self._principal(context)
         with self.ctx.database.session_scope() as session:
             return reports.record_heartbeats(

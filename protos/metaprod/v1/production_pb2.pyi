@@ -68,7 +68,7 @@ class Production(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., transformations: _Optional[_Iterable[_Union[_transformation_pb2.Transformation, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TransformationProgress(_message.Message):
-    __slots__ = ("name", "status", "files", "tasks", "percent", "skipped_files")
+    __slots__ = ("name", "status", "files", "tasks", "percent", "failed_percent", "skipped_files")
     class FilesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,28 +88,32 @@ class TransformationProgress(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PERCENT_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FILES_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     files: _containers.ScalarMap[str, int]
     tasks: _containers.ScalarMap[str, int]
     percent: float
+    failed_percent: float
     skipped_files: int
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ..., percent: _Optional[float] = ..., skipped_files: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ..., percent: _Optional[float] = ..., failed_percent: _Optional[float] = ..., skipped_files: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("name", "status", "percent", "transformations", "skipped_files")
+    __slots__ = ("name", "status", "percent", "transformations", "failed_percent", "skipped_files")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PERCENT_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FILES_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     percent: float
     transformations: _containers.RepeatedCompositeFieldContainer[TransformationProgress]
+    failed_percent: float
     skipped_files: int
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., percent: _Optional[float] = ..., transformations: _Optional[_Iterable[_Union[TransformationProgress, _Mapping]]] = ..., skipped_files: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., percent: _Optional[float] = ..., transformations: _Optional[_Iterable[_Union[TransformationProgress, _Mapping]]] = ..., failed_percent: _Optional[float] = ..., skipped_files: _Optional[int] = ...) -> None: ...
 
 class CreateProductionRequest(_message.Message):
     __slots__ = ("spec",)
