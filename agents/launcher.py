@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,20 @@ from metaprod.agents.jobs import BackendPool
 from metaprod.agents.monitor import MonitorAgent
 from metaprod.agents.production import ProductionAgent
 from metaprod.agents.runner import Agent, AgentRunner
-from metaprod.agents.settings import AgentSettings
+from metaprod.agents.settings import AgentSettings, agent_settings
 from metaprod.agents.submit import SubmitAgent
 from metaprod.agents.tasks import TaskAgent
+from metaprod.core.errors import InvalidArgument
 from metaprod.db.session import Database
+from metaprod.services.config import Settings
 from metaprod.services.launcher import (
+    DataDirLock,
     add_database_options,
     add_server_options,
     configure_logging,
+    ensure_port_free,
     open_database,
+    settings_of,
     start_services,
     stop_event,
     write_admin_token,
@@ -39,7 +43,7 @@ def build_agents(settings: AgentSettings, backends: BackendPool, only: list[str]
         "submit": SubmitAgent(settings, backends),
         "monitor": MonitorAgent(settings, backends),
         "finalize": FinalizeAgent(settings),
-        "production": ProductionAgent(),
+        "production": ProductionAgent(settings),
     }
     names = only or list(AGENT_NAMES)
     unknown = sorted(set(names) - set(every))
@@ -48,12 +52,28 @@ def build_agents(settings: AgentSettings, backends: BackendPool, only: list[str]
     return [every[name] for name in names]
 
 
-def settings_from_args(args: argparse.Namespace, address: str) -> AgentSettings:
-    overrides: dict[str, Any] = {}
-    config = getattr(args, "agent_config", None) or os.environ.get("METAPROD_AGENT_CONFIG")
-    if config:
-        overrides = json.loads(Path(config).read_text()) if not config.lstrip().startswith("{") else json.loads(config)
-    return AgentSettings(data_dir=Path(args.data_dir).resolve(), services_address=address, **overrides)
+def agent_settings_of(settings: Settings, address: str) -> AgentSettings:
+    """The agent settings: the configuration file's [agents] table, then --agent-config /
+    METAPROD_AGENT_CONFIG (a JSON file or inline JSON) over it; type-checked."""
+    values: dict[str, Any] = dict(settings.agents)
+    given = settings.agent_config
+    if given:
+        text = given if given.lstrip().startswith("{") else _read(Path(given))
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"agent settings {given[:60]!r}: invalid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidArgument(f"agent settings are a JSON object, not {type(loaded).__name__}")
+        values.update(loaded)
+    return agent_settings(values, data_dir=settings.data_dir, services_address=address)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"agent settings file {path}: {exc.strerror or exc}") from None
 
 
 def make_runner(database: Database, settings: AgentSettings, only: list[str] | None) -> tuple[AgentRunner, BackendPool]:
@@ -63,36 +83,55 @@ def make_runner(database: Database, settings: AgentSettings, only: list[str] | N
 
 
 def _up(args: argparse.Namespace) -> int:
-    configure_logging()
-    data_dir = Path(args.data_dir).resolve()
-    database = open_database(args, create=True)
+    settings = settings_of(args)
+    configure_logging(settings.log_level)
+    data_dir = settings.data_dir.resolve()
+    # Everything that can refuse is checked before anything is written or migrated.
+    agent_settings_of(settings, settings.address)
+    lock = DataDirLock(data_dir)
+    if data_dir.exists():  # another `up` may hold it: say so before a port clash does
+        lock.acquire()
+    try:
+        ensure_port_free(settings.host, settings.port, "gRPC")
+        ensure_port_free(settings.host, settings.http_port, "HTTP dashboard")
+        if not lock.held:
+            lock.acquire()
+        database = open_database(settings, create=True)
+        try:
+            return _run_up(settings, database, data_dir)
+        finally:
+            database.dispose()
+    finally:
+        lock.release()
+
+
+def _run_up(settings: Settings, database: Database, data_dir: Path) -> int:
     token_path = write_admin_token(database, data_dir)
-    server = start_services(database, args)
-    settings = settings_from_args(args, server.address)
-    runner, backends = make_runner(database, settings, None)
+    server = start_services(database, settings)
+    agent_settings = agent_settings_of(settings, server.address)
+    runner, backends = make_runner(database, agent_settings, None)
     backends.warm("local")  # the default backend: its first jobs start at once
     server.context.on_new_work.append(lambda kind: runner.wake([kind]))
     print(f"metaprod is up: gRPC on {server.address}, data in {data_dir}", flush=True)
     print(f"admin token in {token_path}: export METAPROD_TOKEN=$(cat {token_path})", flush=True)
-    if args.http_port:
-        print(f"dashboard on http://{args.host}:{args.http_port}/", flush=True)
+    if settings.http_port:
+        print(f"dashboard on http://{settings.host}:{settings.http_port}/", flush=True)
     stop = stop_event()
     try:
         runner.run_forever(stop)
     finally:
         server.stop()
         backends.close()
-        database.dispose()
     return 0
 
 
 def _agents(args: argparse.Namespace) -> int:
-    configure_logging()
-    database = open_database(args, create=False)
-    address = os.environ.get("METAPROD_ADDRESS", "127.0.0.1:50051")
-    settings = settings_from_args(args, address)
+    settings = settings_of(args)
+    configure_logging(settings.log_level)
+    agent_settings = agent_settings_of(settings, settings.address)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    runner, backends = make_runner(database, settings, only)
+    database = open_database(settings, create=False)
+    runner, backends = make_runner(database, agent_settings, only)
     try:
         if args.once:
             for name, status in runner.run_all_once().items():
@@ -100,7 +139,7 @@ def _agents(args: argparse.Namespace) -> int:
             return 0
         if "submit" in (only or AGENT_NAMES):
             backends.warm("local")  # the default backend: its first jobs start at once
-        runner.run_forever(stop_event(), watch_seconds=settings.watch_seconds)
+        runner.run_forever(stop_event(), watch_seconds=agent_settings.watch_seconds)
     finally:
         backends.close()
         database.dispose()
@@ -108,8 +147,9 @@ def _agents(args: argparse.Namespace) -> int:
 
 
 def _job_run(args: argparse.Namespace) -> int:
-    from metaprod.agents.wrapper import run_job_file
+    from metaprod.agents.wrapper import run_job_file, terminate_with_descendants
 
+    terminate_with_descendants()
     return run_job_file(args.job_file)
 
 
@@ -117,13 +157,17 @@ def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start services, agents and dashboard in one process")
     add_database_options(up)
     add_server_options(up)
-    up.add_argument("--agent-config", default=None, help="JSON file (or inline JSON) of agent settings")
+    up.add_argument(
+        "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
+    )
     up.set_defaults(handler=_up)
     agents = subparsers.add_parser("agents", help="run the agents against a shared database")
     add_database_options(agents)
     agents.add_argument("--only", default="", help=f"comma-separated subset of {','.join(AGENT_NAMES)}")
     agents.add_argument("--once", action="store_true", help="run one cycle of each agent and exit")
-    agents.add_argument("--agent-config", default=None, help="JSON file (or inline JSON) of agent settings")
+    agents.add_argument(
+        "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
+    )
     agents.set_defaults(handler=_agents)
     job = subparsers.add_parser("job", help="job wrapper commands (run on the worker)")
     job_sub = job.add_subparsers(dest="job_command", required=True)

@@ -1,10 +1,18 @@
-"""Agent settings: one value object built by the launcher (never at import)."""
+"""Agent settings: one value object built by the launcher (never at import), from the JSON of
+`--agent-config` / `METAPROD_AGENT_CONFIG` or the `[agents]` table of the configuration file,
+type-checked (docs/configuration.md lists them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from metaprod.core.errors import InvalidArgument
+from pydantic import TypeAdapter, ValidationError
 
 
 @dataclass(frozen=True)
@@ -48,3 +56,35 @@ class AgentSettings:
     @property
     def log_root(self) -> Path:
         return self.data_dir / "logs"
+
+
+# Set by the launcher, never by the user's agent settings.
+_DERIVED = frozenset({"data_dir", "services_address"})
+AGENT_SETTING_NAMES = tuple(f.name for f in fields(AgentSettings) if f.name not in _DERIVED)
+
+
+def agent_settings(values: Mapping[str, Any], *, data_dir: Path, services_address: str) -> AgentSettings:
+    """AgentSettings from user-given values (JSON or a TOML table), type-checked: a wrong type
+    or an unknown key is a one-line InvalidArgument naming the key; nothing is coerced from text."""
+    if not isinstance(values, Mapping):
+        raise InvalidArgument(f"agent settings are a JSON object, not {type(values).__name__}")
+    unknown = sorted(set(values) - set(AGENT_SETTING_NAMES))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], AGENT_SETTING_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(AGENT_SETTING_NAMES)}"
+        raise InvalidArgument(f"unknown agent setting {unknown[0]!r}{hint}")
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            checked[name] = _adapters()[name].validate_python(value, strict=True)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in (name, *error["loc"]))
+            raise InvalidArgument(f"agent setting {where!r}: {error['msg']} (got {error.get('input')!r:.60})") from None
+    return AgentSettings(data_dir=Path(data_dir), services_address=services_address, **checked)
+
+
+@functools.cache
+def _adapters() -> dict[str, TypeAdapter[Any]]:
+    hints = get_type_hints(AgentSettings)
+    return {name: TypeAdapter(hints[name]) for name in AGENT_SETTING_NAMES}

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `metaprod` command line: parser, command plugins, and the one-line error treatment.
 
 Every command is a subparser with `set_defaults(handler=callable(args) -> int)`. Commands of
@@ -15,24 +16,55 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import argcomplete
 import grpc
 import yaml
+from argcomplete.shell_integration import shellcode
 from metaprod.clients import cli_admin, cli_catalog, cli_production, cli_transformation
-from metaprod.clients.cli_common import CommandParser, Handler, SubParsers, add_global_options, one_line
+from metaprod.clients.cli_common import (
+    CommandParser,
+    Handler,
+    SubParsers,
+    SuggestingParser,
+    add_global_options,
+    did_you_mean,
+    one_line,
+    open_client,
+)
 from metaprod.clients.errors import ServiceUnavailable, from_rpc_error
-from metaprod.core.errors import DomainError
+from metaprod.core.errors import DomainError, NotFound
 
 PLUGIN_GROUP = "metaprod.commands"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+
 # The built-in command modules, each with the plugin signature register(subparsers).
+def register_completion(subparsers: SubParsers) -> None:
+    p = subparsers.add_parser(
+        "completion",
+        help="print the shell completion script (bash, zsh, fish, tcsh)",
+        description='Shell completion of commands and options (argcomplete): eval "$(metaprod completion bash)" '
+        "in ~/.bashrc; zsh: the same with zsh; fish: metaprod completion fish | source.",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh"])
+    p.set_defaults(handler=cmd_completion)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(shellcode(["metaprod"], shell=args.shell))
+    return 0
+
+
 BUILTINS: tuple[Callable[[SubParsers], None], ...] = (
     cli_admin.register,
     cli_catalog.register,
     cli_production.register,
     cli_transformation.register,
+    register_completion,
 )
-BUILTIN_COMMANDS = frozenset({"status", "agents", "token", "catalog", "production", "transformation", "task"})
+BUILTIN_COMMANDS = frozenset(
+    {"status", "agents", "token", "catalog", "production", "transformation", "task", "completion"}
+)
 # Built-in command words that a plugin may extend (`agents` runs the agents; `agents status` is ours).
 SHARED_COMMANDS = frozenset({"agents"})
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--address", "--token", "--timeout"})
@@ -106,7 +138,7 @@ def _version() -> str:
 def build_parser(
     *, with_plugins: bool = True, plugins: Iterable[EntryPointLike] | None = None
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="metaprod",
         description="metaprod: data-driven production management (catalog, productions, transformations).",
         epilog="Plugged-in commands come from entry points of the group 'metaprod.commands'.",
@@ -152,6 +184,29 @@ def _describe_os_error(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
+def suggest_name(args: argparse.Namespace) -> str:
+    """For a production or transformation command that named an unknown one: the closest
+    existing name (one more call, made only on this error path; any failure of it: nothing)."""
+    handler = getattr(args, "handler", None)
+    module = getattr(handler, "__module__", "")
+    try:
+        if module == cli_production.__name__ and isinstance(getattr(args, "name", None), str):
+            production, transformation = args.name, None
+        elif module == cli_transformation.__name__ and isinstance(getattr(args, "production", None), str):
+            production, transformation = args.production, getattr(args, "name", None)
+        else:
+            return ""
+        with open_client(args) as client:
+            productions = [p.name for p in client.productions.list()]
+            if production not in productions:
+                return did_you_mean(production, productions)
+            if isinstance(transformation, str):
+                return did_you_mean(transformation, [t.name for t in client.transformations.list(production)])
+    except Exception:
+        return ""
+    return ""
+
+
 def run_handler(handler: Handler, args: argparse.Namespace) -> int:
     """Run a command handler (built-in or plugin): failures become one line on stderr."""
     try:
@@ -166,7 +221,7 @@ def run_handler(handler: Handler, args: argparse.Namespace) -> int:
         fail(exc.message)
         return EXIT_UNAVAILABLE
     except DomainError as exc:
-        fail(exc.message)
+        fail(exc.message + (suggest_name(args) if isinstance(exc, NotFound) else ""))
         return EXIT_ERROR
     except grpc.RpcError as exc:
         mapped = from_rpc_error(exc, address=getattr(args, "address", None) or "")
@@ -206,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(with_plugins=needs_plugins(arguments))
+        argcomplete.autocomplete(parser)  # answers and exits only when a shell asks for completions
         args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help, --version, usage errors (2)
         return _exit_code(exc.code)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from metaprod.clients import render
@@ -19,6 +21,16 @@ from metaprod.clients.errors import ServiceUnavailable
 from metaprod.core.errors import DomainError
 
 ROLES = ("admin", "user", "reader", "worker")
+# An agent that stopped (or stopped beating) longer ago than this is left out unless --all.
+GONE_AFTER = timedelta(minutes=10)
+
+
+def shown_agents(agents: Sequence[t.Agent], *, all: bool, now: datetime | None = None) -> list[t.Agent]:
+    """Live agents, and those that stopped recently; every agent ever seen with `all`."""
+    if all:
+        return list(agents)
+    cutoff = (now or datetime.now(UTC)) - GONE_AFTER
+    return [a for a in agents if a.alive or (a.last_beat is not None and a.last_beat >= cutoff)]
 
 
 def register(subparsers: SubParsers) -> None:
@@ -27,8 +39,15 @@ def register(subparsers: SubParsers) -> None:
     )
     p.set_defaults(handler=cmd_status)
 
-    agents = add_group(subparsers, "agents", "agent heartbeats")
-    p = agents.add_parser("status", help="agent heartbeats (Admin.ListAgents)")
+    agents = add_group(
+        subparsers, "agents", "run the agents against a shared database; `agents status`: their heartbeats"
+    )
+    p = agents.add_parser(
+        "status",
+        help="agent heartbeats (Admin.ListAgents)",
+        description=f"Live agents and those stopped in the last {GONE_AFTER.seconds // 60} minutes; --all: every one.",
+    )
+    p.add_argument("--all", action="store_true", help="also agents stopped or silent for long")
     p.set_defaults(handler=cmd_agents_status)
 
     tokens = add_group(subparsers, "token", "bearer tokens (admin)")
@@ -60,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             problems.append(f"whoami: {exc.message}")
         if identity is not None:
             try:
-                agents = client.admin.list_agents()
+                agents = shown_agents(client.admin.list_agents(), all=False)
             except ServiceUnavailable:
                 raise
             except DomainError as exc:
@@ -94,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_agents_status(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        agents = client.admin.list_agents()
+        agents = shown_agents(client.admin.list_agents(), all=args.all)
     if args.json:
         emit_json([render.agent_json(a) for a in agents])
     elif agents:

@@ -4,44 +4,139 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
+from metaprod.core.errors import FailedPrecondition
 from metaprod.db import tokens
 from metaprod.db.migrate import current_revision, ensure_at_head, head_revision, upgrade
 from metaprod.db.session import Database, sqlite_url
+from metaprod.services import config
 from metaprod.services.app import build_server
 from metaprod.services.server import MetaprodServer
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = "./metaprod-data"
+LOCK_NAME = "up.lock"
 
 
 def add_database_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="state directory (default ./metaprod-data)")
-    parser.add_argument("--db", default=None, help="database URL (default: SQLite in the data dir)")
+    """Options of every server-side command. Their defaults are None: an absent flag leaves the
+    setting to the environment, then the configuration file, then the default (services.config)."""
+    parser.add_argument("--config", default=None, metavar="FILE", help="TOML settings file (env METAPROD_CONFIG)")
+    parser.add_argument(
+        "--data-dir", default=None, help="state directory (env METAPROD_DATA_DIR; default ./metaprod-data)"
+    )
+    parser.add_argument(
+        "--db", default=None, help="database URL (env METAPROD_DB; default: SQLite in the data directory)"
+    )
+    parser.add_argument(
+        "--log-level", default=None, type=str.upper, help="DEBUG, INFO, WARNING or ERROR (env METAPROD_LOG_LEVEL)"
+    )
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=50051, help="gRPC port (default 50051)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--http-port", type=int, default=0, help="dashboard and metrics port (0: none)")
+    parser.add_argument("--port", type=int, default=None, help="gRPC port (env METAPROD_PORT; default 50051)")
+    parser.add_argument("--host", default=None, help="address to listen on (env METAPROD_HOST; default 127.0.0.1)")
+    parser.add_argument(
+        "--http-port", type=int, default=None, help="dashboard and metrics port (env METAPROD_HTTP_PORT; 0: none)"
+    )
 
 
-def open_database(args: argparse.Namespace, *, create: bool) -> Database:
-    data_dir = Path(args.data_dir)
+def settings_of(args: argparse.Namespace) -> config.Settings:
+    """The command's settings: flags > environment > configuration file > defaults."""
+    return config.load(vars(args), getattr(args, "config", None))
+
+
+def database_url(settings: config.Settings) -> str:
+    return settings.db or sqlite_url(settings.data_dir)
+
+
+def open_database(settings: config.Settings, *, create: bool) -> Database:
+    """The database of the settings, migrated to head when `create`; otherwise it must exist
+    and be at head (looking at a database never creates one)."""
+    url = database_url(settings)
     if create:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    url = args.db or os.environ.get("METAPROD_DB") or sqlite_url(data_dir)
-    database = Database(url)
-    if create:
-        upgrade(database)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     else:
-        ensure_at_head(database)
+        ensure_exists(url, settings.data_dir)
+    database = Database(url)
+    try:
+        if create:
+            upgrade(database)
+        else:
+            ensure_at_head(database)
+    except BaseException:
+        database.dispose()
+        raise
     return database
+
+
+def ensure_exists(url: str, data_dir: Path) -> None:
+    """A SQLite database that is not there is an error, not an empty database made on the spot."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if not Path(parsed.database).is_file():
+        raise FailedPrecondition(
+            f"no database at {parsed.database}: `metaprod up --data-dir {data_dir}` or "
+            f"`metaprod db upgrade --data-dir {data_dir}` creates one; or give --db URL (or METAPROD_DB)"
+        )
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    """Fail before anything is written when a port is taken (port 0: any free one)."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; "
+                f"is another metaprod running? choose another port with --{'http-' if 'HTTP' in what else ''}port"
+            ) from None
+
+
+class DataDirLock:
+    """DIR/up.lock held (fcntl.flock) by the one `up` of a data directory, holding its pid."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> DataDirLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FailedPrecondition(
+                f"data directory {self.path.parent} is in use by another `metaprod up` (pid {other}); "
+                "stop it first, or give another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
 
 
 def write_admin_token(database: Database, data_dir: Path) -> Path:
@@ -69,13 +164,13 @@ def write_admin_token(database: Database, data_dir: Path) -> Path:
     return path
 
 
-def start_services(database: Database, args: argparse.Namespace) -> MetaprodServer:
-    server = build_server(database, address=f"{args.host}:{args.port}")
+def start_services(database: Database, settings: config.Settings) -> MetaprodServer:
+    server = build_server(database, address=f"{settings.host}:{settings.port}")
     server.start()
-    if getattr(args, "http_port", 0):
+    if settings.http_port:
         from metaprod.services.dashboard import start_dashboard
 
-        start_dashboard(database, host=args.host, port=args.http_port)
+        start_dashboard(database, host=settings.host, port=settings.http_port)
     return server
 
 
@@ -91,17 +186,19 @@ def stop_event() -> threading.Event:
     return event
 
 
-def configure_logging() -> None:
-    level = os.environ.get("METAPROD_LOG_LEVEL", "INFO").upper()
+def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # "skipped: maximum number of running instances" is the intended coalescing, not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    configure_logging()
-    database = open_database(args, create=False)
-    server = start_services(database, args)
+    settings = settings_of(args)
+    configure_logging(settings.log_level)
+    ensure_port_free(settings.host, settings.port, "gRPC")
+    ensure_port_free(settings.host, settings.http_port, "HTTP dashboard")
+    database = open_database(settings, create=False)
+    server = start_services(database, settings)
     print(f"metaprod services on {server.address}", flush=True)
     stop = stop_event()
     stop.wait()
@@ -111,8 +208,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    """`db upgrade` migrates to head; `db current` shows the revision; `db check` fails unless at head."""
-    url = args.db or os.environ.get("METAPROD_DB") or sqlite_url(_ensure_dir(args.data_dir))
+    """`db upgrade` migrates to head (creating a SQLite database); `db current` shows the
+    revision; `db check` fails unless at head. Only `upgrade` creates anything."""
+    settings = settings_of(args)
+    url = database_url(settings)
+    if args.action == "upgrade":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        ensure_exists(url, settings.data_dir)
     database = Database(url)
     try:
         if args.action == "upgrade":
@@ -123,11 +226,6 @@ def _db(args: argparse.Namespace) -> int:
     finally:
         database.dispose()
     return 0
-
-
-def _ensure_dir(path: str) -> Path:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)
 
 
 def register(subparsers: Any) -> None:

@@ -4,14 +4,24 @@ skip what is there, imports that say where to resume, errors that say what to do
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from metaprod.clients.cli import main
+from metaprod.clients.cli_admin import shown_agents
+from metaprod.clients.types import Agent
 from metaprod.services import catalog as catalog_service
 
+from tests.integration.system import System
+
 RunningServer = Any  # tests/integration/conftest.py
+EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 
 
 def cli(server: RunningServer, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -84,3 +94,81 @@ def test_bad_line_says_the_line_to_resume_from(
     code, _, err = cli(server, capsys, "catalog", "import", str(path), "--batch-size", "2")
     assert code != 0
     assert "bad.jsonl:5" in err and "resume from line 5" in err, err
+
+
+# --- server-side traps, through real `metaprod` processes ---------------------------------
+
+METAPROD = [sys.executable, "-m", "metaprod.clients.cli"]
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*METAPROD, *args], cwd=cwd, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+
+
+def test_looking_at_a_database_never_creates_one(tmp_path: Path) -> None:
+    for args in (("db", "current"), ("db", "check"), ("agents",), ("agents", "--once"), ("serve", "--port", "0")):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode != 0, args
+        assert "no database at" in result.stderr and "internal error" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "metaprod-data").exists(), args
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0  # the one command that creates
+    assert run("db", "current", cwd=tmp_path).stdout.startswith("database at revision")
+
+
+def test_settings_are_validated_with_their_source(tmp_path: Path) -> None:
+    (tmp_path / "metaprod.toml").write_text('port = "x"\n')
+    result = run("up", "--config", "metaprod.toml", cwd=tmp_path)
+    assert result.returncode != 0 and "setting 'port' (from configuration metaprod.toml)" in result.stderr
+    result = run("up", cwd=tmp_path, env={"METAPROD_HTTP_PORT": "99999"})
+    assert "setting 'http_port' (from $METAPROD_HTTP_PORT)" in result.stderr
+    result = run("up", "--agent-config", '{"poll_second": 1}', cwd=tmp_path)
+    assert "unknown agent setting 'poll_second' (did you mean 'poll_seconds'?)" in result.stderr
+    result = run("up", "--agent-config", '{"batch_size": "10"}', cwd=tmp_path)
+    assert "agent setting 'batch_size': Input should be a valid integer" in result.stderr
+    (tmp_path / "metaprod.toml").write_text("[agents]\npoll_seconds = 1\n")
+    result = run("up", "--config", "metaprod.toml", "--port", "70000", cwd=tmp_path)  # flags win over the file
+    assert "setting 'port' (from --port)" in result.stderr
+    assert not (tmp_path / "metaprod-data").exists()
+
+
+def test_a_second_up_and_a_taken_port_are_refused_before_any_write(system: System, tmp_path: Path) -> None:
+    first = system.up()
+    other = tmp_path / "other"
+    result = run(
+        "up", "--data-dir", str(other), "--port", str(system.port), "--db", f"sqlite:///{other}/x.db", cwd=tmp_path
+    )
+    assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{system.port}" in result.stderr, result.stderr
+    assert not other.exists()  # nothing created, nothing migrated
+    result = run("up", "--data-dir", str(system.data_dir), "--port", "0", cwd=tmp_path)
+    assert result.returncode != 0, result.stderr
+    assert f"in use by another `metaprod up` (pid {first.pid})" in result.stderr, result.stderr
+    # The CLI side: a missing task, a mistyped command, a mistyped production, UTC times.
+    token = (system.data_dir / "admin.token").read_text().strip()
+    env = {"METAPROD_ADDRESS": system.address, "METAPROD_TOKEN": token}
+    result = run("task", "log", "9999", cwd=tmp_path, env=env)
+    assert result.returncode != 0 and result.stderr.strip() == "metaprod: error: task 9999 does not exist"
+    result = run("prodution", "list", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "(did you mean 'production'?)" in result.stderr
+    system.cli("production", "create", "-f", str(EXAMPLES / "muon-study.yaml"))
+    result = run("production", "show", "muon-studdy", cwd=tmp_path, env=env)
+    assert result.returncode == 1 and "(did you mean 'muon-study'?)" in result.stderr, result.stderr
+    table = run("agents", "status", cwd=tmp_path, env={**env, "COLUMNS": "200"}).stdout
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", table), table
+
+
+def test_stopped_agents_drop_out_unless_all() -> None:
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    live = Agent("input", "h", 1, last_beat=now, alive=True)
+    recent = Agent("tasks", "h", 2, last_beat=now - timedelta(minutes=2), alive=False)
+    old = Agent("submit", "h", 3, last_beat=now - timedelta(hours=2), alive=False)
+    assert shown_agents([live, recent, old], all=False, now=now) == [live, recent]
+    assert shown_agents([live, recent, old], all=True, now=now) == [live, recent, old]
+
+
+def test_completion_script() -> None:
+    result = subprocess.run([*METAPROD, "completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "register-python-argcomplete" not in result.stderr
+    assert "complete" in result.stdout and "metaprod" in result.stdout
