@@ -159,13 +159,20 @@ class TransformationsAPI:
     def files(
         self, production: str, name: str, status: str | None = None, limit: int = 0
     ) -> builtins.list[t.TransformationFile]:
+        return list(self.file_listing(production, name, status, limit).files)
+
+    def file_listing(
+        self, production: str, name: str, status: str | None = None, limit: int = 0
+    ) -> t.TransformationFiles:
+        """`files`, with the number of files skipped as descendants of its own outputs."""
         request = transformation_pb2.ListTransformationFilesRequest(
             ref=_ref(production, name), status=status or "", limit=max(0, limit)
         )
         resp = self._t.unary(
             TRANSFORMATIONS, "ListTransformationFiles", request, transformation_pb2.ListTransformationFilesResponse
         )
-        return [convert.transformation_file_from_proto(m) for m in resp.files]
+        files = tuple(convert.transformation_file_from_proto(m) for m in resp.files)
+        return t.TransformationFiles(files, resp.skipped_files)
 
     def tasks(self, production: str, name: str, status: str | None = None, limit: int = 0) -> builtins.list[t.Task]:
         request = transformation_pb2.ListTasksRequest(

@@ -29,7 +29,11 @@ def register(subparsers: SubParsers) -> None:
 
     p = trans.add_parser("files", help="the files of a transformation")
     _ref_arguments(p)
-    p.add_argument("--status", default=None, help="Unused | Assigned | Processed | Problematic")
+    p.add_argument(
+        "--status",
+        default=None,
+        help="Unused | Assigned | Processed | Problematic | Skipped (descends from its own outputs)",
+    )
     p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N files (0: all)")
     p.set_defaults(handler=cmd_files)
 
@@ -127,11 +131,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_files(args: argparse.Namespace) -> int:
     with open_client(args) as client:
-        files = client.transformations.files(args.production, args.name, status=args.status, limit=args.limit)
-    if args.json:
-        emit_json([render.tfile_json(f) for f in files])
+        listing = client.transformations.file_listing(args.production, args.name, status=args.status, limit=args.limit)
+    if args.json:  # skipped files are listed with status "Skipped"
+        emit_json([render.tfile_json(f) for f in listing.files])
     else:
-        console().print(render.tfiles_table(files))
+        console().print(render.tfiles_table(listing.files))
+        if listing.skipped_files:
+            console().print(render.skipped_note(listing.skipped_files))
     return 0
 
 

@@ -315,10 +315,12 @@ def progress_from_proto(msg: production_pb2.Progress) -> t.Progress:
                 tasks=counts(tp.tasks),
                 percent=tp.percent,
                 failed_percent=tp.failed_percent,
+                skipped_files=tp.skipped_files,
             )
             for tp in msg.transformations
         ),
         failed_percent=msg.failed_percent,
+        skipped_files=msg.skipped_files,
     )
 
 

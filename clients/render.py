@@ -138,6 +138,7 @@ def progress_json(p: t.Progress) -> dict[str, Any]:
         "status": p.status,
         "percent": p.percent,
         "failed_percent": p.failed_percent,
+        "skipped_files": p.skipped_files,
         "transformations": [
             {
                 "name": tp.name,
@@ -146,6 +147,7 @@ def progress_json(p: t.Progress) -> dict[str, Any]:
                 "failed_percent": tp.failed_percent,
                 "files": status_counts(tp.files, FILE_STATUSES),
                 "tasks": status_counts(tp.tasks, TASK_STATUSES),
+                "skipped_files": tp.skipped_files,
             }
             for tp in p.transformations
         ],
@@ -332,12 +334,15 @@ def progress_summary(done: float, failed: float) -> str:
 
 
 def progress_table(p: t.Progress) -> Table:
-    columns = ["Transformation", "Status", *FILE_STATUSES, "Tasks", "Done %", "Failed %"]
+    # Skipped: files descending from the transformation's own outputs (data cycles), when any.
+    skipped = ("Skipped",) if any(tp.skipped_files for tp in p.transformations) else ()
+    columns = ["Transformation", "Status", *FILE_STATUSES, *skipped, "Tasks", "Done %", "Failed %"]
     rows = (
         (
             tp.name,
             status_text(tp.status),
             *(tp.files.get(s, 0) for s in FILE_STATUSES),
+            *((tp.skipped_files,) if skipped else ()),
             tasks_summary(tp.tasks),
             f"{tp.percent:.1f}",
             f"{tp.failed_percent:.1f}",
@@ -345,7 +350,7 @@ def progress_table(p: t.Progress) -> Table:
         for tp in p.transformations
     )
     tab = table(f"{p.name}: {p.status}, {progress_summary(p.percent, p.failed_percent)}", columns, rows)
-    for index in (*range(2, 2 + len(FILE_STATUSES)), len(columns) - 2, len(columns) - 1):
+    for index in (*range(2, 2 + len(FILE_STATUSES) + len(skipped)), len(columns) - 2, len(columns) - 1):
         tab.columns[index].justify = "right"
     return tab
 
@@ -370,6 +375,13 @@ def counts_table(title: str, counts: Mapping[str, int], pinned: Sequence[str]) -
     tab = table(title, ("Status", "Count"), status_counts(counts, pinned).items())
     tab.columns[1].justify = "right"
     return tab
+
+
+def skipped_note(count: int) -> str:
+    return (
+        f"{count} matching file{'s' if count != 1 else ''} skipped: "
+        f"{'they descend' if count != 1 else 'it descends'} from this transformation's own outputs (data cycles)"
+    )
 
 
 def tfiles_table(items: Iterable[t.TransformationFile]) -> Table:

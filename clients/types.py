@@ -125,9 +125,15 @@ class TransformationCreated:
 @dataclass(frozen=True, slots=True)
 class TransformationFile:
     lfn: str
-    status: str
+    status: str  # a file status, or "Skipped": it descends from the transformation's outputs
     task: int = 0  # 0: not in a task
     error_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TransformationFiles:
+    files: tuple[TransformationFile, ...]
+    skipped_files: int = 0  # all told, whatever the listing's status and limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +188,7 @@ class TransformationProgress:
     tasks: dict[str, int] = field(default_factory=dict)
     percent: float = 0.0  # share done
     failed_percent: float = 0.0  # share failed; the rest is pending
+    skipped_files: int = 0  # matching files that descend from its own outputs (data cycles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +198,7 @@ class Progress:
     percent: float = 0.0
     transformations: tuple[TransformationProgress, ...] = ()
     failed_percent: float = 0.0
+    skipped_files: int = 0
 
 
 @dataclass(frozen=True, slots=True)

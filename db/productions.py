@@ -30,7 +30,7 @@ from metaprod.core.statuses import (
     check_production_move,
 )
 from metaprod.core.validation import Finding, ValidationResult
-from metaprod.db import catalog, events
+from metaprod.db import ancestry, catalog, events
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -307,6 +307,7 @@ def production_progress(*, session: Session, name: str, principal: Principal) ->
     ids = [t.id for t in transformations]
     files = _counts(session, TransformationFile.transformation_id, TransformationFile.status, ids)
     tasks = _counts(session, Task.transformation_id, Task.status, ids)
+    skipped = ancestry.skipped_counts(session=session, transformation_ids=ids)
     return ProductionProgress(
         name=production.name,
         status=production.status,
@@ -317,6 +318,7 @@ def production_progress(*, session: Session, name: str, principal: Principal) ->
                 files=complete_counts(files.get(t.id, {}), FILE_KEYS),
                 tasks=complete_counts(tasks.get(t.id, {}), TASK_KEYS),
                 task_count=t.task_count if t.input_query is None else None,
+                skipped_files=skipped.get(t.id, 0),
             )
             for t in transformations
         ),

@@ -10,10 +10,12 @@ from metaprod.core import joblog
 from metaprod.core.auth import Principal, ensure_can_read, ensure_owns
 from metaprod.core.errors import InvalidArgument, NotFound
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus, check_transformation_move
+from metaprod.db.ancestry import skipped_counts
 from metaprod.db.models import (
     CatalogFile,
     JobAttempt,
     Production,
+    SkippedFile,
     Task,
     TaskInput,
     Transformation,
@@ -24,6 +26,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 MAX_LIST = 100_000
+# The status `transformation files` lists skipped files with (data cycles): not a FileStatus,
+# they are never attached.
+SKIPPED = "Skipped"
 LOG_TAIL_BYTES = 1024 * 1024
 # How much of a job's log is read to find one attempt's part.
 LOG_READ_BYTES = 64 * 1024 * 1024
@@ -97,19 +102,38 @@ class FileRow:
 def list_files(
     *, session: Session, production: str, name: str, status: str = "", limit: int = 0, principal: Principal
 ) -> list[FileRow]:
+    """Its files by status, then those it skipped (status `Skipped`, see db.ancestry)."""
     ensure_can_read(principal)
     t = get_transformation(session=session, production=production, name=name)
-    stmt = (
-        select(CatalogFile.lfn, TransformationFile.status, _latest_task(), TransformationFile.error_count)
-        .join(CatalogFile, CatalogFile.id == TransformationFile.file_id)
-        .where(TransformationFile.transformation_id == t.id)
-        .order_by(TransformationFile.file_id)
-        .limit(_limit(limit))
-    )
-    if status:
-        _check_status(status, FileStatus)
-        stmt = stmt.where(TransformationFile.status == status)
-    return [FileRow(*row) for row in session.execute(stmt)]
+    rows: list[FileRow] = []
+    if status != SKIPPED:
+        stmt = (
+            select(CatalogFile.lfn, TransformationFile.status, _latest_task(), TransformationFile.error_count)
+            .join(CatalogFile, CatalogFile.id == TransformationFile.file_id)
+            .where(TransformationFile.transformation_id == t.id)
+            .order_by(TransformationFile.file_id)
+            .limit(_limit(limit))
+        )
+        if status:
+            _check_status(status, FileStatus)
+            stmt = stmt.where(TransformationFile.status == status)
+        rows = [FileRow(*row) for row in session.execute(stmt)]
+    room = _limit(limit) - len(rows)
+    if status in ("", SKIPPED) and room > 0:
+        skipped = (
+            select(CatalogFile.lfn)
+            .join(SkippedFile, SkippedFile.file_id == CatalogFile.id)
+            .where(SkippedFile.transformation_id == t.id)
+            .order_by(SkippedFile.file_id)
+            .limit(room)
+        )
+        rows.extend(FileRow(lfn, SKIPPED, None, 0) for lfn in session.scalars(skipped))
+    return rows
+
+
+def skipped_count(*, session: Session, transformation: Transformation) -> int:
+    """How many files it skipped: they match its input but descend from its outputs."""
+    return skipped_counts(session=session, transformation_ids=[transformation.id]).get(transformation.id, 0)
 
 
 @dataclass(frozen=True)

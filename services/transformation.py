@@ -114,7 +114,11 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
                 limit=request.limit,
                 principal=principal,
             )
-        return pb.ListTransformationFilesResponse(files=[file_row_to_pb(r) for r in rows])
+            t = transformations.get_transformation(
+                session=session, production=request.ref.production, name=request.ref.name
+            )
+            skipped = transformations.skipped_count(session=session, transformation=t)
+        return pb.ListTransformationFilesResponse(files=[file_row_to_pb(r) for r in rows], skipped_files=skipped)
 
     def ListTasks(self, request: pb.ListTasksRequest, context: grpc.ServicerContext) -> pb.ListTasksResponse:
         principal = self._principal(context)
