@@ -20,7 +20,16 @@ from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
 from metaprod.db import ancestry, routing
-from metaprod.db.models import CatalogFile, MetadataField, Production, Task, TaskInput, Transformation, utcnow
+from metaprod.db.models import (
+    CatalogFile,
+    MetadataField,
+    ProducedFileInput,
+    Production,
+    Task,
+    TaskInput,
+    Transformation,
+    utcnow,
+)
 from metaprod.db.querysql import (
     FILE_METADATA,
     FILES,
@@ -34,7 +43,7 @@ from metaprod.db.querysql import (
     executemany,
     load_fields,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,7 +55,18 @@ FLOAT_EXACT_INT = 2**53
 # Bare words of the compact query form: a field name must read as a key there.
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 RESERVED_NAMES = frozenset({"in", "nin", "not"})
-FILE_COLUMNS = ("lfn", "pfn", "size", "checksum", "producer_task_id", "producer_attempt", "created_at")
+FILE_COLUMNS = (
+    "lfn",
+    "pfn",
+    "size",
+    "checksum",
+    "producer_task_id",
+    "producer_attempt",
+    "producer_production_id",
+    "producer_production",
+    "producer_transformation",
+    "created_at",
+)
 METADATA_COLUMNS = ("file_id", "field_id", "value_int", "value_float", "value_str")
 LOOKUP_CHUNK = 5000  # ids or LFNs per IN list (well below SQLite's variable limit)
 
@@ -145,25 +165,25 @@ def register_files(
         if not files:
             return RegisterResult(0, 0, skipped)
     lfns, file_rows, metadata = _prepare(files, fields)
-    if producer is not None and session.scalar(select(Task.id).where(Task.id == producer[0])) is None:
-        raise NotFound(f"producer task {producer[0]} does not exist")
-    task_id, attempt = producer if producer is not None else (None, None)
+    made_by = _producer(session, producer)
     created = bind_value(session, FILES.c.created_at, utcnow())
     try:
         with session.begin_nested():
             first_id = _next_id(session)
             ids: Sequence[int]
             if first_id is None:
-                rows = [(*row, task_id, attempt, created) for row in file_rows]
+                rows = [(*row, *made_by, created) for row in file_rows]
                 executemany(session, FILES, FILE_COLUMNS, rows)
                 found = _lookup(session, lfns)
                 ids = [found[lfn] for lfn in lfns]
             else:
                 ids = range(first_id, first_id + len(file_rows))
-                numbered = [(fid, *row, task_id, attempt, created) for fid, row in zip(ids, file_rows, strict=True)]
+                numbered = [(fid, *row, *made_by, created) for fid, row in zip(ids, file_rows, strict=True)]
                 executemany(session, FILES, ("id", *FILE_COLUMNS), numbered)
             md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
             executemany(session, FILE_METADATA, METADATA_COLUMNS, md_rows)
+            if producer is not None:
+                _record_inputs(session, producer[0], ids)
             lineage = ancestry.record_outputs(
                 session=session, task_id=None if producer is None else producer[0], file_ids=ids
             )
@@ -211,6 +231,39 @@ def _without_existing(
                 " (--skip-existing skips identical files only)"
             )
     return kept, len(files) - len(kept)
+
+
+def _producer(session: Session, producer: tuple[int, int] | None) -> tuple[Any, ...]:
+    """The provenance columns of files made by `producer` (task id, attempt): the task and
+    attempt, and the names (and production id) they had, kept when the task is deleted."""
+    if producer is None:
+        return (None, None, None, None, None)
+    task_id, attempt = producer
+    row = session.execute(
+        select(Transformation.production_id, Production.name, Transformation.name)
+        .select_from(Task)
+        .join(Transformation, Transformation.id == Task.transformation_id)
+        .join(Production, Production.id == Transformation.production_id)
+        .where(Task.id == task_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"producer task {task_id} does not exist")
+    return (task_id, attempt, *row)
+
+
+def _record_inputs(session: Session, task_id: int, ids: Sequence[int]) -> None:
+    """The producer task's inputs, in task order, as the provenance of each new file: one
+    INSERT ... SELECT per chunk of files, never a statement per file."""
+    f, inputs = FILES.c, TaskInput.__table__
+    ids = list(ids)
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        rows = (
+            select(f.id, inputs.c.position, inputs.c.file_id)
+            .join(inputs, inputs.c.task_id == f.producer_task_id)
+            .where(f.id.in_(chunk), f.producer_task_id == task_id)
+        )
+        session.execute(insert(ProducedFileInput).from_select(("file_id", "position", "input_file_id"), rows))
 
 
 def _next_id(session: Session) -> int | None:
@@ -404,24 +457,29 @@ def get_file(*, session: Session, lfn: str) -> FileRecord:
     """One file with its metadata and, when a task produced it, its provenance."""
     file_id = _file_id(session, lfn)
     (record,) = _records(session, [file_id], load_fields(session), with_metadata=True)
+    # Read from the file's own provenance record, never from the execution records (tasks,
+    # task inputs) that `production delete` removes. An input since purged is left out.
+    f = CatalogFile
     row = session.execute(
-        select(CatalogFile.producer_task_id, CatalogFile.producer_attempt).where(CatalogFile.id == file_id)
+        select(f.producer_task_id, f.producer_attempt, f.producer_production, f.producer_transformation).where(
+            f.id == file_id
+        )
     ).one()
     if row.producer_task_id is None:
         return record
-    names = session.execute(
-        select(Production.name, Transformation.name)
-        .join(Transformation, Transformation.production_id == Production.id)
-        .join(Task, Task.transformation_id == Transformation.id)
-        .where(Task.id == row.producer_task_id)
-    ).one()
     inputs = session.scalars(
         select(CatalogFile.lfn)
-        .join(TaskInput, TaskInput.file_id == CatalogFile.id)
-        .where(TaskInput.task_id == row.producer_task_id)
-        .order_by(TaskInput.position)
+        .join(ProducedFileInput, ProducedFileInput.input_file_id == CatalogFile.id)
+        .where(ProducedFileInput.file_id == file_id)
+        .order_by(ProducedFileInput.position)
     )
-    provenance = Provenance(names[0], names[1], row.producer_task_id, row.producer_attempt or 0, tuple(inputs))
+    provenance = Provenance(
+        row.producer_production or "",
+        row.producer_transformation or "",
+        row.producer_task_id,
+        row.producer_attempt or 0,
+        tuple(inputs),
+    )
     return dataclasses.replace(record, provenance=provenance)
 
 

@@ -179,14 +179,26 @@ def _intersection(parent: Transformation, child: Transformation, schema: Schema)
 
 
 def get_production(*, session: Session, name: str) -> Production:
-    production = session.scalar(select(Production).where(Production.name == name))
+    """The live production of that name or, once deleted, the newest Cleaned one (its record
+    and history stay readable; a new production may take the name)."""
+    production = session.scalar(select(Production).where(Production.live_name == name))
+    if production is None:
+        production = session.scalar(
+            select(Production)
+            .where(Production.name == name, Production.status == ProductionStatus.CLEANED.value)
+            .order_by(Production.id.desc())
+            .limit(1)
+        )
     if production is None:
         raise NotFound(f"no production named {name!r}")
     return production
 
 
-def list_productions(*, session: Session, status: str = "") -> list[Production]:
+def list_productions(*, session: Session, status: str = "", include_cleaned: bool = False) -> list[Production]:
+    """Cleaned (deleted) productions only with `include_cleaned` or when asked by status."""
     stmt = select(Production).order_by(Production.id)
+    if not (include_cleaned or status):
+        stmt = stmt.where(Production.status != ProductionStatus.CLEANED.value)
     if status:
         if status not in {s.value for s in ProductionStatus}:
             choices = ", ".join(s.value for s in ProductionStatus)
