@@ -1,4 +1,4 @@
-"""The CLI's output: the pinned --json shapes (DESIGN.md) and the rich tables for people."""
+"""The CLI's output: the pinned --json shapes (docs/cli.md) and the rich tables for people."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
     >>> MetaQuery.from_dict({"run": [1, 2]}).intersect(MetaQuery.from_dict({"run": [2, 3]}))
     MetaQuery({'run': 2})
 
-Semantics (DESIGN.md, "Metaqueries"): a bare value means `=`, a bare list `in`; `{}` matches
+Semantics (docs/metaqueries.md): a bare value means `=`, a bare list `in`; `{}` matches
 every file; a constrained key must be present with a value of the key's type (bool is never a
 number, NaN never matches) that satisfies every condition, whatever the operator (`!=` and `nin`
 included). Field types come from the `Schema`; without one, a key's literals decide: numbers

@@ -1,4 +1,4 @@
-"""Metadata of a task's outputs (DESIGN.md, job contract), pure.
+"""Metadata of a task's outputs (docs/jobs.md, outputs and their metadata), pure.
 
 An output's metadata is: the keys whose value is the same on all the task's inputs, then
 `outputs[].metadata`, then the sidecar `<output>.meta.json`, later winning.

@@ -1,4 +1,4 @@
-"""Production specs (the YAML of `metaprod production create -f spec.yaml`, DESIGN.md).
+"""Production specs (the YAML of `metaprod production create -f spec.yaml`, docs/spec.md).
 
 `validate_spec(spec, existing_schema)` checks the plain structure (what `yaml.safe_load` gives)
 and then the production graph, returning every finding; `parse_spec` returns the typed
@@ -23,7 +23,7 @@ PLUGINS = ("standard", "by_metadata", "by_size")
 BACKENDS = ("local", "slurm", "dask")
 DEFAULT_MAX_ATTEMPTS = 3
 _TOP_KEYS = ("production", "description", "fields", "transformations")
-# The settings of a transformation (DESIGN.md, production spec); anything else is a typo.
+# The settings of a transformation (docs/spec.md); anything else is a typo.
 _DATA_KEYS = ("name", "command", "tasks", "parents", "input_query", "output_query", "outputs")
 _RUN_KEYS = (
     "group_size",

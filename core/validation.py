@@ -1,4 +1,4 @@
-"""Validation of a production graph (DESIGN.md, "Production validation").
+"""Validation of a production graph (docs/spec.md, "Validation").
 
 Errors reject the production, warnings are reported and accepted. Codes:
 

@@ -8,10 +8,20 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# The MariaDB driver (mysqlclient) is built from C: only installed when the tests use MariaDB
+# (or METAPROD_WITH_MYSQL=1), so that SQLite runs need no compiler, headers or pkg-config.
+extras=dev
+case "${METAPROD_TEST_DB:-sqlite}" in
+  mysql*|mariadb*) extras=dev,mysql ;;
+esac
+[ "${METAPROD_WITH_MYSQL:-0}" = 1 ] && extras=dev,mysql
+.venv/bin/python -m pip install -q -e ".[$extras]"
 if [ "${METAPROD_SKIP_LINT:-0}" != 1 ]; then
   echo "== generated protobuf code is fresh"
   .venv/bin/python scripts/gen_protos.py --check
+  echo "== CLI reference is fresh, docs links resolve"
+  .venv/bin/python scripts/gen_cli_docs.py --check
+  .venv/bin/python scripts/check_docs_links.py
   echo "== ruff"
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
