@@ -255,6 +255,9 @@ def _sweep(
     return groups
 
 
+_NONE: frozenset[Any] = frozenset()
+
+
 class FileRouter(Generic[T]):
     """Index of `{transformation id: input query}`; `route(metadata)` gives the matching ids."""
 
@@ -297,12 +300,16 @@ class FileRouter(Generic[T]):
             self._root(metadata, out)
         return out
 
-    def route_split(self, metadata: Mapping[str, Any], exclude: AbstractSet[T]) -> tuple[set[T], set[T]]:
+    def route_split(self, metadata: Mapping[str, Any], exclude: AbstractSet[T]) -> tuple[set[T], AbstractSet[T]]:
         """`route`, split into the ids to take and those in `exclude` (the transformations in
         the file's ancestry: data cycles). Costs one `isdisjoint` when nothing is excluded."""
-        out = self.route(metadata)
-        if not exclude or out.isdisjoint(exclude):
-            return out, set()
+        if self._dirty:
+            self._rebuild()
+        out: set[T] = set()
+        if self._root is not None:
+            self._root(metadata, out)
+        if out.isdisjoint(exclude):
+            return out, _NONE
         return out - exclude, out & exclude
 
     def route_many(self, files: Iterable[Mapping[str, Any]]) -> list[set[T]]:
