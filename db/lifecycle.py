@@ -49,7 +49,7 @@ class LifecycleSummary:
         return not (self.transformations_ended or self.productions_ended or self.reopened or self.productions_cleaned)
 
 
-def _pending_work(t: type[Transformation] | Transformation) -> ColumnElement[bool]:
+def _pending_work(t: type[Transformation]) -> ColumnElement[bool]:
     """Work of a transformation not done yet: an open file, an unfinished task, or (a root
     with a task count) tasks still to create."""
     unfinished_task = exists().where(Task.transformation_id == t.id, Task.status.in_(ACTIVE_TASKS))

@@ -34,6 +34,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The outcomes of a production: once in one, it stays there until new work appears.
+ENDED = frozenset({"Completed", "Partial", "Failed"})
+
+
 @dataclass
 class System:
     data_dir: Path
@@ -124,6 +128,8 @@ class System:
             progress = self.json("production", "progress", production)
             if progress["status"] == status:
                 return progress
+            if progress["status"] in ENDED and status in ENDED:
+                break  # it ended otherwise: no need to wait for the timeout
             time.sleep(0.5)
         raise TimeoutError(f"{production} not {status}: {progress}\n{self.logs()}")
 

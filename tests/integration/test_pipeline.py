@@ -149,7 +149,10 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     assert "missing output" in reasons["missing"] and "*.x" in reasons["missing"]
     assert "outside the output query" in reasons["outside"]
     assert "no heartbeat" in reasons["hang"]
-    assert system.wait_for("bad")["status"] == "Completed"
+    # Nothing of it succeeded: the production Failed, and so did every step.
+    ended = system.wait_for("bad", "Failed")
+    assert {t["name"]: t["status"] for t in ended["transformations"]} == dict.fromkeys(reasons, "Failed")
+    assert ended["percent"] == 0.0 and ended["failed_percent"] == 100.0
     # The frozen worker ignored the cancel: the backend killed it after its kill grace.
     hung = int((system.data_dir / "hung-worker.pid").read_text())
     deadline = time.monotonic() + 30
