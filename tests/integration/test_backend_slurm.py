@@ -17,6 +17,8 @@ import pytest
 from metaprod.agents.backends import BackendError, JobSpec, JobState, JobStatus, make_backend
 from metaprod.agents.backends.slurm import SlurmBackend
 
+from tests.integration.system import System
+
 
 def _slurm_unavailable() -> str | None:
     if shutil.which("sbatch") is None:
@@ -188,3 +190,14 @@ def test_capacity() -> None:
         make_backend("slurm", {"defaults": {"partiton": "debug"}})
     with pytest.raises(BackendError, match="'extra_args' must be list or tuple"):
         make_backend("slurm", {"extra_args": "--hold"})
+
+
+def test_slurm_example_runs(system: System) -> None:
+    """deploy/examples/slurm-reco.yaml end to end: its jobs go through sbatch."""
+    system.up()
+    example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "slurm-reco.yaml"
+    system.cli("production", "create", "-f", str(example))
+    system.cli("production", "start", "slurm-reco")
+    progress = system.wait_for("slurm-reco", timeout=300)
+    assert all(t["status"] == "Completed" for t in progress["transformations"])
+    assert len(system.json("catalog", "find", "datatype=reco")) == 2
