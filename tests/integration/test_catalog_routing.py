@@ -86,10 +86,16 @@ def test_router_follows_status_changes(setup: tuple[Database, dict[str, int]]) -
         session.execute(update(Transformation).where(Transformation.id == ids["raw"]).values(status="Stopped"))
     with database.session_scope() as session:
         result = catalog.register_files(session=session, files=files(2, 3))  # runs 2, 3, 4
-        assert result.attached == 1  # "later" takes run 2; "high" wants energy > 5; "raw" stopped
-    with database.session_scope(readonly=True) as session:
+        # "later" takes run 2; "high" wants energy > 5; a Stopped "raw" takes all three and
+        # keeps them Unused for its restart.
+        assert result.attached == 4
+    with database.session_scope() as session:
         assert len(attached(session, ids["later"])) == 1
-        assert len(attached(session, ids["raw"])) == 2
+        assert len(attached(session, ids["raw"])) == 5
+        # A New transformation (a production not started) takes nothing: its start backfills.
+        session.execute(update(Transformation).where(Transformation.id == ids["raw"]).values(status="New"))
+    with database.session_scope() as session:
+        assert catalog.register_files(session=session, files=files(5, 1)).attached == 0
 
 
 def test_backfill(setup: tuple[Database, dict[str, int]]) -> None:
@@ -101,8 +107,8 @@ def test_backfill(setup: tuple[Database, dict[str, int]]) -> None:
         with pytest.raises(NotFound):
             routing.backfill_transformation(session=session, transformation_id=999_999)
     with database.session_scope() as session:
-        # Files registered while "raw" is stopped reach it when it is Active again.
-        session.execute(update(Transformation).where(Transformation.id == ids["raw"]).values(status="Stopped"))
+        # Files registered while "raw" is New reach it when it is Active.
+        session.execute(update(Transformation).where(Transformation.id == ids["raw"]).values(status="New"))
     with database.session_scope() as session:
         catalog.register_files(session=session, files=files(6, 4))
         session.execute(update(Transformation).where(Transformation.id == ids["raw"]).values(status="Active"))
