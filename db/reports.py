@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from metaprod.core.auth import Principal, reporting_token
 from metaprod.core.errors import PermissionDenied
-from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus
+from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus, TransformationStatus
 from metaprod.db import catalog
 from metaprod.db.jobs import update_attempts
-from metaprod.db.models import JobAttempt, Task, utcnow
-from sqlalchemy import func, select, tuple_, update
+from metaprod.db.models import JobAttempt, Task, Transformation, utcnow
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 LIVE = frozenset(s.value for s in LIVE_ATTEMPT_STATUSES)
@@ -56,10 +57,12 @@ class _Row(NamedTuple):
 
 
 def _attempt_rows(
-    session: Session, keys: Sequence[tuple[int, int]], principal: Principal
+    session: Session, keys: Sequence[tuple[int, int]], principal: Principal, *, missing_ok: bool = False
 ) -> dict[tuple[int, int], _Row]:
     """The attempts named by `keys`, locked for this transaction, after checking that the
-    caller may speak for every one of them (else nothing is changed)."""
+    caller may speak for every one of them (else nothing is changed). With `missing_ok`, an
+    attempt without a row (withdrawn: see record_heartbeats) is left out instead of refused:
+    nothing can be written for it anyway."""
     digest = reporting_token(principal)
     rows: dict[tuple[int, int], _Row] = {}
     if keys:
@@ -76,24 +79,78 @@ def _attempt_rows(
     if digest is not None:
         for task_id, attempt in keys:
             row = rows.get((task_id, attempt))
+            if row is None and missing_ok:
+                continue
             if row is None or row.token_hash != digest:
                 raise PermissionDenied(f"token {principal.name!r} may not report on task {task_id} attempt {attempt}")
     return rows
 
 
-def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Principal) -> list[bool]:
-    """Note that these attempts are alive; for each, True while it is the live attempt (False
-    tells the wrapper to stop it). A started attempt becomes Running, and so does its task."""
+class BeatOutcome(NamedTuple):
+    proceed: bool  # still the live attempt: run (or go on running, or keep waiting)
+    withdrawn: bool = False  # not started, given back to its task: never start it
+
+
+def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Principal) -> list[BeatOutcome]:
+    """Note that these attempts are alive; for each, whether it is still the live attempt
+    (proceed=False tells the wrapper to stop it, or not to start it).
+
+    A beat that is not `queued` for an attempt not yet started is the wrapper asking to start
+    it: it becomes Running, and so does its task, if its task is still Submitted (not Killed)
+    and its transformation Active. Stop means stop: an attempt not yet started (asked to start
+    or still queued) of a transformation that is not Active is withdrawn: its row goes, its
+    task is Created again with the attempt number it had before the claim (the attempt never
+    counted), so a restart runs it with its whole budget. The transformation's status is read
+    with a lock in this transaction, so a stop that committed first wins, and a start that
+    committed first is an attempt already running at the stop, which runs to its end."""
     keys = [(b.task_id, b.attempt) for b in beats]
-    rows = _attempt_rows(session, keys, principal)
-    live = {key for key, row in rows.items() if row.status in LIVE}
-    started = [rows[(b.task_id, b.attempt)].id for b in beats if (b.task_id, b.attempt) in live and not b.queued]
-    waiting = [rows[(b.task_id, b.attempt)].id for b in beats if (b.task_id, b.attempt) in live and b.queued]
+    rows = _attempt_rows(session, keys, principal, missing_ok=True)
+    live = {key: row for key, row in rows.items() if row.status in LIVE}
+    not_started = {key for key, row in live.items() if row.status == AttemptStatus.SUBMITTED.value}
+    # Locking reads (latest committed on MariaDB, not the snapshot): they order this
+    # transaction against `stop` (which updates the transformation) and `--kill` (the tasks).
+    # Only beats that might start or withdraw an attempt need them.
+    task_states: dict[int, tuple[str, str]] = {}
+    if not_started:
+        task_states = {
+            task_id: (task_status, transformation_status)
+            for task_id, task_status, transformation_status in session.execute(
+                select(Task.id, Task.status, Transformation.status)
+                .join(Transformation, Transformation.id == Task.transformation_id)
+                .where(Task.id.in_({task for task, _ in not_started}))
+                .with_for_update(read=True)
+            )
+        }
+    outcomes: dict[tuple[int, int], BeatOutcome] = {}
+    started: list[tuple[int, int]] = []
+    alive: list[int] = []
+    withdrawn: list[tuple[int, int]] = []
+    for beat, key in zip(beats, keys, strict=True):
+        if key in outcomes:
+            continue
+        row = live.get(key)
+        if row is None:
+            outcomes[key] = BeatOutcome(False)
+            continue
+        if key in not_started:
+            task_status, transformation_status = task_states[key[0]]
+            if task_status != TaskStatus.SUBMITTED.value:
+                outcomes[key] = BeatOutcome(False)  # killed: the monitor ends the attempt
+                continue
+            if transformation_status != TransformationStatus.ACTIVE.value:
+                withdrawn.append(key)
+                outcomes[key] = BeatOutcome(False, withdrawn=True)
+                continue
+        outcomes[key] = BeatOutcome(True)
+        if beat.queued:
+            alive.append(row.id)
+        else:
+            started.append(key)
     now = utcnow()
     if started:
         session.execute(
             update(JobAttempt)
-            .where(JobAttempt.id.in_(started))
+            .where(JobAttempt.id.in_([live[key].id for key in started]))
             .values(
                 status=AttemptStatus.RUNNING.value,
                 heartbeat_at=now,
@@ -103,23 +160,42 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
         )
         session.execute(
             update(Task)
-            .where(
-                tuple_(Task.id, Task.attempt).in_(
-                    [(b.task_id, b.attempt) for b in beats if (b.task_id, b.attempt) in live and not b.queued]
-                ),
-                Task.status == TaskStatus.SUBMITTED.value,
-            )
+            .where(tuple_(Task.id, Task.attempt).in_(started), Task.status == TaskStatus.SUBMITTED.value)
             .values(status=TaskStatus.RUNNING.value)
             .execution_options(synchronize_session=False)
         )
-    if waiting:
+    if alive:
         session.execute(
             update(JobAttempt)
-            .where(JobAttempt.id.in_(waiting))
+            .where(JobAttempt.id.in_(alive))
             .values(heartbeat_at=now)
             .execution_options(synchronize_session=False)
         )
-    return [key in live for key in keys]
+    if withdrawn:
+        _withdraw(session, withdrawn, [live[key].id for key in withdrawn], now)
+    return [outcomes[key] for key in keys]
+
+
+def _withdraw(session: Session, keys: list[tuple[int, int]], attempt_ids: list[int], now: datetime) -> None:
+    """Give attempts that never started back to their tasks, as if never claimed (their rows
+    go, so the attempt number is free for the next claim). A job's scratch is recorded on its
+    last attempt: when that one is withdrawn, the wrapper removes the job's directory itself
+    (see metaprod.agents.wrapper)."""
+    session.execute(
+        delete(JobAttempt).where(JobAttempt.id.in_(attempt_ids)).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Task)
+        .where(tuple_(Task.id, Task.attempt).in_(keys), Task.status == TaskStatus.SUBMITTED.value)
+        .values(
+            status=TaskStatus.CREATED.value,
+            attempt=Task.attempt - 1,
+            backend_job_id=None,
+            not_before=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def report_attempts(*, session: Session, reports: Sequence[AttemptReport], principal: Principal) -> list[ReportOutcome]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from metaprod.core.auth import SYSTEM, Principal, Role
 from metaprod.core.errors import PermissionDenied, Unauthenticated
-from metaprod.db import jobs, reports, tokens
+from metaprod.db import jobs, reports, tokens, transformations
 from metaprod.db.models import JobAttempt, Task
 from metaprod.db.session import Database
 from sqlalchemy import event, select
@@ -52,6 +52,10 @@ def states(database: Database) -> dict[int, tuple[str, str]]:
 
 
 def beat(database: Database, principal: Principal, beats: list[reports.Beat]) -> list[bool]:
+    return [o.proceed for o in beat_outcomes(database, principal, beats)]
+
+
+def beat_outcomes(database: Database, principal: Principal, beats: list[reports.Beat]) -> list[reports.BeatOutcome]:
     with database.session_scope() as session:
         return reports.record_heartbeats(session=session, beats=beats, principal=principal)
 
@@ -139,3 +143,61 @@ def test_only_admins_and_worker_tokens_report(database: Database) -> None:
     assert beat(database, SYSTEM, [reports.Beat(a.task_id, a.attempt), reports.Beat(987654, 1)]) == [True, False]
     unknown = report(database, SYSTEM, reports.AttemptReport(987654, 1, True))
     assert unknown == [reports.ReportOutcome(False, "Unknown")]
+
+
+def stop(database: Database, status: str = "Stopped", *, kill: bool = False) -> None:
+    with database.session_scope() as session:
+        transformations.set_transformation_status(
+            session=session, production="p", name="t", status=status, principal=SYSTEM, kill=kill
+        )
+
+
+def attempt_rows(database: Database, task_id: int) -> list[tuple[int, str]]:
+    with database.session_scope(readonly=True) as session:
+        return [
+            (n, status)
+            for n, status in session.execute(
+                select(JobAttempt.attempt, JobAttempt.status).where(JobAttempt.task_id == task_id)
+            )
+        ]
+
+
+def test_a_start_asked_for_is_granted_while_the_transformation_is_active(database: Database) -> None:
+    (a, _), _, worker = claimed_bundle(database)
+    assert beat_outcomes(database, worker, [reports.Beat(a.task_id, a.attempt)]) == [reports.BeatOutcome(True)]
+    assert states(database)[a.task_id] == ("Running", "Running")
+
+
+def test_after_a_stop_attempts_not_started_go_back_to_their_tasks_uncounted(database: Database) -> None:
+    (a, b), _, worker = claimed_bundle(database)
+    assert beat(database, worker, [reports.Beat(a.task_id, a.attempt)]) == [True]  # a runs
+    stop(database)
+    # The running attempt goes on; the one asking to start and a queued one are withdrawn.
+    outcomes = beat_outcomes(
+        database,
+        worker,
+        [
+            reports.Beat(a.task_id, a.attempt),
+            reports.Beat(b.task_id, b.attempt),
+            reports.Beat(b.task_id, b.attempt, True),
+        ],
+    )
+    assert outcomes == [reports.BeatOutcome(True), reports.BeatOutcome(False, True), reports.BeatOutcome(False, True)]
+    assert states(database)[a.task_id] == ("Running", "Running")
+    assert attempt_rows(database, b.task_id) == []  # the attempt is not on record: it never was
+    with database.session_scope(readonly=True) as session:
+        task = session.get_one(Task, b.task_id)
+        assert (task.status, task.attempt, task.backend_job_id) == ("Created", b.attempt - 1, None)
+    # Asked again (a retry after a lost answer): nothing is left to start, and nothing fails.
+    assert beat_outcomes(database, worker, [reports.Beat(b.task_id, b.attempt)]) == [reports.BeatOutcome(False)]
+    # Started again, the task is claimed with the same attempt number and a new token.
+    stop(database, "Active")
+    again = [j for j in claim(database) if j.task_id == b.task_id]
+    assert [j.attempt for j in again] == [b.attempt]
+
+
+def test_a_killed_task_is_not_started_and_not_withdrawn(database: Database) -> None:
+    (_, b), _, worker = claimed_bundle(database)
+    stop(database, kill=True)
+    assert beat_outcomes(database, worker, [reports.Beat(b.task_id, b.attempt)]) == [reports.BeatOutcome(False)]
+    assert attempt_rows(database, b.task_id) == [(b.attempt, "Submitted")]  # the monitor ends it as Killed
