@@ -114,6 +114,7 @@ def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpe
         "address": settings.services_address,
         "token": first.secret,
         "heartbeat_interval": settings.heartbeat_interval,
+        "max_runtime": first.max_runtime,
         "tasks": tasks,
     }
     fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

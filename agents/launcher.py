@@ -147,8 +147,9 @@ def _agents(args: argparse.Namespace) -> int:
 
 
 def _job_run(args: argparse.Namespace) -> int:
-    from metaprod.agents.wrapper import run_job_file
+    from metaprod.agents.wrapper import run_job_file, terminate_with_descendants
 
+    terminate_with_descendants()
     return run_job_file(args.job_file)
 
 

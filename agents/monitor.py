@@ -1,10 +1,14 @@
 """Monitor agent: cancels the jobs of killed tasks and detects lost jobs (missed
 heartbeats, a backend that forgot the job or saw it end without a report); lost attempts
-are retried with backoff up to max_attempts like any failure."""
+are retried with backoff up to max_attempts like any failure. It is also the backstop of
+`max_runtime` for a wrapper that did not enforce it (dead, frozen, or unable to report): an
+attempt running past it by more than the heartbeat timeout has its job cancelled and fails.
+The scratch of the attempts it ends is disposed of like that of reported ones."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -15,6 +19,7 @@ from metaprod.core.statuses import AttemptStatus
 from metaprod.db import jobs
 from metaprod.db.jobs import LiveAttempt
 from metaprod.db.models import utcnow
+from metaprod.db.session import Database
 from sqlalchemy.orm import Session
 
 
@@ -30,6 +35,7 @@ class MonitorAgent:
         # waited in its batch queue longer than the heartbeat timeout gets the whole timeout
         # for its first beat from its start, not from its submission.
         self._running_since: dict[int, datetime] = {}
+        self._scratch: list[str] = []
 
     def run_once(self, session: Session) -> str:
         attempts = jobs.live_attempts(session=session)
@@ -39,33 +45,52 @@ class MonitorAgent:
         now = utcnow()
         live_ids = {a.attempt_id for a in attempts}
         self._running_since = {k: v for k, v in self._running_since.items() if k in live_ids}
-        killed = lost = 0
+        killed = lost = overdue = 0
+        self._scratch = []
         for a in attempts:
             if a.task_killed:
-                self._cancel(a)
-                jobs.end_attempt(
-                    session=session,
-                    attempt_id=a.attempt_id,
-                    reason="killed: its transformation was stopped with --kill",
-                    backoff_base=self.settings.retry_backoff_seconds,
-                    status=AttemptStatus.KILLED,
-                )
+                self._end(session, a, "killed: its transformation was stopped with --kill", AttemptStatus.KILLED)
                 killed += 1
+                continue
+            if self._overdue(a, now):
+                self._end(session, a, f"killed after max_runtime {a.max_runtime}s", AttemptStatus.FAILED)
+                overdue += 1
                 continue
             reason = self._lost_reason(a, statuses.get((a.backend, a.backend_job_id or "")), now)
             if reason:
-                self._cancel(a)
-                jobs.end_attempt(
-                    session=session,
-                    attempt_id=a.attempt_id,
-                    reason=reason,
-                    backoff_base=self.settings.retry_backoff_seconds,
-                    status=AttemptStatus.LOST,
-                )
+                self._end(session, a, reason, AttemptStatus.LOST)
                 lost += 1
-        if not (killed or lost):
+        if not (killed or lost or overdue):
             return f"watching {len(attempts)} jobs"
-        return f"watching {len(attempts)} jobs; {lost} lost, {killed} killed"
+        return f"watching {len(attempts)} jobs; {lost} lost, {killed} killed, {overdue} past max_runtime"
+
+    def _end(self, session: Session, a: LiveAttempt, reason: str, status: AttemptStatus) -> None:
+        self._cancel(a)
+        if (
+            jobs.end_attempt(
+                session=session,
+                attempt_id=a.attempt_id,
+                reason=reason,
+                backoff_base=self.settings.retry_backoff_seconds,
+                status=status,
+            )
+            and a.scratch
+        ):
+            self._scratch.append(a.scratch)
+
+    def after_commit(self, database: Database) -> None:
+        # As the finalize agent does for reported attempts: once the cycle committed, without
+        # holding the database. The job was cancelled: nothing of it needs its directory.
+        scratch, self._scratch = self._scratch, []
+        for workdir in scratch:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _overdue(self, a: LiveAttempt, now: datetime) -> bool:
+        """Running past its max_runtime by more than the heartbeat timeout: its wrapper, which
+        kills it at max_runtime and reports at once, did not."""
+        if not a.max_runtime or a.started_at is None:
+            return False
+        return now - a.started_at > timedelta(seconds=a.max_runtime + self.settings.heartbeat_timeout)
 
     def _backend_statuses(self, attempts: list[LiveAttempt]) -> dict[tuple[str, str], JobStatus]:
         by_backend: dict[str, set[str]] = defaultdict(set)  # a bundle's attempts share a job

@@ -57,12 +57,22 @@ class Reporter:
                 time.sleep(delay)
                 delay = min(5.0, delay * 2)
 
-    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[bool]:
-        """One beat for the given attempts; for each, whether it is still the live one."""
+    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[tpb.HeartbeatResponse]:
+        """One beat for the given attempts; for each, whether it is still the live one (and
+        whether it was withdrawn: see `start`)."""
         response: tpb.BundleHeartbeatResponse = self.call(
             self._stub.BundleHeartbeat, tpb.BundleHeartbeatRequest(attempts=beats), retry_for=0.0
         )
-        return [a.proceed for a in response.attempts]
+        return list(response.attempts)
+
+    def start(self, task: int, attempt: int) -> tpb.HeartbeatResponse:
+        """Ask to start an attempt's command: proceed, or not (superseded, killed), or
+        withdrawn (its transformation was stopped: it went back to its task). Retried while
+        the services restart: the attempt waits for their word."""
+        response: tpb.HeartbeatResponse = self.call(
+            self._stub.Heartbeat, tpb.HeartbeatRequest(task=task, attempt=attempt, queued=False)
+        )
+        return response
 
     def report(self, results: list[tpb.ReportTaskResultRequest]) -> list[tpb.ReportTaskResultResponse]:
         response: tpb.ReportBundleResultsResponse = self.call(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
+import shutil
 import signal
 import sys
 import threading
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 
 import fsspec
 import grpc
+from metaprod.agents import proctree
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
@@ -124,14 +127,20 @@ def run_job_file(job_file: str, log_path: str | None = None) -> int:
     While a command runs its pid (a process-group leader) is in JOB_DIR/command.pid (empty
     between commands); once JOB_DIR/cancelled exists no further command starts, the running
     one is killed and nothing more is reported (the backend's cancel contract, see
-    metaprod.agents.backends.base.PID_FILE)."""
+    metaprod.agents.backends.base.PID_FILE). Whatever ends an attempt's command, every
+    process it left (detached ones too: see metaprod.agents.proctree) is killed with it."""
     job = json.loads(Path(job_file).read_text())
     job_dir = Path(job_file).resolve().parent
+    proctree.become_subreaper()
+    # Set up for this job alone (the backends set METAPROD_JOB_FILE for it): every process
+    # below this one is then the running attempt's.
+    own = os.environ.get("METAPROD_JOB_FILE")
+    dedicated = own is not None and Path(own).resolve() == Path(job_file).resolve()
     if log_path is None:
-        _Bundle(job, job_dir, sys.stdout).run()
+        _Bundle(job, job_dir, sys.stdout, dedicated=dedicated).run()
     else:
         with open(log_path, "a", buffering=1) as out:
-            _Bundle(job, job_dir, out).run()
+            _Bundle(job, job_dir, out, dedicated=dedicated).run()
     return 0
 
 
@@ -139,7 +148,7 @@ Key = tuple[int, int]  # (task id, attempt)
 
 
 class _Bundle:
-    def __init__(self, job: dict[str, Any], job_dir: Path, out: TextIO) -> None:
+    def __init__(self, job: dict[str, Any], job_dir: Path, out: TextIO, *, dedicated: bool = False) -> None:
         self.job = job
         self.out = out
         self.out_lock = threading.Lock()  # the report thread writes to the log too
@@ -153,7 +162,12 @@ class _Bundle:
         self.waiting: list[Key] = [(int(t["task_id"]), int(t["attempt"])) for t in job["tasks"]]
         self.current: tuple[Key, int] | None = None  # (attempt, pid of its command)
         self.superseded: set[Key] = set()
+        self.withdrawn: set[Key] = set()  # given back to their tasks: never started
         self.finished = threading.Event()
+        self.max_runtime = float(job.get("max_runtime") or 0)
+        # This process runs this job and nothing else (a pool worker, a batch job): every
+        # process below it belongs to the running attempt.
+        self.dedicated = dedicated
         self.sender = ReportSender(self.reporter, self.say)
         self.workdirs = WorkDirectories()
         # The commands' descriptors 0, 1 and 2, set up by run().
@@ -177,15 +191,18 @@ class _Bundle:
             (os.POSIX_SPAWN_DUP2, out, 1),
             (os.POSIX_SPAWN_DUP2, out, 2),
         ]
+        last_ran = False
         try:
             for entry in self.job["tasks"]:
                 key = (int(entry["task_id"]), int(entry["attempt"]))
                 with self.lock:
                     self.waiting.remove(key)
+                last_ran = False
                 if self.cancelled.exists():
                     self.say(joblog.tagged(*key, "not started: the job was cancelled"))
                     continue
                 request = self._run_task(entry, key, pid_fd)
+                last_ran = request is not None
                 if request is not None:
                     self.sender.put(request)
         finally:
@@ -195,21 +212,30 @@ class _Bundle:
             self.finished.set()
             beat.join(timeout=5)
             self.sender.close()
+        if not last_ran:
+            # The job's directory is the scratch of its last attempt, removed when that one is
+            # finalized; it will not be (withdrawn, superseded or cancelled): it goes now.
+            shutil.rmtree(self.job_dir, ignore_errors=True)
 
     def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key
-        if key in self.superseded:
-            self.say(joblog.tagged(task, attempt, "not started: superseded"))
+        if not self._may_start(key):
             return None
         workdir = Path(entry["workdir"])
         self.workdirs.take(workdir)
         self.say(joblog.section_header(task, attempt))
-        pid = self._spawn(workdir, job_environment(self.job, entry, self.base_env))
+        env = job_environment(self.job, entry, self.base_env)
+        pid = self._spawn(workdir, env)
         os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
         with self.lock:
             self.current = (key, pid)
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
             _kill_group(pid, signal.SIGTERM)
+        marks = tuple(f"{name}={env[name]}".encode() for name in ("METAPROD_TASK_ID", "METAPROD_ATTEMPT"))
+        timed_out = self.max_runtime > 0 and not _ended_within(pid, self.max_runtime)
+        if timed_out:
+            # The whole tree, detached processes too; the command itself is reaped below.
+            proctree.end_attempt_processes(pid, marks, dedicated=self.dedicated, reap=False)
         # Wait without reaping, so the pid (and its group id) cannot be reused while the
         # backend or the heartbeat may still signal it.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -217,12 +243,20 @@ class _Bundle:
             self.current = None
         os.ftruncate(pid_fd, 0)
         code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        # Its processes end with the attempt, however it ended. Mostly nothing is left: one
+        # system call says so, without a walk over /proc.
+        if proctree.has_children():
+            left = proctree.end_attempt_processes(pid, marks, dedicated=self.dedicated, reap=True)
+            if left:
+                self.say(joblog.tagged(task, attempt, f"killed {left} processes the command left behind"))
         self.workdirs.vacate(workdir, pid)
         if key in self.superseded or self.cancelled.exists():
             self.say(joblog.tagged(task, attempt, "superseded or cancelled; no report"))
             return None
         request = tpb.ReportTaskResultRequest(task=task, attempt=attempt, exit_code=code)
-        if code != 0:
+        if timed_out:
+            request.success, request.error = False, f"killed after max_runtime {self.max_runtime:g}s"
+        elif code != 0:
             request.success, request.error = False, f"command exited with code {code}"
         else:
             try:
@@ -231,6 +265,50 @@ class _Bundle:
             except (ValueError, OSError) as exc:
                 request.success, request.error = False, str(exc)
         return request
+
+    def _may_start(self, key: Key) -> bool:
+        """Ask the services to start this attempt (they decide in a transaction, so a stop
+        that committed first wins): stop means stop even for attempts waiting in a bundle. A
+        withdrawn attempt went back to its task; the others waiting likely did too: one beat
+        asks for them all, so each does not cost a call of its own."""
+        task, attempt = key
+        if key in self.superseded:
+            why = "withdrawn (its transformation was stopped)" if key in self.withdrawn else "superseded"
+            self.say(joblog.tagged(task, attempt, f"not started: {why}"))
+            return False
+        try:
+            answer = self.reporter.start(task, attempt)
+        except grpc.RpcError as exc:
+            # Never reported: the monitor finds it lost and retries it.
+            self.say(joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})"))
+            return False
+        if answer.proceed:
+            return True
+        if not answer.withdrawn:
+            self.say(joblog.tagged(task, attempt, "not started: superseded or killed"))
+            return False
+        self.say(joblog.tagged(task, attempt, "not started: withdrawn (its transformation was stopped)"))
+        with self.lock:
+            waiting = list(self.waiting)
+        if waiting:
+            with contextlib.suppress(grpc.RpcError):  # else each asks in its turn
+                self._note(
+                    waiting,
+                    self.reporter.heartbeat([tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in waiting]),
+                )
+        return False
+
+    def _note(self, keys: list[Key], answers: list[tpb.HeartbeatResponse]) -> None:
+        """Remember the attempts the services told us to drop; kill the running one if so."""
+        with self.lock:
+            for key, answer in zip(keys, answers, strict=False):
+                if answer.proceed:
+                    continue
+                self.superseded.add(key)
+                if answer.withdrawn:
+                    self.withdrawn.add(key)
+                if self.current is not None and self.current[0] == key:
+                    _kill_group(self.current[1], signal.SIGKILL)
 
     def _spawn(self, workdir: Path, env: dict[str, str]) -> int:
         """Start the attempt's command: ``/bin/sh -c COMMAND`` in a session of its own (so
@@ -260,17 +338,10 @@ class _Bundle:
             if not beats:
                 continue
             try:
-                proceed = self.reporter.heartbeat(beats)
+                answers = self.reporter.heartbeat(beats)
             except grpc.RpcError:
                 continue
-            with self.lock:
-                for beat, ok in zip(beats, proceed, strict=False):
-                    key = (beat.task, beat.attempt)
-                    if ok:
-                        continue
-                    self.superseded.add(key)
-                    if self.current is not None and self.current[0] == key:
-                        _kill_group(self.current[1], signal.SIGKILL)
+            self._note([(beat.task, beat.attempt) for beat in beats], answers)
 
 
 class WorkDirectories:
@@ -317,6 +388,17 @@ class WorkDirectories:
             return False
 
 
+def _ended_within(pid: int, seconds: float) -> bool:
+    """Whether the process `pid` (our child, not reaped) ends within `seconds`."""
+    fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(seconds * 1000))
+    finally:
+        os.close(fd)
+
+
 def _kill_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
@@ -327,7 +409,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m metaprod.agents.wrapper JOB_FILE", file=sys.stderr)
         return 2
+    terminate_with_descendants()
     return run_job_file(args[0])
+
+
+def terminate_with_descendants() -> None:
+    """In a process of its own (a batch job, a subprocess job), a backend cancels the job by
+    signalling the wrapper (SIGTERM); its commands run in sessions of their own and would
+    outlive it: they are killed first, every process below this one (it is a subreaper, so
+    detached ones are found too)."""
+
+    def ended(signum: int, _frame: object) -> None:
+        proctree.become_subreaper()
+        proctree.end_attempt_processes(0, (), dedicated=True, reap=False)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, ended)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class ClaimedJob:
     command: str
     outputs: Sequence[Mapping[str, Any]]
     inputs: tuple[JobInput, ...]
+    max_runtime: int | None = None  # seconds; past it the wrapper kills the attempt
 
     @property
     def lfn_prefix(self) -> str:
@@ -195,6 +196,7 @@ def claim_tasks(
                 command=t.command,
                 outputs=list((t.output_metadata or {}).get("outputs") or []),
                 inputs=tuple(inputs.get(task_id, ())),
+                max_runtime=t.max_runtime,
             )
         )
     return claimed
@@ -350,6 +352,9 @@ class LiveAttempt:
     submitted_at: datetime | None
     heartbeat_at: datetime | None
     task_killed: bool
+    started_at: datetime | None = None
+    max_runtime: int | None = None  # the transformation's, in seconds
+    scratch: str | None = None  # removed once the attempt has ended
 
 
 def live_attempts(*, session: Session) -> list[LiveAttempt]:
@@ -363,14 +368,18 @@ def live_attempts(*, session: Session) -> list[LiveAttempt]:
             JobAttempt.submitted_at,
             JobAttempt.heartbeat_at,
             Task.status,
+            JobAttempt.started_at,
+            Transformation.max_runtime,
+            JobAttempt.workdir,
         )
         .join(Task, Task.id == JobAttempt.task_id)
+        .join(Transformation, Transformation.id == Task.transformation_id)
         .where(JobAttempt.status.in_(LIVE))
         .order_by(JobAttempt.id)
     )
     return [
-        LiveAttempt(aid, tid, n, backend, job_id, sub, hb, status == TaskStatus.KILLED.value)
-        for aid, tid, n, backend, job_id, sub, hb, status in rows
+        LiveAttempt(aid, tid, n, backend, job_id, sub, hb, status == TaskStatus.KILLED.value, started, limit, scratch)
+        for aid, tid, n, backend, job_id, sub, hb, status, started, limit, scratch in rows
     ]
 
 

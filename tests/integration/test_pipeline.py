@@ -308,4 +308,5 @@ def test_stop_kill_ends_a_running_bundle_and_its_waiting_attempts(system: System
     logs = {t["id"]: system.cli("task", "log", str(t["id"])).stdout for t in tasks}
     started = [task_id for task_id, log in logs.items() if f"command of {task_id}" in log]
     assert len(started) == 1  # the waiting attempts never started, and say so
-    assert all("not started: the job was cancelled" in log for task_id, log in logs.items() if task_id not in started)
+    # Told by the services (killed) or by the cancel mark, whichever came first.
+    assert all("not started: " in log for task_id, log in logs.items() if task_id not in started)
