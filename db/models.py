@@ -136,7 +136,7 @@ class Transformation(Base):
     output_metadata: Mapped[dict[str, Any] | None]
     plugin: Mapped[str] = mapped_column(String(32), default="standard")
     # NULL: a whole bucket (by_metadata) or every file (flushed when the parents end) per task.
-    group_size: Mapped[int | None] = mapped_column(Integer, default=1)
+    group_size: Mapped[int | None] = mapped_column(Integer)
     group_by: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     max_bytes: Mapped[int | None] = mapped_column(BigInteger)
     task_count: Mapped[int | None] = mapped_column(Integer)
