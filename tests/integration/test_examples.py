@@ -39,6 +39,8 @@ def test_catalog_processing_merges_per_run(system: System, tmp_path: Path) -> No
     progress = system.wait_for("detector-calib", timeout=240)
     calibrate = next(t for t in progress["transformations"] if t["name"] == "calibrate")
     assert calibrate["tasks"]["Done"] == 6  # ecal and hcal of three runs; muon is not selected
+    merge = next(t for t in progress["transformations"] if t["name"] == "merge-run")
+    assert merge["tasks"]["Done"] == 3 and merge["files"]["Processed"] == 6  # one task per run
     merged = system.json("catalog", "find", "datatype=merged")
     # Merged per run: no merge mixes runs (`run` is inherited only when all inputs agree).
-    assert {f["metadata"].get("run") for f in merged} == {7, 8, 9}
+    assert sorted(f["metadata"].get("run") for f in merged) == [7, 8, 9]
