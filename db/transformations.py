@@ -10,6 +10,7 @@ from metaprod.core import joblog
 from metaprod.core.auth import Principal, ensure_can_read, ensure_owns
 from metaprod.core.errors import InvalidArgument, NotFound
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus, check_transformation_move
+from metaprod.db import events
 from metaprod.db.ancestry import skipped_counts
 from metaprod.db.models import (
     CatalogFile,
@@ -67,10 +68,21 @@ def set_transformation_status(
     t = get_transformation(session=session, production=production, name=name)
     owner = production_of(session=session, transformation=t).owner
     ensure_owns(principal, owner, f"production {production!r}")
+    previous = t.status
     target = check_transformation_move(t.status, status)
     t.status = target.value
+    killed = 0
     if kill or target == TransformationStatus.CLEANING:
-        kill_tasks(session=session, transformation_ids=[t.id])
+        killed = kill_tasks(session=session, transformation_ids=[t.id])
+    if target != previous:
+        events.record(
+            session=session,
+            actor=events.actor_of(principal),
+            production_id=t.production_id,
+            event={"Active": "started", "Stopped": "stopped"}.get(target.value, target.value.lower()),
+            transformation=t.name,
+            detail=f"from {previous}" + (f"; {killed} tasks killed" if killed else ""),
+        )
     session.flush()
     return t
 

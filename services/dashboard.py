@@ -32,8 +32,16 @@ def snapshot(database: Database) -> list[dict[str, Any]]:
                     "name": progress.name,
                     "status": progress.status,
                     "percent": progress.percent,
+                    "failed_percent": progress.failed_percent,
                     "transformations": [
-                        {"name": t.name, "status": t.status, "percent": t.percent, "files": t.files, "tasks": t.tasks}
+                        {
+                            "name": t.name,
+                            "status": t.status,
+                            "percent": t.percent,
+                            "failed_percent": t.failed_percent,
+                            "files": t.files,
+                            "tasks": t.tasks,
+                        }
                         for t in progress.transformations
                     ],
                 }
@@ -70,9 +78,11 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="ref
 body{{font-family:system-ui,sans-serif;margin:2rem;background:#0f172a;color:#e2e8f0}}
 h1{{font-weight:600}} .p{{background:#1e293b;border-radius:12px;padding:1rem 1.5rem;margin:1rem 0}}
 .bar{{background:#334155;border-radius:6px;height:10px;overflow:hidden}}
-.fill{{background:linear-gradient(90deg,#22d3ee,#a78bfa);height:10px}}
+.bar{{display:flex}} .fill{{background:#22c55e;height:10px}} .failed{{background:#ef4444;height:10px}}
 table{{border-collapse:collapse;width:100%;margin-top:.5rem}} td,th{{padding:.25rem .5rem;text-align:left}}
-th{{color:#94a3b8;font-weight:500}} .s{{color:#fbbf24}}</style></head><body>
+th{{color:#94a3b8;font-weight:500}} .s{{color:#94a3b8}} .Active{{color:#22d3ee}}
+.Completed{{color:#22c55e}} .Partial{{color:#fbbf24}} .Failed{{color:#ef4444}} .Stopped{{color:#c084fc}}
+</style></head><body>
 <h1>metaprod</h1>{body}</body></html>"""
 
 
@@ -80,15 +90,20 @@ def render(productions_: list[dict[str, Any]]) -> str:
     parts = []
     for p in productions_:
         rows = "".join(
-            f"<tr><td>{html.escape(t['name'])}</td><td class=s>{t['status']}</td><td>{t['percent']:.0f}%</td>"
+            f"<tr><td>{html.escape(t['name'])}</td><td class='s {t['status']}'>{t['status']}</td>"
+            f"<td>{t['percent']:.0f}%</td><td>{t['failed_percent']:.0f}%</td>"
             f"<td>{' '.join(f'{k} {v}' for k, v in t['files'].items() if v)}</td>"
             f"<td>{' '.join(f'{k} {v}' for k, v in t['tasks'].items() if v)}</td></tr>"
             for t in p["transformations"]
         )
         parts.append(
-            f"<div class=p><h2>{html.escape(p['name'])} <span class=s>{p['status']}</span> {p['percent']:.0f}%</h2>"
-            f"<div class=bar><div class=fill style='width:{p['percent']}%'></div></div>"
-            f"<table><tr><th>transformation</th><th>status</th><th>done</th><th>files</th><th>tasks</th></tr>{rows}</table></div>"
+            f"<div class=p><h2>{html.escape(p['name'])} <span class='s {p['status']}'>{p['status']}</span> "
+            f"{p['percent']:.0f}% done, {p['failed_percent']:.0f}% failed</h2>"
+            # Done in green, failed in red, pending left empty: failures never fill the bar.
+            f"<div class=bar><div class=fill style='width:{p['percent']}%'></div>"
+            f"<div class=failed style='width:{p['failed_percent']}%'></div></div>"
+            "<table><tr><th>transformation</th><th>status</th><th>done</th><th>failed</th><th>files</th>"
+            f"<th>tasks</th></tr>{rows}</table></div>"
         )
     return PAGE.format(body="".join(parts) or "<p>No production yet.</p>")
 
