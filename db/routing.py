@@ -17,16 +17,19 @@ way, by an indexed NOT EXISTS on `file_ancestry` on the second.
 On MariaDB a registration that read the Active set just before a transformation became
 Active, and commits just after the agent's next scan moved that transformation's watermark
 past the new ids, leaves its files unattached: the window is a few milliseconds per batch
-(SQLite serializes writers, so it cannot happen there); `backfill_transformation` from 0
-repairs it.
+(SQLite serializes writers, so it cannot happen there). The input agent repairs it by itself:
+it scans each window again once registrations in flight then have had time to commit
+(`rescan`), and when it starts, it re-checks the last ids below every watermark
+(`recent_windows`), the windows its predecessor may not have re-checked.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 from metaprod.core.errors import NotFound
@@ -143,7 +146,7 @@ def backfill_transformation(*, session: Session, transformation_id: int) -> int:
     return attached
 
 
-def backfill_active(*, session: Session) -> int:
+def backfill_active(*, session: Session, on_scan: Callable[[ScannedWindow], None] | None = None) -> int:
     """For each Active transformation, attach the matching files above its watermark, then
     move the watermark: a cycle with no new file costs two tiny queries."""
     top = _top_file_id(session)
@@ -159,7 +162,55 @@ def backfill_active(*, session: Session) -> int:
     for tid, name, raw, watermark in behind:
         attached += _backfill(session, tid, name, raw, fields, after_id=watermark, upto_id=top)
         _move_watermark(session, tid, top)
+        if on_scan is not None:
+            on_scan(ScannedWindow(tid, watermark, top))
     return attached
+
+
+@dataclass(frozen=True)
+class ScannedWindow:
+    """Catalog ids (after_id, upto_id] scanned for one transformation: a registration still
+    in flight then may commit ids inside it later (the race of the module doc)."""
+
+    transformation_id: int
+    after_id: int
+    upto_id: int
+
+
+def rescan(*, session: Session, windows: Sequence[ScannedWindow]) -> int:
+    """Scan windows again (without moving watermarks): attaches what registrations that were
+    in flight during the first scan committed since. Idempotent, like every backfill."""
+    if not windows:
+        return 0
+    ids = sorted({w.transformation_id for w in windows})
+    known = {
+        tid: (name, raw)
+        for tid, name, raw in session.execute(
+            select(Transformation.id, Transformation.name, Transformation.input_query).where(
+                Transformation.id.in_(ids), Transformation.status.in_(INPUT_TAKING)
+            )
+        )
+    }
+    fields = load_fields(session)
+    attached = 0
+    for w in windows:
+        if w.transformation_id in known:
+            name, raw = known[w.transformation_id]
+            attached += _backfill(
+                session, w.transformation_id, name, raw, fields, after_id=w.after_id, upto_id=w.upto_id
+            )
+    return attached
+
+
+def recent_windows(*, session: Session, lookback_ids: int) -> list[ScannedWindow]:
+    """The last `lookback_ids` catalog ids below each input-taking transformation's watermark:
+    what a restarted input agent re-checks, having lost the windows its predecessor scanned."""
+    rows = session.execute(
+        select(Transformation.id, Transformation.input_watermark).where(
+            Transformation.status.in_(INPUT_TAKING), Transformation.input_watermark > 0
+        )
+    )
+    return [ScannedWindow(tid, max(0, mark - lookback_ids), mark) for tid, mark in rows]
 
 
 def _top_file_id(session: Session) -> int:
