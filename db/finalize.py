@@ -69,7 +69,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             )
         )
     }
-    transformations, production_names = transformations_of(session, {t.transformation_id for t in tasks.values()})
+    transformations, namespaces = transformations_of(session, {t.transformation_id for t in tasks.values()})
     input_md = _input_metadata(session, task_ids)
     schema = catalog.catalog_schema(session=session)
     done: list[tuple[int, int]] = []  # (attempt id, task id)
@@ -95,7 +95,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
         t = transformations[task.transformation_id]
         try:
             files = _outputs_to_register(
-                task.task_index, t, production_names[t.production_id], report, input_md.get(task_id, []), schema
+                task.task_index, t, namespaces[t.production_id], report, input_md.get(task_id, []), schema
             )
             if files:
                 with session.begin_nested():
@@ -144,12 +144,12 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
 def _outputs_to_register(
     task_index: int,
     t: Transformation,
-    production: str,
+    namespace: str,
     report: Mapping[str, Any],
     inputs: list[dict[str, Any]],
     schema: Any,
 ) -> list[catalog.FileInput]:
-    prefix = f"/{production}/{t.name}/{task_index:06d}/"
+    prefix = f"/{namespace}/{t.name}/{task_index:06d}/"
     query = MetaQuery.from_dict(t.output_query, schema=schema) if t.output_query is not None else None
     files: list[catalog.FileInput] = []
     for out in report.get("outputs") or []:

@@ -36,7 +36,7 @@ from metaprod.db.models import (
     utcnow,
 )
 from sqlalchemy import Table, and_, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
@@ -74,10 +74,11 @@ class ClaimedJob:
     outputs: Sequence[Mapping[str, Any]]
     inputs: tuple[JobInput, ...]
     max_runtime: int | None = None  # seconds; past it the wrapper kills the attempt
+    namespace: str = ""  # the first segment of its output LFNs (output_namespaces)
 
     @property
     def lfn_prefix(self) -> str:
-        return f"/{self.production}/{self.transformation}/{self.task_index:06d}/"
+        return f"/{self.namespace or self.production}/{self.transformation}/{self.task_index:06d}/"
 
 
 def claim_tasks(
@@ -143,7 +144,8 @@ def claim_tasks(
         .where(Task.id.in_(chosen_ids))
         .order_by(Task.id)
     ).all()
-    transformations, production_names = transformations_of(session, {row.transformation_id for row in chosen})
+    transformations, namespaces = transformations_of(session, {row.transformation_id for row in chosen})
+    production_names = production_names_of(namespaces)
     inputs = _inputs_of(session, chosen_ids)
     session.execute(
         update(Task)
@@ -192,6 +194,7 @@ def claim_tasks(
                 backend=backend,
                 backend_options=dict(t.spec.get("options") or {}),
                 production=production_names[t.production_id],
+                namespace=namespaces[t.production_id],
                 transformation=t.name,
                 command=t.command,
                 outputs=list((t.output_metadata or {}).get("outputs") or []),
@@ -205,18 +208,30 @@ def claim_tasks(
 def transformations_of(
     session: Session, transformation_ids: set[int]
 ) -> tuple[dict[int, Transformation], dict[int, str]]:
-    """These transformations by id, and the names of their productions by production id."""
+    """These transformations by id, and the output namespaces of their productions by
+    production id (see output_namespaces)."""
     transformations = {
         t.id: t for t in session.scalars(select(Transformation).where(Transformation.id.in_(transformation_ids)))
     }
-    production_names = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Production.id, Production.name).where(
-                Production.id.in_({t.production_id for t in transformations.values()})
-            )
-        ).all()
+    return transformations, output_namespaces(session, {t.production_id for t in transformations.values()})
+
+
+def output_namespaces(session: Session, production_ids: set[int]) -> dict[int, str]:
+    """The first segment of the LFNs a production's tasks write: its name; for a production
+    made under the name of deleted ones (whose outputs the catalog keeps), `name@N`, N being
+    its rank among them ('@' is never part of a name, so no other production can hold it)."""
+    earlier = aliased(Production)
+    rows = session.execute(
+        select(Production.id, Production.name, func.count(earlier.id))
+        .outerjoin(earlier, (earlier.name == Production.name) & (earlier.id < Production.id))
+        .where(Production.id.in_(production_ids))
+        .group_by(Production.id, Production.name)
     )
-    return transformations, production_names
+    return {pid: name if n == 0 else f"{name}@{n + 1}" for pid, name, n in rows}
+
+
+def production_names_of(namespaces: Mapping[int, str]) -> dict[int, str]:
+    return {pid: namespace.split("@", 1)[0] for pid, namespace in namespaces.items()}
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,23 @@ def test_delete_keeps_outputs_with_provenance_then_purge(system: System, tmp_pat
     assert lfns(system, "datatype=sim-reco") == recos
     assert all(p.is_file() for p in stored.values())
     assert [p["status"] for p in system.json("production", "list", "--all")] == ["Cleaned", "Cleaned"]
+
+
+def test_the_same_spec_runs_again_under_a_freed_name(system: System, tmp_path: Path) -> None:
+    system.up()
+    spec = two_steps("again", "gen", "reco", "sim")
+    create_and_run(system, tmp_path, spec)
+    first = sorted(lfns(system, "datatype=sim"))
+    assert first == ["/again/gen/000000/out.sim", "/again/gen/000001/out.sim"]
+    delete_and_wait(system, "again")
+    # Its outputs stay in the catalog under /again/...: the new production writes under
+    # /again@2/ and cannot collide with them (and, fed by the catalog, takes them as inputs).
+    create_and_run(system, tmp_path, spec)
+    assert sorted(lfns(system, "datatype=sim")) == [
+        *first,
+        "/again@2/gen/000000/out.sim",
+        "/again@2/gen/000001/out.sim",
+    ]
+    second = [f for f in lfns(system, "datatype=sim-reco") if f.startswith("/again@2/")]
+    assert len(second) == 4  # its two outputs, and the two kept ones of the first production
+    assert all(provenance(system, f)["production"] == "again" for f in second)
