@@ -102,7 +102,7 @@ def retry(
     stmt = select(Task.id, Task.status).where(Task.transformation_id == t.id)
     if task_ids:
         wanted = sorted(set(task_ids))
-        found = dict(session.execute(stmt.where(Task.id.in_(wanted))).tuples().all())
+        found = dict(session.execute(stmt.where(Task.id.in_(wanted))).all())
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFound(f"transformation {name!r} of production {production!r} has no task {missing[0]}")
