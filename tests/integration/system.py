@@ -82,7 +82,8 @@ class System:
         self.wait_ready()
         return proc
 
-    def agents(self, name: str) -> subprocess.Popen[bytes]:
+    def agents(self, name: str, only: str = "") -> subprocess.Popen[bytes]:
+        """An `agents` process; `only`: a comma-separated subset of the agents."""
         return self._spawn(
             "agents",
             "--data-dir",
@@ -91,6 +92,7 @@ class System:
             self.db_url,
             "--agent-config",
             json.dumps(self.agent_config),
+            *(("--only", only) if only else ()),
             log_name=f"agents-{name}.log",
         )
 

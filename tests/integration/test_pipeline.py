@@ -1,10 +1,9 @@
 """End to end through the CLI against `metaprod up`: a three-step chain with a failure that
 succeeds on retry, a partial group flushed after its parent completes, inherited metadata
-and provenance; bad jobs; and kill -9 crash recovery with exactly-once outputs."""
+and provenance; bad jobs; bundles; stop --kill. (kill -9 recovery: test_crash_recovery.py.)"""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections import Counter
@@ -159,78 +158,6 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     while time.monotonic() < deadline and process_alive(hung):
         time.sleep(0.2)
     assert not process_alive(hung), "the frozen pool worker outlived the cancel"
-
-
-def test_kill9_up_twice_exactly_once(system: System, tmp_path: Path) -> None:
-    spec = json.loads(json.dumps(CHAIN))
-    spec["production"] = "crash"
-    spec["transformations"][0]["tasks"] = 12
-    spec["transformations"][0]["command"] = (
-        'sleep 0.3; echo "sim $METAPROD_TASK_INDEX" > out.sim; '
-        'printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json'
-    )
-    spec["transformations"][1]["command"] = "sleep 0.5; cat $METAPROD_INPUTS > out.reco"
-    proc = system.up()
-    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
-    system.cli("production", "start", "crash")
-    for delay in (2.0, 3.0):
-        time.sleep(delay)
-        system.kill9(proc)
-        proc = system.up()
-    progress = system.wait_for("crash", timeout=240)
-    by_name = {t["name"]: t for t in progress["transformations"]}
-    assert by_name["gen"]["tasks"]["Done"] == 12
-    sims = system.json("catalog", "find", "datatype=sim")
-    recos = system.json("catalog", "find", "datatype=reco")
-    dsts = system.json("catalog", "find", "datatype=dst")
-    assert len(sims) == 12 and len(recos) == 6
-    assert len(dsts) == 2  # 6 reco files in groups of 5: one full, one flushed
-    # Every input was consumed by exactly one successful task.
-    consumed = Counter(lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"])
-    assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
-    assert by_name["reco"]["files"]["Processed"] == 12
-
-
-def test_two_agent_processes_kill9_exactly_once(system: System, tmp_path: Path) -> None:
-    """`serve` plus two `agents` processes on one database; one is killed -9 and restarted."""
-    spec = json.loads(json.dumps(CHAIN))
-    spec["production"] = "shared"
-    spec["transformations"][0]["tasks"] = 10
-    spec["transformations"][1]["command"] = "sleep 0.3; cat $METAPROD_INPUTS > out.reco"
-    system.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade = system.cli("db", "upgrade", "--data-dir", str(system.data_dir), "--db", system.db_url, check=False)
-    assert upgrade.returncode == 0, upgrade.stderr
-    admin = system.cli("token", "create", "admin", "--role", "admin", check=False)
-    assert admin.returncode != 0  # no services yet: a one-line error, not a traceback
-    assert admin.stderr.startswith("metaprod: error:") and "Traceback" not in admin.stderr
-    from metaprod.db.session import Database
-    from metaprod.db.tokens import create_token
-
-    database = Database(system.db_url)
-    with database.session_scope() as session:
-        _, secret = create_token(session=session, name="admin", role="admin")
-    database.dispose()
-    (system.data_dir / "admin.token").write_text(secret)
-    system.serve()
-    first = system.agents("a")
-    system.agents("b")
-    system.cli("production", "create", "-f", write_spec(tmp_path, spec))
-    system.cli("production", "start", "shared")
-    time.sleep(3.0)
-    system.kill9(first)
-    system.agents("a2")
-    progress = system.wait_for("shared", timeout=240)
-    by_name = {t["name"]: t for t in progress["transformations"]}
-    assert by_name["gen"]["tasks"]["Done"] == 10
-    sims = system.json("catalog", "find", "datatype=sim")
-    recos = system.json("catalog", "find", "datatype=reco")
-    assert len(sims) == 10 and len(recos) == 5
-    consumed = Counter(lfn for f in recos for lfn in system.json("catalog", "show", f["lfn"])["provenance"]["inputs"])
-    assert sorted(consumed) == sorted(f["lfn"] for f in sims) and set(consumed.values()) == {1}
-    assert len(system.json("catalog", "find", "datatype=dst")) == 1
-    # Both live agent processes beat in the shared database.
-    alive = {(a["name"], a["pid"]) for a in system.json("agents", "status") if a["alive"]}
-    assert len({pid for _, pid in alive}) >= 2
 
 
 def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_path: Path) -> None:
