@@ -23,7 +23,11 @@ def beat(*, session: Session, name: str, status: str, stopped: bool = False) -> 
         .values(last_beat=now, last_status=status[:2000], stopped=stopped)
     ).rowcount  # type: ignore[attr-defined]
     if not updated:
-        session.add(AgentHeartbeat(name=name, host=host, pid=pid, started_at=now, last_beat=now, last_status=status))
+        session.add(
+            AgentHeartbeat(
+                name=name, host=host, pid=pid, started_at=now, last_beat=now, last_status=status[:2000], stopped=stopped
+            )
+        )
     session.flush()
 
 

@@ -4,7 +4,9 @@ who am I, agents; and the health and reflection services, open without a token."
 from __future__ import annotations
 
 import os
+import socket
 import time
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -12,6 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from metaprod.clients import Client
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from metaprod.db import agents_status
+from metaprod.db.models import AgentHeartbeat, utcnow
 from metaprod.v1 import production_pb2, production_pb2_grpc
 
 from tests.integration.conftest import Connect, RunningServer
@@ -116,10 +120,29 @@ def test_whoami_and_list_agents(server: RunningServer, connect_as: Connect, admi
     reader = connect_as(server.token("carol", "reader", owner="physics"))
     me = reader.admin.whoami()
     assert (me.name, me.role, me.owner) == ("carol", "reader", "physics")
-    agents = admin.admin.list_agents()
-    assert isinstance(agents, list)
-    assert all(a.name for a in agents)
-    assert isinstance(reader.admin.list_agents(), list)
+    assert admin.admin.list_agents() == []  # no agent has ever beaten
+    with server.database.session_scope() as session:
+        agents_status.beat(session=session, name="submit", status="claimed 3 tasks in 1 jobs")
+        agents_status.beat(session=session, name="monitor", status="stopped", stopped=True)
+        session.add(
+            AgentHeartbeat(
+                name="input",
+                host="gone",
+                pid=1,
+                started_at=utcnow() - timedelta(hours=2),
+                last_beat=utcnow() - timedelta(hours=1),
+                last_status="idle",
+            )
+        )
+    for client in (admin, reader):
+        agents = {(a.name, a.host): a for a in client.admin.list_agents()}
+        here = socket.gethostname()
+        assert set(agents) == {("submit", here), ("monitor", here), ("input", "gone")}
+        submit = agents["submit", here]
+        assert (submit.pid, submit.last_status, submit.alive) == (os.getpid(), "claimed 3 tasks in 1 jobs", True)
+        assert submit.last_beat is not None and submit.started_at is not None
+        assert agents["monitor", here].alive is False  # stopped
+        assert agents["input", "gone"].alive is False  # silent for an hour
     with pytest.raises(Unauthenticated):
         connect_as("").admin.whoami()
 
