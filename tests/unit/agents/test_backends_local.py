@@ -108,18 +108,24 @@ def test_queueing_beyond_max_workers(backend: LocalBackend, tmp_path: Path) -> N
     assert all((j.workdir / "started").exists() for j in jobs)
 
 
-def test_cancel_running_kills_process_group(backend: LocalBackend, tmp_path: Path) -> None:
-    job = spec(tmp_path, "t4-a1", "sleep 30 & echo $! > child.pid; wait")
-    job_id = backend.submit(job)
-    pid_file = job.workdir / "child.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
-    child = int(pid_file.read_text())
-    started = time.monotonic()
-    backend.cancel([job_id])
-    status = wait_final(backend, [job_id])[job_id]
-    assert time.monotonic() - started < 5
-    assert status.state is JobState.FAILED
-    assert status.reason.startswith("cancelled")
+# A grace long enough that a graceful cancel (SIGTERM obeyed) and a forced one (SIGKILL after
+# the grace) cannot be mistaken for each other by their duration.
+LONG_GRACE = 10.0
+
+
+def test_cancel_running_kills_process_group(tmp_path: Path) -> None:
+    with LocalBackend(max_workers=1, kill_grace=LONG_GRACE, terminate_on_close=True, poll_interval=0.02) as backend:
+        job = spec(tmp_path, "t4-a1", "sleep 30 & echo $! > child.pid; wait")
+        job_id = backend.submit(job)
+        pid_file = job.workdir / "child.pid"
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        child = int(pid_file.read_text())
+        started = time.monotonic()
+        backend.cancel([job_id])
+        status = wait_final(backend, [job_id])[job_id]
+        # Ended by the SIGTERM, well within the grace: not by the SIGKILL that follows it.
+        assert time.monotonic() - started < LONG_GRACE / 2
+        assert status == JobStatus(JobState.FAILED, -15, "cancelled (killed by signal SIGTERM)")
     # The grandchild went with the group (it may linger as a zombie of whoever adopted it).
     wait_for(lambda: not process_alive(child), timeout=5)
 
@@ -129,9 +135,11 @@ def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:
         job = spec(tmp_path, "t5-a1", "trap '' TERM; touch ready; while :; do sleep 0.05; done")
         job_id = b.submit(job)
         wait_for(lambda: (job.workdir / "ready").exists())
+        started = time.monotonic()
         b.cancel([job_id])
         status = wait_final(b, [job_id])[job_id]
         assert status == JobStatus(JobState.FAILED, -9, "cancelled (killed by signal SIGKILL)")
+        assert time.monotonic() - started >= 0.3  # the grace was given first
 
 
 def test_cancel_pending_never_starts(tmp_path: Path) -> None:
@@ -291,22 +299,30 @@ def test_pool_worker_death_fails_only_its_job(pool: LocalBackend, tmp_path: Path
     assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
 
 
-def test_pool_cancel_kills_the_command(pool: LocalBackend, tmp_path: Path) -> None:
-    job = pooled(tmp_path, "p4-a1", "run_command", "sleep 30 & echo $! > child.pid; wait")
-    job_id = pool.submit(job)
-    pid_file = job.workdir / "child.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
-    child = int(pid_file.read_text())
-    started = time.monotonic()
-    pool.cancel([job_id])
-    status = wait_final(pool, [job_id])[job_id]
-    assert time.monotonic() - started < 5
-    assert status.state is JobState.FAILED
-    assert status.reason.startswith("cancelled")
-    wait_for(lambda: not process_alive(child), timeout=5)
-    # The worker survived the cancel and takes the next job.
-    after = pool.submit(pooled(tmp_path, "p4-a2", "run_command", "true"))
-    assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
+def worker_pids(backend: LocalBackend) -> list[int]:
+    return sorted(w.proc.pid for w in backend._workers)
+
+
+def test_pool_cancel_kills_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYTHONPATH", ENTRIES)
+    with LocalBackend(max_workers=1, kill_grace=LONG_GRACE, terminate_on_close=True, poll_interval=0.02) as pool:
+        job = pooled(tmp_path, "p4-a1", "run_command", "sleep 30 & echo $! > child.pid; wait")
+        job_id = pool.submit(job)
+        pid_file = job.workdir / "child.pid"
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        child = int(pid_file.read_text())
+        worker = worker_pids(pool)
+        started = time.monotonic()
+        pool.cancel([job_id])
+        status = wait_final(pool, [job_id])[job_id]
+        # The command obeyed the SIGTERM, well within the grace; its worker was not killed.
+        assert time.monotonic() - started < LONG_GRACE / 2
+        assert status == JobStatus(JobState.FAILED, 143, "cancelled (exit code 143)")  # 128 + SIGTERM
+        wait_for(lambda: not process_alive(child), timeout=5)
+        # The worker survived the cancel and takes the next job.
+        after = pool.submit(pooled(tmp_path, "p4-a2", "run_command", "true"))
+        assert wait_final(pool, [after])[after].state is JobState.SUCCEEDED
+        assert worker_pids(pool) == worker
 
 
 def test_pool_cancel_escalates_to_killing_the_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -315,10 +331,14 @@ def test_pool_cancel_escalates_to_killing_the_worker(monkeypatch: pytest.MonkeyP
         job = pooled(tmp_path, "p5-a1", "run_command", "trap '' TERM; touch ready; while :; do sleep 0.05; done")
         job_id = b.submit(job)
         wait_for(lambda: (job.workdir / "ready").exists())
+        (worker,) = worker_pids(b)
+        started = time.monotonic()
         b.cancel([job_id])
         status = wait_final(b, [job_id])[job_id]
         assert status.state is JobState.FAILED
         assert status.reason.startswith("cancelled")
+        assert time.monotonic() - started >= 0.3  # the grace was given first
+        assert not process_alive(worker)  # then the worker went, its command with it
 
 
 def test_subprocess_mode_runs_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
