@@ -104,6 +104,18 @@ class CatalogAPI:
         resp = self._t.unary(CATALOG, "SetMetadata", request, catalog_pb2.SetMetadataResponse)
         return convert.catalog_file_from_proto(resp.file)
 
+    def lineage(self, lfn: str, *, max_depth: int = 0) -> t.Lineage:
+        """Every ancestor and descendant of `lfn`, transitively through provenance (one call;
+        the server walks each direction in one recursive query). max_depth 0: the server's limit."""
+        request = catalog_pb2.GetLineageRequest(lfn=lfn, max_depth=max_depth)
+        resp = self._t.unary(CATALOG, "GetLineage", request, catalog_pb2.GetLineageResponse)
+        return t.Lineage(
+            lfn=resp.lfn,
+            ancestors=tuple(resp.ancestors),
+            descendants=tuple(resp.descendants),
+            truncated=resp.truncated,
+        )
+
 
 def _ref(production: str, name: str) -> transformation_pb2.TransformationRef:
     return transformation_pb2.TransformationRef(production=production, name=name)

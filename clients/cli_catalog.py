@@ -76,6 +76,18 @@ def register(subparsers: SubParsers) -> None:
     p.add_argument("lfn", metavar="LFN")
     p.set_defaults(handler=cmd_show)
 
+    p = catalog.add_parser(
+        "lineage",
+        help="every file a file descends from, and every file descending from it",
+        description="Ancestors and descendants of LFN, transitively through provenance, nearest generation "
+        'first. --json: {"lfn", "ancestors": [LFN, ...], "descendants": [LFN, ...], "truncated"}.',
+    )
+    p.add_argument("lfn", metavar="LFN")
+    p.add_argument(
+        "--max-depth", type=int, default=0, metavar="N", help="walk at most N generations each way (default: 1000)"
+    )
+    p.set_defaults(handler=cmd_lineage)
+
     p = catalog.add_parser("set-meta", help="set metadata values of a file")
     p.add_argument("lfn", metavar="LFN")
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
@@ -230,6 +242,31 @@ def cmd_show(args: argparse.Namespace) -> int:
         emit_json(render.file_json(f))
     else:
         console().print(render.file_table(f))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    if args.max_depth < 0:
+        raise ValueError(f"--max-depth must be positive, not {args.max_depth}")
+    with open_client(args) as client:
+        found = client.catalog.lineage(args.lfn, max_depth=args.max_depth)
+    if args.json:
+        emit_json(
+            {
+                "lfn": found.lfn,
+                "ancestors": list(found.ancestors),
+                "descendants": list(found.descendants),
+                "truncated": found.truncated,
+            }
+        )
+        return 0
+    lines = [f"{found.lfn}: {len(found.ancestors)} ancestor(s), {len(found.descendants)} descendant(s)"]
+    for title, lfns in (("ancestors", found.ancestors), ("descendants", found.descendants)):
+        if lfns:
+            lines += [f"{title}:", *(f"  {lfn}" for lfn in lfns)]
+    if found.truncated:
+        lines.append("(stopped at the depth limit: there may be more; see --max-depth)")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

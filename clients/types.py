@@ -48,6 +48,14 @@ class CatalogFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Lineage:
+    lfn: str
+    ancestors: tuple[str, ...] = ()  # nearest generation first, then by LFN
+    descendants: tuple[str, ...] = ()
+    truncated: bool = False  # the depth limit stopped a walk: there may be more
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterResult:
     registered: int
     attached: int  # transformation-file attachments made by the file router

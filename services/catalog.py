@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import grpc
 from metaprod.core.auth import ensure_can_read, ensure_can_write
 from metaprod.core.errors import DomainError, InvalidArgument
-from metaprod.db import catalog
+from metaprod.db import catalog, lineage
 from metaprod.services import convert
 from metaprod.services.convert_catalog import field_to_pb, file_input_from_pb, file_to_pb
 from metaprod.services.server import ServiceBinding, ServiceContext
@@ -110,6 +110,14 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         # New metadata may have attached the file to a transformation.
         self.ctx.notify("files")
         return pb.SetMetadataResponse(file=file_to_pb(record))
+
+    def GetLineage(self, request: pb.GetLineageRequest, context: grpc.ServicerContext) -> pb.GetLineageResponse:
+        ensure_can_read(self.ctx.authenticator.principal(context))
+        with self.ctx.database.session_scope(readonly=True) as session:
+            found = lineage.lineage(session=session, lfn=request.lfn, max_depth=request.max_depth or lineage.MAX_DEPTH)
+        return pb.GetLineageResponse(
+            lfn=found.lfn, ancestors=found.ancestors, descendants=found.descendants, truncated=found.truncated
+        )
 
 
 class _Committer:

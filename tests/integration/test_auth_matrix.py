@@ -117,6 +117,7 @@ ACCESS: dict[str, tuple[str, Callable[[Target], Message]]] = {
     ),
     "FileCatalog.FindFiles": ("read", lambda t: C.FindFilesRequest(query="{}", with_metadata=True)),
     "FileCatalog.GetFile": ("read", lambda t: C.GetFileRequest(lfn=t.lfn)),
+    "FileCatalog.GetLineage": ("read", lambda t: C.GetLineageRequest(lfn=t.lfn)),
     "FileCatalog.SetMetadata": (
         "own",
         lambda t: C.SetMetadataRequest(lfn=t.lfn, metadata={"datatype": common_pb2.MetaValue(str_value="y")}),

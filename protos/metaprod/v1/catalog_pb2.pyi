@@ -151,3 +151,23 @@ class SetMetadataResponse(_message.Message):
     FILE_FIELD_NUMBER: _ClassVar[int]
     file: CatalogFile
     def __init__(self, file: _Optional[_Union[CatalogFile, _Mapping]] = ...) -> None: ...
+
+class GetLineageRequest(_message.Message):
+    __slots__ = ("lfn", "max_depth")
+    LFN_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    lfn: str
+    max_depth: int
+    def __init__(self, lfn: _Optional[str] = ..., max_depth: _Optional[int] = ...) -> None: ...
+
+class GetLineageResponse(_message.Message):
+    __slots__ = ("lfn", "ancestors", "descendants", "truncated")
+    LFN_FIELD_NUMBER: _ClassVar[int]
+    ANCESTORS_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    lfn: str
+    ancestors: _containers.RepeatedScalarFieldContainer[str]
+    descendants: _containers.RepeatedScalarFieldContainer[str]
+    truncated: bool
+    def __init__(self, lfn: _Optional[str] = ..., ancestors: _Optional[_Iterable[str]] = ..., descendants: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ...) -> None: ...

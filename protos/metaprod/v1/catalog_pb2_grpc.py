@@ -65,6 +65,11 @@ class FileCatalogStub:
                 request_serializer=metaprod_dot_v1_dot_catalog__pb2.SetMetadataRequest.SerializeToString,
                 response_deserializer=metaprod_dot_v1_dot_catalog__pb2.SetMetadataResponse.FromString,
                 _registered_method=True)
+        self.GetLineage = channel.unary_unary(
+                '/metaprod.v1.FileCatalog/GetLineage',
+                request_serializer=metaprod_dot_v1_dot_catalog__pb2.GetLineageRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_catalog__pb2.GetLineageResponse.FromString,
+                _registered_method=True)
 
 
 class FileCatalogServicer:
@@ -109,6 +114,13 @@ class FileCatalogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLineage(self, request, context):
+        """Every ancestor and descendant of a file, transitively through provenance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileCatalogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +153,11 @@ def add_FileCatalogServicer_to_server(servicer, server):
                     servicer.SetMetadata,
                     request_deserializer=metaprod_dot_v1_dot_catalog__pb2.SetMetadataRequest.FromString,
                     response_serializer=metaprod_dot_v1_dot_catalog__pb2.SetMetadataResponse.SerializeToString,
+            ),
+            'GetLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLineage,
+                    request_deserializer=metaprod_dot_v1_dot_catalog__pb2.GetLineageRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_catalog__pb2.GetLineageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +323,33 @@ class FileCatalog:
             '/metaprod.v1.FileCatalog/SetMetadata',
             metaprod_dot_v1_dot_catalog__pb2.SetMetadataRequest.SerializeToString,
             metaprod_dot_v1_dot_catalog__pb2.SetMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.FileCatalog/GetLineage',
+            metaprod_dot_v1_dot_catalog__pb2.GetLineageRequest.SerializeToString,
+            metaprod_dot_v1_dot_catalog__pb2.GetLineageResponse.FromString,
             options,
             channel_credentials,
             insecure,
