@@ -1,11 +1,14 @@
 """Benchmark: routing catalog files to transformations, FileRouter against the naive loop.
 
-    .venv/bin/python bench/bench_match.py [--files N] [--queries Q] [--naive-files M] [--seed S]
+    .venv/bin/python bench/bench_match.py [--files N] [--queries Q] [--naive-files M] [--seed S] [--runs N]
 
 Generates N metadata dicts (seeded) and Q input queries spread over 20 `datatype` values and
 ranges of `run` (int) and `energy` (float), routes every file with `FileRouter.route`, times the
-naive loop (`[tid for tid, q in queries if q.matches(md)]`) on the first M files and extrapolates
-it, checks on a sample that both give the same answer, and prints files/s and the ratio.
+naive loop (`[tid for tid, q in queries if q.matches(md)]`) on M files drawn at random from the
+whole input (the same share of every chunk, so it sees what the router sees) and extrapolates it,
+checks on a sample that both give the same answer, and prints files/s and the ratio. With
+`--runs N` the whole measure is repeated (seeds S, S+1, ...) and every figure is printed as
+min / median / max.
 It also times routing with the data-cycle check (`route_split`: each file of a produced batch
 excludes the transformations of its ancestry; here every file carries an ancestry of 3 ids).
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.router import FileRouter
+from runs import Runs
 
 SCHEMA = Schema({"datatype": "str", "run": "int", "energy": "float", "site": "str"})
 DATATYPES = [f"type{i:02d}" for i in range(20)]
@@ -68,12 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--naive-files", type=int, default=50_000)
+    ap.add_argument("--naive-files", type=int, default=50_000, help="files timed in the naive loop, drawn at random")
     ap.add_argument("--sample", type=int, default=20_000, help="files compared router vs naive")
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--runs", type=int, default=1, help="repeat the measure; print min/median/max of each figure")
     args = ap.parse_args(argv)
+    runs = Runs()
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"--- run {run + 1} of {args.runs} (seed {args.seed + run})")
+        if measure(args, args.seed + run, runs):
+            return 1
+    print(f"summary over {args.runs} run(s):")
+    print(runs.summary())
+    return 0
 
-    rng = random.Random(args.seed)
+
+def measure(args: argparse.Namespace, seed: int, runs: Runs) -> int:
+    rng = random.Random(seed)
     queries = make_queries(args.queries, rng)
     t0 = time.perf_counter()
     router: FileRouter[int] = FileRouter(queries)
@@ -104,14 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         split_cpu += time.process_time() - c0
         skipped += sum(len(out) for _, out in splits)
 
-        todo = chunk[: max(0, args.naive_files - naive_count)]
+        # The naive loop's share of this chunk, drawn at random: spread over the whole input.
+        share = round(len(chunk) * min(1.0, args.naive_files / args.files))
+        picked = sorted(rng.sample(range(len(chunk)), share))
+        todo = [chunk[j] for j in picked]
         if todo:
             t0, c0 = time.perf_counter(), time.process_time()
             naive = [[tid for tid, q in items if q.matches(md)] for md in todo]
             naive_s += time.perf_counter() - t0
             naive_cpu += time.process_time() - c0
             naive_count += len(todo)
-            for got, want in zip(results, naive, strict=False):
+            for got, want in zip((results[j] for j in picked), naive, strict=True):
                 if checked < args.sample:
                     checked += 1
                     mismatches += got != set(want)
@@ -134,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         f"of CPU time; {skipped:,} of {matched:,} matches skipped as the files' own ancestry)"
     )
     print(
-        f"naive loop over matches(): {naive_rate:,.0f} files/s (timed on the first {naive_count:,} files "
+        f"naive loop over matches(): {naive_rate:,.0f} files/s (timed on {naive_count:,} files drawn at random "
         f"in {naive_s:.2f} s and extrapolated: {routed / naive_rate:.1f} s for {routed:,} files; "
         f"{naive_count / naive_cpu:,.0f} files/s of CPU time)"
     )
     print(f"ratio router/naive: {router_rate / naive_rate:.1f}x")
     print(f"check: router == naive on {checked:,} sampled files: {'OK' if not mismatches else 'MISMATCH'}")
+    runs.add("router files/s", router_rate)
+    runs.add("router with the data-cycle check files/s", routed / split_s)
+    runs.add("naive loop files/s", naive_rate)
+    runs.add("ratio router/naive", router_rate / naive_rate, "{:.1f}x")
     if mismatches:
         print(f"{mismatches} files routed differently", file=sys.stderr)
         return 1
