@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import IO
 
 from metaprod.clients import render
@@ -24,7 +25,9 @@ from metaprod.clients.cli_common import (
     query_argument,
     read_file_lines,
 )
+from metaprod.clients.watch import Watcher, check_prefix, stderr_log
 from metaprod.core.errors import DomainError
+from metaprod.core.pathpattern import PathPattern
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -87,6 +90,39 @@ def register(subparsers: SubParsers) -> None:
         "--max-depth", type=int, default=0, metavar="N", help="walk at most N generations each way (default: 1000)"
     )
     p.set_defaults(handler=cmd_lineage)
+
+    p = catalog.add_parser(
+        "watch",
+        help="keep registering the files that appear under a directory",
+        description="Keep running and register each file that appears under DIR once it is complete (written "
+        "and closed, size and time stable), with LFN PREFIX + its path relative to DIR, its absolute path as "
+        "PFN, an adler32 checksum, and metadata from --pattern and from a <file>.meta.json sidecar (the sidecar "
+        "wins). Files already catalogued identically are skipped, so a restart registers nothing twice. "
+        "SIGINT or SIGTERM stops it.",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "--pattern",
+        metavar="P",
+        help="path pattern relative to DIR, e.g. 'raw/{subject}/{run:int}_{site}.dat' ({key} string, {key:int}, "
+        "{key:float}, * any text within a segment); a file not matching is skipped with a log line",
+    )
+    p.add_argument("--lfn-prefix", default="/", metavar="PREFIX", help="LFN of DIR itself (default /)")
+    p.add_argument(
+        "--settle", type=float, default=1.0, metavar="S", help="seconds a file must stay unchanged (default 1)"
+    )
+    p.add_argument(
+        "--sidecar-wait",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="extra seconds a complete file without a sidecar waits for one (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--rescan", type=float, default=60.0, metavar="S", help="full rescan period, a safety net (default 60)"
+    )
+    p.add_argument("--batch-size", type=int, default=1000, metavar="N", help="files per registration at most")
+    p.set_defaults(handler=cmd_watch)
 
     p = catalog.add_parser("set-meta", help="set metadata values of a file")
     p.add_argument("lfn", metavar="LFN")
@@ -267,6 +303,40 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if found.truncated:
         lines.append("(stopped at the depth limit: there may be more; see --max-depth)")
     sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    pattern = PathPattern.parse(args.pattern) if args.pattern is not None else None
+    prefix = check_prefix(args.lfn_prefix)
+    for name in ("settle", "sidecar_wait"):
+        if not getattr(args, name) >= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
+    if not args.rescan > 0 or args.batch_size < 1:
+        raise ValueError("--rescan must be positive and --batch-size at least 1")
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ValueError(f"{args.dir} is not a directory")
+    with open_client(args) as client:
+        watcher = Watcher(
+            client=client,
+            root=root,
+            pattern=pattern,
+            lfn_prefix=prefix,
+            settle=args.settle,
+            sidecar_wait=args.sidecar_wait,
+            rescan=args.rescan,
+            batch_size=args.batch_size,
+            log=stderr_log,
+        )
+        stats = watcher.run()
+    if args.json:
+        emit_json(stats.as_dict())
+    else:
+        stderr_log(
+            f"stopped: {stats.registered} registered, {stats.skipped} already catalogued, "
+            f"{stats.unmatched} not matching the pattern, {stats.failed} refused"
+        )
     return 0
 
 
