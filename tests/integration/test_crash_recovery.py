@@ -33,7 +33,12 @@ from tests.integration.system import System
 from tests.processes import is_descendant, kill9_tree
 
 # Lost after 3 s of silence; an unrecorded submission after 2 s.
-CRASH_AGENTS = {"heartbeat_interval": 0.3, "heartbeat_timeout": 3.0, "submit_grace_seconds": 2.0}
+CRASH_AGENTS = {
+    "heartbeat_interval": 0.3,
+    "heartbeat_timeout": 3.0,
+    "submit_grace_seconds": 2.0,
+    "report_grace_seconds": 3.0,
+}
 
 
 def spec(name: str, tasks: int, gate: str) -> dict[str, Any]:
@@ -243,6 +248,10 @@ def test_killed_between_reports_and_their_finalization(
         return attempts(db) == {i: ["Reported"] for i in range(3)}
 
     wait_until("every attempt reported, none finalized", all_reported, system)
+    # Past the report grace and the heartbeat timeout: a report waiting for its finalization
+    # is never taken for a lost attempt, however long it waits.
+    time.sleep(CRASH_AGENTS["heartbeat_timeout"] + 1.5)
+    assert all_reported(), attempts(db)
     for p in (agents, serve):
         kill9_tree(p.pid)
         p.wait(timeout=30)
