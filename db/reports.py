@@ -32,6 +32,8 @@ class Beat:
     attempt: int
     # Waiting its turn in a bundle: alive, but not started (the task stays Submitted).
     queued: bool = False
+    # Its command runs, started under a start lease (see may_start): it becomes Running.
+    started: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,22 +59,27 @@ class _Row(NamedTuple):
 
 
 def _attempt_rows(
-    session: Session, keys: Sequence[tuple[int, int]], principal: Principal, *, missing_ok: bool = False
+    session: Session,
+    keys: Sequence[tuple[int, int]],
+    principal: Principal,
+    *,
+    missing_ok: bool = False,
+    lock: bool = True,
 ) -> dict[tuple[int, int], _Row]:
-    """The attempts named by `keys`, locked for this transaction, after checking that the
-    caller may speak for every one of them (else nothing is changed). With `missing_ok`, an
-    attempt without a row (withdrawn: see record_heartbeats) is left out instead of refused:
-    nothing can be written for it anyway."""
+    """The attempts named by `keys`, locked for this transaction (unless not `lock`), after
+    checking that the caller may speak for every one of them (else nothing is changed). With
+    `missing_ok`, an attempt without a row (withdrawn: see record_heartbeats) is left out
+    instead of refused: nothing can be written for it anyway."""
     digest = reporting_token(principal)
     rows: dict[tuple[int, int], _Row] = {}
     if keys:
         wanted = set(keys)
-        result = session.execute(
+        stmt = (
             select(JobAttempt.id, JobAttempt.task_id, JobAttempt.attempt, JobAttempt.status, JobAttempt.token_hash)
             .where(JobAttempt.task_id.in_({task for task, _ in keys}))
             .order_by(JobAttempt.id)
-            .with_for_update()
         )
+        result = session.execute(stmt.with_for_update() if lock else stmt)
         for attempt_id, task_id, attempt, status, token_hash in result:
             if (task_id, attempt) in wanted:
                 rows[(task_id, attempt)] = _Row(attempt_id, status, token_hash)
@@ -91,15 +98,44 @@ class BeatOutcome(NamedTuple):
     withdrawn: bool = False  # not started, given back to its task: never start it
 
 
+def may_start(*, session: Session, keys: Sequence[tuple[int, int]], principal: Principal) -> bool:
+    """Whether all these attempts may start now: each is live and not started, its task is
+    Submitted (not Killed) with this attempt, and its transformation Active. Reads only (no
+    lock, no write): what a start lease is granted on. The caller's clock started before this
+    read, and a stop that commits after it returns only once the lease has run out (see
+    metaprod.services.leases), so an attempt started within its lease started before the stop
+    returned. False says nothing about which failed: record_heartbeats decides, with locks."""
+    rows = _attempt_rows(session, keys, principal, missing_ok=True, lock=False)
+    if not keys or len(rows) != len(set(keys)):
+        return False
+    if any(row.status != AttemptStatus.SUBMITTED.value for row in rows.values()):
+        return False
+    wanted = set(keys)
+    states = session.execute(
+        select(Task.id, Task.attempt, Task.status, Transformation.status)
+        .join(Transformation, Transformation.id == Task.transformation_id)
+        .where(Task.id.in_({task for task, _ in keys}))
+    ).all()
+    ready = {
+        (task_id, attempt)
+        for task_id, attempt, task_status, transformation_status in states
+        if task_status == TaskStatus.SUBMITTED.value and transformation_status == TransformationStatus.ACTIVE.value
+    }
+    return wanted <= ready
+
+
 def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Principal) -> list[BeatOutcome]:
     """Note that these attempts are alive; for each, whether it is still the live attempt
     (proceed=False tells the wrapper to stop it, or not to start it).
 
-    A beat that is not `queued` for an attempt not yet started is the wrapper asking to start
-    it: it becomes Running, and so does its task, if its task is still Submitted (not Killed)
-    and its transformation Active. Stop means stop: an attempt not yet started (asked to start
-    or still queued) of a transformation that is not Active is withdrawn: its row goes, its
-    task is Created again with the attempt number it had before the claim (the attempt never
+    A `started` beat is an attempt whose command runs (started under a start lease): it
+    becomes Running, and so does its task if still Submitted, whatever its transformation's
+    status (a running attempt runs to its end; --kill is the monitor's). A beat neither
+    `queued` nor `started` for an attempt not yet started is the wrapper asking to start it
+    now: it starts (as above) if its task is still Submitted (not Killed) and its
+    transformation Active. Stop means stop: an attempt not yet started (asked to start or
+    still queued) of a transformation that is not Active is withdrawn: its row goes, its task
+    is Created again with the attempt number it had before the claim (the attempt never
     counted), so a restart runs it with its whole budget. The transformation's status is read
     with a lock in this transaction, so a stop that committed first wins, and a start that
     committed first is an attempt already running at the stop, which runs to its end."""
@@ -107,17 +143,18 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
     rows = _attempt_rows(session, keys, principal, missing_ok=True)
     live = {key: row for key, row in rows.items() if row.status in LIVE}
     not_started = {key for key, row in live.items() if row.status == AttemptStatus.SUBMITTED.value}
+    checked = {key for beat, key in zip(beats, keys, strict=True) if key in not_started and not beat.started}
     # Locking reads (latest committed on MariaDB, not the snapshot): they order this
     # transaction against `stop` (which updates the transformation) and `--kill` (the tasks).
     # Only beats that might start or withdraw an attempt need them.
     task_states: dict[int, tuple[str, str]] = {}
-    if not_started:
+    if checked:
         task_states = {
             task_id: (task_status, transformation_status)
             for task_id, task_status, transformation_status in session.execute(
                 select(Task.id, Task.status, Transformation.status)
                 .join(Transformation, Transformation.id == Task.transformation_id)
-                .where(Task.id.in_({task for task, _ in not_started}))
+                .where(Task.id.in_({task for task, _ in checked}))
                 .with_for_update(read=True)
             )
         }
@@ -132,7 +169,7 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
         if row is None:
             outcomes[key] = BeatOutcome(False)
             continue
-        if key in not_started:
+        if key in checked:
             task_status, transformation_status = task_states[key[0]]
             if task_status != TaskStatus.SUBMITTED.value:
                 outcomes[key] = BeatOutcome(False)  # killed: the monitor ends the attempt
@@ -142,7 +179,7 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
                 outcomes[key] = BeatOutcome(False, withdrawn=True)
                 continue
         outcomes[key] = BeatOutcome(True)
-        if beat.queued:
+        if beat.queued and not beat.started:
             alive.append(row.id)
         else:
             started.append(key)

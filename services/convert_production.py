@@ -116,7 +116,7 @@ def task_row_to_pb(row: TaskRow, transformation: str) -> transformation_pb2.Task
 
 
 def beat_from_pb(request: transformation_pb2.HeartbeatRequest) -> reports.Beat:
-    return reports.Beat(task_id=request.task, attempt=request.attempt, queued=request.queued)
+    return reports.Beat(task_id=request.task, attempt=request.attempt, queued=request.queued, started=request.started)
 
 
 def report_from_pb(request: transformation_pb2.ReportTaskResultRequest) -> reports.AttemptReport:

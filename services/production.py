@@ -10,7 +10,7 @@ from metaprod.core.auth import Principal, ensure_can_read
 from metaprod.core.statuses import PRODUCTION_OUTCOMES, ProductionStatus
 from metaprod.db import cleaning, events, productions, recovery
 from metaprod.db.models import Production
-from metaprod.services import convert
+from metaprod.services import convert, leases
 from metaprod.services.convert_production import event_to_pb, production_to_pb, progress_to_pb, transformation_to_pb
 from metaprod.services.server import ServiceBinding, ServiceContext
 from metaprod.v1 import production_pb2 as pb
@@ -82,7 +82,10 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
                 session=session, name=name, target=target, principal=principal, kill=kill
             )
             message = self._production_pb(session, production)
+        committed = time.monotonic()
         self.ctx.notify("production")
+        if kill or target != ProductionStatus.ACTIVE:
+            leases.outlast(committed)  # stop means stop: no attempt starts once this returns
         return message
 
     def StartProduction(
@@ -106,7 +109,9 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
                 session=session, name=request.name, principal=principal, purge_outputs=request.purge_outputs
             )
             message = self._production_pb(session, production)
+        committed = time.monotonic()
         self.ctx.notify("production")
+        leases.outlast(committed)  # its tasks were killed: none starts once this returns
         return pb.DeleteProductionResponse(production=message)
 
     def GetProduction(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import grpc
 from metaprod.core.auth import Principal, ensure_can_read
+from metaprod.core.statuses import TransformationStatus
 from metaprod.db import productions, recovery, reports, transformations
 from metaprod.db.models import Transformation
-from metaprod.services import convert
+from metaprod.services import convert, leases
 from metaprod.services.batching import GroupCommitter
 from metaprod.services.convert_production import (
     beat_from_pb,
@@ -98,7 +100,11 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
             )
             parents = productions.parent_names(session=session, transformation_ids=[t.id]).get(t.id, [])
             message = transformation_to_pb(t, request.ref.production, parents)
+            active = t.status == TransformationStatus.ACTIVE.value
+        committed = time.monotonic()
         self.ctx.notify("transformation")
+        if request.kill or not active:
+            leases.outlast(committed)  # stop means stop: no attempt starts once this returns
         return pb.SetTransformationStatusResponse(transformation=message)
 
     def ListTransformationFiles(
@@ -224,9 +230,14 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
     def BundleHeartbeat(
         self, request: pb.BundleHeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.BundleHeartbeatResponse:
-        outcomes = self._beat(request.attempts, context)
+        lease = 0.0
+        if request.lease:
+            outcomes, lease = self._lease(request.attempts, context)
+        else:
+            outcomes = self._beat(request.attempts, context)
         return pb.BundleHeartbeatResponse(
-            attempts=[pb.HeartbeatResponse(proceed=o.proceed, withdrawn=o.withdrawn) for o in outcomes]
+            attempts=[pb.HeartbeatResponse(proceed=o.proceed, withdrawn=o.withdrawn) for o in outcomes],
+            lease_seconds=lease,
         )
 
     def ReportTaskResult(
@@ -247,6 +258,25 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
             return reports.record_heartbeats(
                 session=session, beats=[beat_from_pb(b) for b in beats], principal=principal
             )
+
+    def _lease(
+        self, beats: Sequence[pb.HeartbeatRequest], context: grpc.ServicerContext
+    ) -> tuple[list[reports.BeatOutcome], float]:
+        """A start lease for attempts not started yet (see metaprod.services.leases): granted
+        on a read-only check, the common case, which costs no write. Else the beats are
+        recorded as queued, in a transaction whose locking reads decide (a stop that committed
+        first wins: the attempts of a stopped transformation are withdrawn, those of killed
+        tasks refused); those still to proceed then hold a lease from that decision."""
+        principal = self._principal(context)
+        keys = [(b.task, b.attempt) for b in beats]
+        with self.ctx.database.session_scope(readonly=True) as session:
+            granted = reports.may_start(session=session, keys=keys, principal=principal)
+        if granted:
+            return [reports.BeatOutcome(True)] * len(keys), leases.LEASE_SECONDS
+        queued = [reports.Beat(task_id=t, attempt=a, queued=True) for t, a in keys]
+        with self.ctx.database.session_scope() as session:
+            outcomes = reports.record_heartbeats(session=session, beats=queued, principal=principal)
+        return outcomes, leases.LEASE_SECONDS if any(o.proceed for o in outcomes) else 0.0
 
     def _report(
         self, results: Sequence[pb.ReportTaskResultRequest], context: grpc.ServicerContext

@@ -314,14 +314,16 @@ class GetTaskLogResponse(_message.Message):
     def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("task", "attempt", "queued")
+    __slots__ = ("task", "attempt", "queued", "started")
     TASK_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     task: int
     attempt: int
     queued: bool
-    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., queued: _Optional[bool] = ...) -> None: ...
+    started: bool
+    def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., queued: _Optional[bool] = ..., started: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("proceed", "withdrawn")
@@ -356,16 +358,20 @@ class ReportTaskResultResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
 
 class BundleHeartbeatRequest(_message.Message):
-    __slots__ = ("attempts",)
+    __slots__ = ("attempts", "lease")
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     attempts: _containers.RepeatedCompositeFieldContainer[HeartbeatRequest]
-    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatRequest, _Mapping]]] = ...) -> None: ...
+    lease: bool
+    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatRequest, _Mapping]]] = ..., lease: _Optional[bool] = ...) -> None: ...
 
 class BundleHeartbeatResponse(_message.Message):
-    __slots__ = ("attempts",)
+    __slots__ = ("attempts", "lease_seconds")
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     attempts: _containers.RepeatedCompositeFieldContainer[HeartbeatResponse]
-    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatResponse, _Mapping]]] = ...) -> None: ...
+    lease_seconds: float
+    def __init__(self, attempts: _Optional[_Iterable[_Union[HeartbeatResponse, _Mapping]]] = ..., lease_seconds: _Optional[float] = ...) -> None: ...
 
 class ReportBundleResultsRequest(_message.Message):
     __slots__ = ("results",)

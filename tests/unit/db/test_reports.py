@@ -201,3 +201,54 @@ def test_a_killed_task_is_not_started_and_not_withdrawn(database: Database) -> N
     stop(database, kill=True)
     assert beat_outcomes(database, worker, [reports.Beat(b.task_id, b.attempt)]) == [reports.BeatOutcome(False)]
     assert attempt_rows(database, b.task_id) == [(b.attempt, "Submitted")]  # the monitor ends it as Killed
+
+
+def may_start(database: Database, principal: Principal, *attempts: jobs.ClaimedJob) -> bool:
+    with database.session_scope(readonly=True) as session:
+        keys = [(a.task_id, a.attempt) for a in attempts]
+        return reports.may_start(session=session, keys=keys, principal=principal)
+
+
+def test_a_start_lease_is_granted_on_reads_alone_while_the_attempts_may_start(database: Database) -> None:
+    (a, b), lone, worker = claimed_bundle(database)
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.upper())
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        assert may_start(database, worker, a, b)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    # No lock, no write (BEGIN: SQLite's read transaction, DEFERRED).
+    assert {s.split(None, 1)[0] for s in statements} <= {"BEGIN", "SELECT"}
+    assert not [s for s in statements if "FOR UPDATE" in s or "IMMEDIATE" in s]
+    assert states(database)[a.task_id] == ("Submitted", "Submitted")
+    # A token speaks for its own attempts only.
+    with pytest.raises(PermissionDenied):
+        may_start(database, worker, a, lone)
+    # Not when one is running already, or its task was killed, or its transformation stopped:
+    # record_heartbeats decides those, with locks.
+    assert beat(database, worker, [reports.Beat(a.task_id, a.attempt)]) == [True]
+    assert not may_start(database, worker, a, b)
+    assert may_start(database, worker, b)
+    stop(database)
+    assert not may_start(database, worker, b)
+    stop(database, "Active")
+    stop(database, kill=True)
+    assert not may_start(database, worker, b)
+
+
+def test_a_started_attempt_runs_on_after_a_stop_and_is_never_withdrawn(database: Database) -> None:
+    """Started under a lease granted before the stop: its beats make it Running, not withdrawn."""
+    (a, b), _, worker = claimed_bundle(database)
+    stop(database)
+    outcomes = beat_outcomes(
+        database, worker, [reports.Beat(a.task_id, a.attempt, started=True), reports.Beat(b.task_id, b.attempt, True)]
+    )
+    assert outcomes == [reports.BeatOutcome(True), reports.BeatOutcome(False, True)]
+    assert states(database)[a.task_id] == ("Running", "Running")
+    assert attempt_rows(database, b.task_id) == []
+    # A withdrawn attempt asked for again: no lease, and no permission error either.
+    assert not may_start(database, worker, b)
