@@ -65,6 +65,17 @@ class Reporter:
         )
         return list(response.attempts)
 
+    def lease(self, keys: list[tuple[int, int]]) -> tuple[list[tpb.HeartbeatResponse], float]:
+        """Ask for a start lease for these attempts (not started yet): for each, whether it
+        may start (or was superseded, or withdrawn: see `start`), and for how many seconds
+        from when this call was made those answered proceed may start (0: none). Retried while
+        the services restart; the time that takes counts against the lease."""
+        request = tpb.BundleHeartbeatRequest(
+            attempts=[tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in keys], lease=True
+        )
+        response: tpb.BundleHeartbeatResponse = self.call(self._stub.BundleHeartbeat, request)
+        return list(response.attempts), response.lease_seconds
+
     def start(self, task: int, attempt: int) -> tpb.HeartbeatResponse:
         """Ask to start an attempt's command: proceed, or not (superseded, killed), or
         withdrawn (its transformation was stopped: it went back to its task). Retried while

@@ -2,11 +2,14 @@
 
 A job is a bundle of one or more task attempts of one transformation, run one after the other.
 Each attempt's command runs by /bin/sh in an empty work directory of its own, with the
-environment of DESIGN.md and its output in its own section of the job's log. While the bundle runs, one
-heartbeat covers all its attempts not yet reported (the waiting ones as queued); the outputs are
-stored through fsspec and each attempt's report (or failure) is sent over gRPC with the bundle's
-worker token as soon as it is known, several at once when they pile up. The wrapper never
-touches the database: the services decide whether a report still counts.
+environment of DESIGN.md and its output in its own section of the job's log. A command starts
+only under a start lease from the services (one call for all the attempts still to start, good
+for a fraction of a second: see metaprod.services.leases), so none starts once a stop has
+returned. While the bundle runs, one heartbeat covers all its attempts not yet reported (the
+waiting ones as queued); the outputs are stored through fsspec and each attempt's report (or
+failure) is sent over gRPC with the bundle's worker token as soon as it is known, several at
+once when they pile up. The wrapper never touches the database: the services decide whether
+a report still counts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +167,11 @@ class _Bundle:
         self.current: tuple[Key, int] | None = None  # (attempt, pid of its command)
         self.superseded: set[Key] = set()
         self.withdrawn: set[Key] = set()  # given back to their tasks: never started
+        # Held to start a command, and by a heartbeat while it is on its way: a queued beat may
+        # withdraw an attempt (its transformation stopped), which must not start meanwhile.
+        self.start_lock = threading.Lock()
+        # Commands may start until then (time.monotonic()): the start lease.
+        self.lease_until = 0.0
         self.finished = threading.Event()
         self.max_runtime = float(job.get("max_runtime") or 0)
         # This process runs this job and nothing else (a pool worker, a batch job): every
@@ -219,16 +228,11 @@ class _Bundle:
 
     def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key
-        if not self._may_start(key):
-            return None
         workdir = Path(entry["workdir"])
-        self.workdirs.take(workdir)
-        self.say(joblog.section_header(task, attempt))
         env = job_environment(self.job, entry, self.base_env)
-        pid = self._spawn(workdir, env)
-        os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
-        with self.lock:
-            self.current = (key, pid)
+        pid = self._start(key, workdir, env, pid_fd)
+        if pid is None:
+            return None
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
             _kill_group(pid, signal.SIGTERM)
         marks = tuple(f"{name}={env[name]}".encode() for name in ("METAPROD_TASK_ID", "METAPROD_ATTEMPT"))
@@ -266,37 +270,59 @@ class _Bundle:
                 request.success, request.error = False, str(exc)
         return request
 
-    def _may_start(self, key: Key) -> bool:
-        """Ask the services to start this attempt (they decide in a transaction, so a stop
-        that committed first wins): stop means stop even for attempts waiting in a bundle. A
-        withdrawn attempt went back to its task; the others waiting likely did too: one beat
-        asks for them all, so each does not cost a call of its own."""
+    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int) -> int | None:
+        """Start the attempt's command under the job's start lease, asking for one when it has
+        run out; returns its pid, or None when it may not start. Stop means stop, even for
+        attempts waiting in a bundle: a lease is granted only while their tasks are Submitted
+        and their transformation Active, and a stop returns only once every lease granted
+        before it has run out (metaprod.services.leases). Asking costs one read-only call for
+        all the attempts still to start, at most once per lease (a fraction of a second), not
+        one per attempt; a refusal tells which were withdrawn, so those do not ask again."""
         task, attempt = key
-        if key in self.superseded:
-            why = "withdrawn (its transformation was stopped)" if key in self.withdrawn else "superseded"
-            self.say(joblog.tagged(task, attempt, f"not started: {why}"))
-            return False
-        try:
-            answer = self.reporter.start(task, attempt)
-        except grpc.RpcError as exc:
-            # Never reported: the monitor finds it lost and retries it.
-            self.say(joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})"))
-            return False
-        if answer.proceed:
-            return True
-        if not answer.withdrawn:
-            self.say(joblog.tagged(task, attempt, "not started: superseded or killed"))
-            return False
-        self.say(joblog.tagged(task, attempt, "not started: withdrawn (its transformation was stopped)"))
-        with self.lock:
-            waiting = list(self.waiting)
-        if waiting:
-            with contextlib.suppress(grpc.RpcError):  # else each asks in its turn
-                self._note(
-                    waiting,
-                    self.reporter.heartbeat([tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in waiting]),
+        asked = granted = False
+        while True:
+            with self.start_lock:
+                if key in self.superseded:
+                    why = "superseded or killed"
+                    if key in self.withdrawn:
+                        why = "withdrawn (its transformation was stopped)"
+                    self.say(joblog.tagged(task, attempt, f"not started: {why}"))
+                    return None
+                if granted or time.monotonic() < self.lease_until:
+                    self.workdirs.take(workdir)
+                    self.say(joblog.section_header(task, attempt))
+                    pid = self._spawn(workdir, env)
+                    os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
+                    with self.lock:
+                        self.current = (key, pid)
+                    return pid
+            try:
+                if not asked:
+                    asked = True
+                    self._ask_lease(key)
+                else:
+                    # The lease ran out before its answer came (the services are slow): this
+                    # attempt alone, decided in a transaction (it is Running once granted).
+                    answer = self.reporter.start(task, attempt)
+                    self._note([key], [answer])
+                    granted = answer.proceed
+            except grpc.RpcError as exc:
+                # Never reported: the monitor finds it lost and retries it.
+                self.say(
+                    joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})")
                 )
-        return False
+                return None
+
+    def _ask_lease(self, key: Key) -> None:
+        """One lease for this attempt and those still waiting (the answers mark the ones to
+        drop), measured from before the call."""
+        with self.lock:
+            keys = [key, *self.waiting]
+        sent = time.monotonic()
+        answers, seconds = self.reporter.lease(keys)
+        self._note(keys, answers)
+        if seconds > 0:
+            self.lease_until = sent + seconds
 
     def _note(self, keys: list[Key], answers: list[tpb.HeartbeatResponse]) -> None:
         """Remember the attempts the services told us to drop; kill the running one if so."""
@@ -330,18 +356,20 @@ class _Bundle:
         wait = min(1.0, self.interval)
         while not self.finished.wait(wait):
             wait = self.interval
-            with self.lock:
-                current = self.current
-                beats = [tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in self.waiting]
-            if current is not None:
-                beats.insert(0, tpb.HeartbeatRequest(task=current[0][0], attempt=current[0][1]))
-            if not beats:
-                continue
-            try:
-                answers = self.reporter.heartbeat(beats)
-            except grpc.RpcError:
-                continue
-            self._note([(beat.task, beat.attempt) for beat in beats], answers)
+            # No command starts while the beat is on its way: one it withdraws never does.
+            with self.start_lock:
+                with self.lock:
+                    current = self.current
+                    beats = [tpb.HeartbeatRequest(task=t, attempt=a, queued=True) for t, a in self.waiting]
+                if current is not None:
+                    beats.insert(0, tpb.HeartbeatRequest(task=current[0][0], attempt=current[0][1], started=True))
+                if not beats:
+                    continue
+                try:
+                    answers = self.reporter.heartbeat(beats)
+                except grpc.RpcError:
+                    continue
+                self._note([(beat.task, beat.attempt) for beat in beats], answers)
 
 
 class WorkDirectories:

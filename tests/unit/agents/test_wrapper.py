@@ -1,13 +1,19 @@
-"""The job wrapper's own parts: each attempt's work directory."""
+"""The job wrapper's own parts: each attempt's work directory; its commands start under start
+leases (one call per lease, not per attempt), never once withdrawn."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from metaprod.agents.wrapper import WorkDirectories
+from metaprod.agents.reporting import ReportSender
+from metaprod.agents.wrapper import WorkDirectories, _Bundle
+from metaprod.v1 import transformation_pb2 as tpb
 
 
 def ended_group() -> int:
@@ -63,3 +69,97 @@ def test_a_changed_directory_is_not_reused(tmp_path: Path, change: str) -> None:
     assert os.path.lexists(first)  # left as it was
     assert second.is_dir() and not second.is_symlink() and list(second.iterdir()) == []
     assert second.stat().st_mode & 0o777 != 0o500
+
+
+class FakeServices:
+    """What the wrapper asks the services, and their answers: leases of `lease_seconds`
+    (withdrawn ones when `withdraw`), arriving after `delay`; starts; reports."""
+
+    def __init__(self, lease_seconds: float = 0.25, *, withdraw: bool = False, delay: float = 0.0) -> None:
+        self.lease_seconds, self.withdraw, self.delay = lease_seconds, withdraw, delay
+        self.leases: list[list[tuple[int, int]]] = []
+        self.starts: list[tuple[int, int]] = []
+        self.reported: list[int] = []
+
+    def lease(self, keys: list[tuple[int, int]]) -> tuple[list[tpb.HeartbeatResponse], float]:
+        time.sleep(self.delay)
+        self.leases.append(keys)
+        if self.withdraw:
+            return [tpb.HeartbeatResponse(proceed=False, withdrawn=True) for _ in keys], 0.0
+        return [tpb.HeartbeatResponse(proceed=True) for _ in keys], self.lease_seconds
+
+    def start(self, task: int, attempt: int) -> tpb.HeartbeatResponse:
+        self.starts.append((task, attempt))
+        return tpb.HeartbeatResponse(proceed=True)
+
+    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[tpb.HeartbeatResponse]:
+        return [tpb.HeartbeatResponse(proceed=True) for _ in beats]
+
+    def report(self, results: list[tpb.ReportTaskResultRequest]) -> list[tpb.ReportTaskResultResponse]:
+        self.reported.extend(r.task for r in results)
+        return [tpb.ReportTaskResultResponse(accepted=True) for _ in results]
+
+
+def run_bundle(tmp_path: Path, services: FakeServices, count: int) -> str:
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    job: dict[str, Any] = {
+        "address": "127.0.0.1:1",
+        "token": "t",
+        "production": "p",
+        "transformation": "t",
+        "command": "true",
+        "outputs": [],
+        "heartbeat_interval": 60,
+        "tasks": [
+            {
+                "task_id": task,
+                "task_index": task,
+                "attempt": 1,
+                "inputs": [],
+                "lfn_prefix": f"/p/t/{task}/",
+                "workdir": str(job_dir / f"t{task}-a1"),
+            }
+            for task in range(1, count + 1)
+        ],
+    }
+    out = io.StringIO()
+    out.fileno = lambda: 1  # type: ignore[method-assign]  # the commands' output: ours
+    bundle = _Bundle(job, job_dir, out)
+    bundle.sender.close()
+    bundle.reporter = services  # type: ignore[assignment]
+    bundle.sender = ReportSender(services, bundle.say)  # type: ignore[arg-type]
+    bundle.run()
+    return out.getvalue()
+
+
+def test_a_bundle_asks_once_for_a_lease_not_once_per_attempt(tmp_path: Path) -> None:
+    services = FakeServices(lease_seconds=60.0)
+    run_bundle(tmp_path, services, 20)
+    # One call for all the attempts still to start, each answered.
+    assert services.leases == [[(task, 1) for task in range(1, 21)]]
+    assert services.starts == [] and sorted(services.reported) == list(range(1, 21))
+
+
+def test_a_lease_runs_out_and_the_next_attempt_asks_again(tmp_path: Path) -> None:
+    services = FakeServices(lease_seconds=0.05)
+    run_bundle(tmp_path, services, 3)
+    assert 1 <= len(services.leases) <= 3 and sorted(services.reported) == [1, 2, 3]
+    # Each asks for the attempts still to start.
+    assert all(keys == [(task, 1) for task in range(keys[0][0], 4)] for keys in services.leases)
+
+
+def test_withdrawn_attempts_never_start_and_the_job_leaves_no_scratch(tmp_path: Path) -> None:
+    services = FakeServices(withdraw=True)
+    log = run_bundle(tmp_path, services, 3)
+    assert len(services.leases) == 1 and services.starts == [] and services.reported == []
+    assert log.count("not started: withdrawn") == 3
+    assert not (tmp_path / "job").exists()
+
+
+def test_a_lease_that_ran_out_on_its_way_is_not_used(tmp_path: Path) -> None:
+    """Slow services: the time a request took counts against its lease; past it, each attempt
+    is started by a call of its own, decided in a transaction."""
+    services = FakeServices(lease_seconds=0.05, delay=0.1)
+    run_bundle(tmp_path, services, 2)
+    assert services.starts == [(1, 1), (2, 1)] and sorted(services.reported) == [1, 2]
