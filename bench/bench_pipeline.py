@@ -52,7 +52,7 @@ from metaprod.core.auth import Principal, Role
 from metaprod.core.statuses import FileStatus, TransformationStatus
 from metaprod.db import tasks as dbtasks
 from metaprod.db.migrate import upgrade
-from metaprod.db.models import JobAttempt, Transformation, TransformationFile, utcnow
+from metaprod.db.models import JobAttempt, Production, Task, Transformation, TransformationFile, utcnow
 from metaprod.db.productions import create_production
 from metaprod.db.session import Database
 from runs import Runs
@@ -194,14 +194,18 @@ def tree_cpu_seconds(pid: int) -> tuple[float, float]:
     return own, descendants
 
 
-def timeline(db_url: str, start: float) -> str:
-    """When, after `production start`, the first attempt was claimed and the last report came
-    in (from the database): the rest of the run is start-up and wind-down."""
+def timeline(db_url: str, start: float, production: str) -> str:
+    """When, after `production start`, the production's first attempt was claimed and its last
+    report came in (from the database): the rest of the run is start-up and wind-down."""
     db = Database(db_url)
     try:
         with db.session_scope(readonly=True) as session:
             first, last = session.execute(
                 select(func.min(JobAttempt.submitted_at), func.max(JobAttempt.finished_at))
+                .join(Task, Task.id == JobAttempt.task_id)
+                .join(Transformation, Transformation.id == Task.transformation_id)
+                .join(Production, Production.id == Transformation.production_id)
+                .where(Production.name == production)
             ).one()
     finally:
         db.dispose()
@@ -231,7 +235,7 @@ def bench_throughput(client: Client, pid: int, n: int, db_url: str, runs: Runs, 
         f"    metaprod: {rate:8.1f} tasks/s; CPU per task: {1000 * services / n:.2f} ms in `up` (services, "
         f"agents), {1000 * jobs / n:.2f} ms in the jobs (pool workers, wrappers, commands)"
     )
-    print(f"    {timeline(db_url, wall_start)}, Completed seen at {end - start:.2f} s")
+    print(f"    {timeline(db_url, wall_start, name)}, Completed seen at {end - start:.2f} s")
     print(f"    /bin/true x{n}, {workers} at a time: {baseline:8.1f} processes/s")
     print(f"    ratio: {rate / baseline:.3f} (target >= 0.3)")
     runs.add("(a) tasks/s", rate)
