@@ -14,6 +14,7 @@ from metaprod.agents.jobs import BackendPool
 from metaprod.agents.monitor import MonitorAgent
 from metaprod.agents.production import ProductionAgent
 from metaprod.agents.runner import Agent, AgentRunner
+from metaprod.agents.sampler import SamplerAgent
 from metaprod.agents.settings import AgentSettings, agent_settings
 from metaprod.agents.submit import SubmitAgent
 from metaprod.agents.tasks import TaskAgent
@@ -33,7 +34,7 @@ from metaprod.services.launcher import (
     write_admin_token,
 )
 
-AGENT_NAMES = ("input", "tasks", "submit", "monitor", "finalize", "production")
+AGENT_NAMES = ("input", "tasks", "submit", "monitor", "finalize", "production", "sampler")
 
 
 def build_agents(settings: AgentSettings, backends: BackendPool, only: list[str] | None = None) -> list[Agent]:
@@ -44,6 +45,7 @@ def build_agents(settings: AgentSettings, backends: BackendPool, only: list[str]
         "monitor": MonitorAgent(settings, backends),
         "finalize": FinalizeAgent(settings),
         "production": ProductionAgent(settings),
+        "sampler": SamplerAgent(settings),
     }
     names = only or list(AGENT_NAMES)
     unknown = sorted(set(names) - set(every))

@@ -13,6 +13,7 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 from metaprod.db import agents_status
 from metaprod.db.session import Database
+from metaprod.services.metrics import AGENT_CYCLE_SECONDS
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class AgentRunner:
         self._pending_lock = threading.Lock()
         self._last_beat: dict[str, tuple[float, str]] = {}
         self._last_end: dict[str, float] = {}
+        # Cycles not yet counted in the agent's heartbeat row: (count, seconds).
+        self._unbeaten: dict[str, tuple[int, float]] = {}
 
     def cycle(self, agent: Agent) -> str:
         """Run one cycle of one agent and record its heartbeat; never raises."""
@@ -54,12 +57,15 @@ class AgentRunner:
             self._pending.discard(agent.name)
         try:
             with self.database.session_scope() as session:
+                started = time.perf_counter()
                 status = agent.run_once(session)
+                cycles = self._count_cycle(agent.name, time.perf_counter() - started)
                 # The heartbeat rides in the cycle's own transaction, at most once a second
                 # (sooner when the agent turns idle or busy): a write per cycle would cost
                 # as much as a busy agent's work.
                 if self._beat_due(agent.name, status):
-                    agents_status.beat(session=session, name=agent.name, status=status)
+                    agents_status.beat(session=session, name=agent.name, status=status, cycles=cycles)
+                    self._unbeaten.pop(agent.name, None)
         except Exception as exc:
             log.exception("agent %s cycle failed", agent.name)
             status = f"error: {type(exc).__name__}: {exc}"
@@ -81,6 +87,14 @@ class AgentRunner:
         if again:
             self._reschedule(agent.name)
         return status
+
+    def _count_cycle(self, name: str, seconds: float) -> agents_status.Cycles:
+        """Count a cycle (this process's histogram, and the heartbeat row's counters at the
+        next beat); returns what the next beat adds."""
+        AGENT_CYCLE_SECONDS.labels(name).observe(seconds)
+        count, total = self._unbeaten.get(name, (0, 0.0))
+        self._unbeaten[name] = (count + 1, total + seconds)
+        return agents_status.Cycles(count + 1, total + seconds, seconds)
 
     def _beat_due(self, name: str, status: str) -> bool:
         now = time.monotonic()

@@ -37,6 +37,9 @@ class AgentSettings:
     submit_grace_seconds: float = 60.0
     # A job its backend reports finished, without a report after this long, was lost.
     report_grace_seconds: float = 15.0
+    # The sampler stores the transformations' counts this often (history plots) and keeps them this long.
+    sample_seconds: float = 30.0
+    sample_keep_days: float = 14.0
     max_queued_per_backend: dict[str, int] = field(default_factory=dict)
     max_queued_per_transformation: int = 0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 
 from metaprod.db.models import AgentHeartbeat, CatalogFile, JobAttempt, Production, Task, Transformation, utcnow
@@ -14,18 +15,48 @@ from sqlalchemy.orm import Session
 ALIVE_WINDOW = timedelta(seconds=60)
 
 
-def beat(*, session: Session, name: str, status: str, stopped: bool = False) -> None:
+@dataclass(frozen=True)
+class Cycles:
+    """Cycles run since the previous beat, their summed duration, and the last one's."""
+
+    count: int = 0
+    seconds: float = 0.0
+    last_seconds: float | None = None
+
+
+NO_CYCLES = Cycles()
+
+
+def beat(*, session: Session, name: str, status: str, stopped: bool = False, cycles: Cycles = NO_CYCLES) -> None:
     host, pid = socket.gethostname(), os.getpid()
     now = utcnow()
+    values: dict[str, object] = {
+        "last_beat": now,
+        "last_status": status[:2000],
+        "stopped": stopped,
+        "cycles": AgentHeartbeat.cycles + cycles.count,
+        "cycle_seconds_total": AgentHeartbeat.cycle_seconds_total + cycles.seconds,
+    }
+    if cycles.last_seconds is not None:
+        values["last_cycle_seconds"] = cycles.last_seconds
     updated = session.execute(
         update(AgentHeartbeat)
         .where(AgentHeartbeat.name == name, AgentHeartbeat.host == host, AgentHeartbeat.pid == pid)
-        .values(last_beat=now, last_status=status[:2000], stopped=stopped)
+        .values(**values)
     ).rowcount  # type: ignore[attr-defined]
     if not updated:
         session.add(
             AgentHeartbeat(
-                name=name, host=host, pid=pid, started_at=now, last_beat=now, last_status=status[:2000], stopped=stopped
+                name=name,
+                host=host,
+                pid=pid,
+                started_at=now,
+                last_beat=now,
+                last_status=status[:2000],
+                stopped=stopped,
+                cycles=cycles.count,
+                cycle_seconds_total=cycles.seconds,
+                last_cycle_seconds=cycles.last_seconds or 0.0,
             )
         )
     session.flush()

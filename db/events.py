@@ -4,15 +4,19 @@ its event land together or not at all."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from metaprod.core.auth import Principal
 from metaprod.db.models import Production, ProductionEvent, Transformation, utcnow
 from metaprod.db.querysql import bind_value, executemany
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 DETAIL_MAX = 2000
 EVENT_COLUMNS = ("production_id", "time", "actor", "event", "transformation", "detail")
@@ -45,9 +49,27 @@ def record_many(*, session: Session, actor: str, events: Iterable[Event]) -> int
     """Many events in one statement (an agent cycle that ends many transformations)."""
     now = bind_value(session, ProductionEvent.__table__.c.time, utcnow())  # type: ignore[attr-defined]
     rows = [(e.production_id, now, actor[:160], e.event, e.transformation, e.detail[:DETAIL_MAX]) for e in events]
+    if rows and log.isEnabledFor(logging.INFO):
+        _log_events(session, rows)
     if rows:
         executemany(session, ProductionEvent.__table__, EVENT_COLUMNS, rows)  # type: ignore[arg-type]
     return len(rows)
+
+
+def _log_events(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """One log line per change of state, with its actor (`up.log`); the same rows feed
+    `production history` and the dashboard."""
+    ids = {row[0] for row in rows}
+    names = dict(session.execute(select(Production.id, Production.name).where(Production.id.in_(ids))).all())
+    for row in rows:
+        log.info(
+            "event production=%s%s %s by %s%s",
+            names.get(row[0], row[0]),
+            f" transformation={row[4]}" if row[4] else "",
+            row[3],
+            row[2],
+            f": {row[5][:300]}" if row[5] else "",
+        )
 
 
 def transformation_events(

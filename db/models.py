@@ -303,7 +303,14 @@ class JobAttempt(Base):
     """Every attempt of a task stays on record, with its outcome and where its log is."""
 
     __tablename__ = "job_attempts"
-    __table_args__ = (UniqueConstraint("task_id", "attempt"), Index("ix_job_attempts_status", "status"))
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt"),
+        Index("ix_job_attempts_status", "status"),
+        # The dashboard's metrics read the attempts that started or finished since they last
+        # looked (histograms of durations and of the wait from a file to its job).
+        Index("ix_job_attempts_started_at", "started_at"),
+        Index("ix_job_attempts_finished_at", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
@@ -336,6 +343,31 @@ class AgentHeartbeat(Base):
     last_beat: Mapped[datetime] = mapped_column(default=utcnow)
     last_status: Mapped[str] = mapped_column(Text, default="")
     stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Cycles run and the time they took, summed (Prometheus counters), and the last one's.
+    cycles: Mapped[int] = mapped_column(BigInteger, default=0)
+    cycle_seconds_total: Mapped[float] = mapped_column(Double, default=0.0)
+    last_cycle_seconds: Mapped[float] = mapped_column(Double, default=0.0)
+
+
+class MonitorSample(Base):
+    """One transformation's counts at one time: the dashboard's history plots (throughput,
+    failures, backlog), taken at a fixed cadence by the sampler agent, only when they changed
+    since its previous sample, and pruned after some days. No foreign keys: a history record."""
+
+    __tablename__ = "monitor_samples"
+    __table_args__ = (Index("ix_monitor_samples_transformation_id_time", "transformation_id", "time"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    production_id: Mapped[int] = mapped_column(Integer, index=True)
+    transformation_id: Mapped[int] = mapped_column(Integer)
+    # In the unit of its progress (core.progress): tasks of a root, files of a child.
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    # Tasks waiting for a job (Created) and those with one (Submitted, Running).
+    queued_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    running_tasks: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ApiToken(Base):

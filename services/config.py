@@ -36,6 +36,7 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="address the gRPC and HTTP servers listen on")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port")
     http_port: int = Field(0, ge=0, le=65535, description="dashboard and /metrics port (0: none)")
+    metrics_open: bool = Field(False, description="serve /metrics without a token (the dashboard always takes one)")
     address: str = Field("127.0.0.1:50051", description="where agents' job wrappers report (the services)")
     log_level: LogLevel = Field("INFO", description="logging level of the server processes")
     agent_config: str | None = Field(None, description="agent settings: a JSON file or inline JSON")

@@ -47,6 +47,12 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-port", type=int, default=None, help="dashboard and metrics port (env METAPROD_HTTP_PORT; 0: none)"
     )
+    parser.add_argument(
+        "--metrics-open",
+        action="store_true",
+        default=None,
+        help="serve /metrics without a token (env METAPROD_METRICS_OPEN; the dashboard always takes one)",
+    )
 
 
 def settings_of(args: argparse.Namespace) -> config.Settings:
@@ -170,7 +176,14 @@ def start_services(database: Database, settings: config.Settings) -> MetaprodSer
     if settings.http_port:
         from metaprod.services.dashboard import start_dashboard
 
-        start_dashboard(database, host=settings.host, port=settings.http_port)
+        dashboard = start_dashboard(
+            database,
+            server.context.authenticator,
+            host=settings.host,
+            port=settings.http_port,
+            metrics_open=settings.metrics_open,
+        )
+        server.context.on_close.append(dashboard.stop)
     return server
 
 

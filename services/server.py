@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from metaprod.db.session import Database
 from metaprod.services.auth import Authenticator, AuthInterceptor
 from metaprod.services.errors import DomainErrorInterceptor
+from metaprod.services.metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class MetaprodServer:
         self.context = context
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-            interceptors=[AuthInterceptor(context.authenticator), DomainErrorInterceptor()],
+            interceptors=[MetricsInterceptor(), AuthInterceptor(context.authenticator), DomainErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
