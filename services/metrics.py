@@ -81,6 +81,19 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary:
+            inner_upload = handler.stream_unary
+
+            def upload(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                try:
+                    return inner_upload(requests, context)
+                finally:
+                    observe_call(method, time.perf_counter() - start, _code(context))
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
 

@@ -166,7 +166,7 @@ def line_chart(title: str, times: Sequence[datetime], series: Sequence[Series], 
         f'<text x="{w - 8}" y="{h - 6}" fill="#94a3b8" font-size="10" text-anchor="end">'
         f"{times[-1]:%m-%d %H:%M} UTC{(' · ' + escape(unit)) if unit else ''}</text>"
     )
-    legend_x = left + 8 + len(title) * 7
+    legend_x = left + 12 + len(title) * 8
     for s in series:
         points = " ".join(
             f"{left + plot_w * (t.timestamp() - t0) / span:.1f},{top + plot_h * (1 - v / peak):.1f}"
