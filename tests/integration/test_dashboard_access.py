@@ -1,6 +1,8 @@
 """The dashboard's pages, its JSON API and /metrics, by role, against `metaprod serve` with
-its HTTP port. The routes are found, not listed: every same-origin link reachable from `/`
-with an admin token, plus the API and metrics endpoints. Each route answers every reading
+its HTTP port. The routes are found, not listed here: every GET route of the dashboard's
+route table (its placeholders filled with a real production, transformation, task and
+attempt) and every same-origin link reachable from `/` with an admin token; a page linked
+but missing from the table fails. Each route answers every reading
 role with its data; without a valid token (none, unknown, revoked) or with a worker token it
 shows no data (401, 403, or the login page); /healthz is open."""
 
@@ -18,12 +20,12 @@ import yaml
 from metaprod.db import jobs, tasks, tokens
 from metaprod.db.models import Transformation
 from metaprod.db.session import Database
+from metaprod.services.dashboard import ROUTES, Access, WebRoute
 from sqlalchemy import select
 
 from tests.integration.system import System, free_port
 from tests.integration.test_crash_recovery import serve_apart
 
-API_ROUTES = ["/api/productions", "/metrics"]
 PRODUCTION = "dash-secret-name"  # data only an authenticated reader may see
 SPEC = {
     "production": PRODUCTION,
@@ -49,7 +51,7 @@ def get(port: int, path: str, token: str | None) -> Answer:
 
 
 def routes(port: int, token: str) -> list[str]:
-    """Every same-origin page reachable from / by links, and the API endpoints."""
+    """Every same-origin page reachable from / by links."""
     seen: set[str] = set()
     todo = ["/"]
     while todo and len(seen) < 200:
@@ -61,13 +63,33 @@ def routes(port: int, token: str) -> list[str]:
         for link in re.findall(r'href=["\'](/[^"\'#?]*)', answer.body):
             if link not in seen and not link.startswith("//"):
                 todo.append(link)
-    return sorted(seen | set(API_ROUTES))
+    return sorted(seen)
 
 
 @dataclass(frozen=True)
 class Dashboard:
     port: int
     secrets: dict[str, str | None]
+    task_id: int
+
+
+def pattern(route: WebRoute) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", route.path) + "$")
+
+
+def table_paths(d: Dashboard) -> dict[str, WebRoute]:
+    """Every GET route of the table with its placeholders filled."""
+    values = {"name": PRODUCTION, "transformation": "gen", "task_id": str(d.task_id), "attempt": "1"}
+    return {re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values[m.group(1)], r.path): r for r in ROUTES if "GET" in r.methods}
+
+
+def all_paths(d: Dashboard) -> dict[str, WebRoute]:
+    paths = table_paths(d)
+    for path in routes(d.port, str(d.secrets["admin"])):
+        matching = [r for r in ROUTES if "GET" in r.methods and pattern(r).match(path)]
+        assert matching, f"{path} is linked from the dashboard but not in its route table"
+        paths.setdefault(path, matching[0])
+    return paths
 
 
 @pytest.fixture
@@ -88,7 +110,7 @@ def dashboard(system: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             tokens.revoke_token(session=session, name="revoked")
         # A worker token: that of an attempt claimed here.
         system.cli("production", "start", PRODUCTION)
-        secret = None
+        secret, task_id = None, 0
         for _ in range(100):
             with database.session_scope() as session:
                 claimed = jobs.claim_tasks(session=session, limit=1, max_queued_per_backend={})
@@ -97,34 +119,40 @@ def dashboard(system: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                     assert tid is not None
                     tasks.create_tasks(session=session, transformation_id=tid)
             if claimed:
-                secret = claimed[0].secret
+                secret, task_id = claimed[0].secret, claimed[0].task_id
                 break
         secrets["worker"] = secret
     finally:
         database.dispose()
     secrets.update({"admin": system.env()["METAPROD_TOKEN"], "none": None, "unknown": "not-a-token"})
-    yield Dashboard(port, secrets)
+    yield Dashboard(port, secrets, task_id)
 
 
 def test_every_route_answers_a_reader_with_its_data(dashboard: Dashboard) -> None:
-    found = routes(dashboard.port, str(dashboard.secrets["admin"]))
-    assert "/" in found
+    paths = all_paths(dashboard)
+    assert "/" in paths and len(paths) > len(table_paths(dashboard))  # the crawl found pages
+    wrong = []
     for role in ("admin", "user", "reader"):
-        for path in found:
+        for path in paths:
             answer = get(dashboard.port, path, dashboard.secrets[role])
-            assert answer.status == 200, (role, path, answer.status)
+            if answer.status in (401, 403) or answer.status >= 500:
+                wrong.append(f"{path} as {role}: {answer.status}")
+    assert not wrong, "\n".join(wrong)
     assert PRODUCTION in get(dashboard.port, "/api/productions", dashboard.secrets["reader"]).body
     assert "metaprod_" in get(dashboard.port, "/metrics", dashboard.secrets["reader"]).body
 
 
 def test_without_a_reading_token_no_route_shows_data(dashboard: Dashboard) -> None:
-    found = routes(dashboard.port, str(dashboard.secrets["admin"]))
     wrong = []
-    for role in ("none", "unknown", "revoked", "worker"):
-        for path in found:
+    for path, route in all_paths(dashboard).items():
+        for role in ("none", "unknown", "revoked", "worker"):
             answer = get(dashboard.port, path, dashboard.secrets[role])
-            login_page = answer.status == 200 and "login" in answer.body.lower()
-            if PRODUCTION in answer.body or not (answer.status in (401, 403) or login_page):
+            if route.access is Access.OPEN:
+                ok = answer.status == 200 and PRODUCTION not in answer.body
+            else:
+                login_page = answer.status == 401 and "login" in answer.body.lower()
+                ok = PRODUCTION not in answer.body and (answer.status in (401, 403) or login_page)
+            if not ok:
                 wrong.append(f"{path} as {role}: {answer.status}")
     assert not wrong, "\n".join(wrong)
     assert get(dashboard.port, "/healthz", None).status == 200
