@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound
+from metaprod.core.errors import AlreadyExists, InvalidArgument, InvalidQuery, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
 from metaprod.db import ancestry, routing
@@ -406,7 +406,7 @@ def parse_query(query: MetaQuery | Mapping[str, Any] | str, schema: Schema) -> M
             try:
                 parsed = json.loads(query)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"metaquery {query!r} is not valid JSON: {exc}") from None
+                raise InvalidQuery(f"metaquery {query!r} is not valid JSON: {exc}") from None
             return MetaQuery.from_dict(parsed, schema)
         return MetaQuery.parse(query, schema)
     except ValueError as exc:

@@ -102,8 +102,10 @@ METAPROD = [sys.executable, "-m", "metaprod.clients.cli"]
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # The caller's METAPROD_* settings (a CI run exports ports) would override what a test sets.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("METAPROD_")}
     return subprocess.run(
-        [*METAPROD, *args], cwd=cwd, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+        [*METAPROD, *args], cwd=cwd, capture_output=True, text=True, timeout=60, env={**base, **(env or {})}
     )
 
 
