@@ -2,7 +2,7 @@
 
 A job is a bundle of one or more task attempts of one transformation, run one after the other.
 Each attempt's command runs by /bin/sh in an empty work directory of its own, with the
-environment of DESIGN.md and its output in its own section of the job's log. A command starts
+environment of docs/jobs.md and its output in its own section of the job's log. A command starts
 only under a start lease from the services (one call for all the attempts still to start, good
 for a fraction of a second: see metaprod.services.leases), so none starts once a stop has
 returned. While the bundle runs, one heartbeat covers all its attempts not yet reported (the

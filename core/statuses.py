@@ -1,4 +1,4 @@
-"""Status machines of productions, transformations, files and tasks (DESIGN.md, Statuses)."""
+"""Status machines of productions, transformations, files and tasks (docs/lifecycle.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data cycles (DESIGN.md, Production validation): a transformation never takes a file that
+"""Data cycles (docs/spec.md, validation): a transformation never takes a file that
 descends, through provenance and in any production, from one of its own outputs.
 
 Each produced file keeps the set of transformations in its ancestry (`file_ancestry`): its

@@ -27,7 +27,7 @@ TASK_KEYS = {"Created", "Submitted", "Running", "Done", "Failed"}
 
 
 def spec_yaml(name: str = "muon-study", description: str = "muons, from generation to reconstruction") -> str:
-    """The production spec of DESIGN.md (YAML), with a given name."""
+    """The example production spec of docs/spec.md (YAML), with a given name."""
     return f"""\
 production: {name}          # unique name
 description: {description}
@@ -210,7 +210,7 @@ def test_validate_stores_nothing(admin: Client) -> None:
 
 
 def variant(old: str, new: str) -> str:
-    """The DESIGN.md spec with one piece of text replaced (which must be there)."""
+    """That spec with one piece of text replaced (which must be there)."""
     text = spec_yaml()
     assert old in text, old
     return text.replace(old, new)
