@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_match.py [--files N] [--queries Q] [--naive-files M] [--seed S] [--runs N]
 
-Generates N metadata dicts (seeded) and Q input queries spread over 20 `datatype` values and
+Generates N metadata dicts (seeded) and Q input queries spread over D `datatype` values (default Q/10, at
+least 20: about ten consumers per data type, as a production system's steps have) and
 ranges of `run` (int) and `energy` (float), routes every file with `FileRouter.route`, times the
 naive loop (`[tid for tid, q in queries if q.matches(md)]`) on M files drawn at random from the
 whole input (the same share of every chunk, so it sees what the router sees) and extrapolates it,
@@ -27,17 +28,20 @@ from metaprod.core.router import FileRouter
 from runs import Runs
 
 SCHEMA = Schema({"datatype": "str", "run": "int", "energy": "float", "site": "str"})
-DATATYPES = [f"type{i:02d}" for i in range(20)]
 SITES = ["CERN", "IN2P3", "RAL", "FNAL", "CNAF"]
 CHUNK = 100_000
 
 
-def make_queries(n: int, rng: random.Random) -> dict[int, MetaQuery]:
+def datatypes_for(n: int) -> list[str]:
+    return [f"type{i:04d}" for i in range(n)]
+
+
+def make_queries(n: int, rng: random.Random, datatypes: list[str]) -> dict[int, MetaQuery]:
     queries: dict[int, MetaQuery] = {}
     for tid in range(n):
-        d: dict[str, Any] = {"datatype": DATATYPES[tid % len(DATATYPES)]}
+        d: dict[str, Any] = {"datatype": datatypes[tid % len(datatypes)]}
         if tid % 10 == 9:  # some consume two data types
-            d["datatype"] = {"in": [DATATYPES[tid % 20], DATATYPES[(tid + 7) % 20]]}
+            d["datatype"] = {"in": [datatypes[tid % len(datatypes)], datatypes[(tid + 7) % len(datatypes)]]}
         if rng.random() < 0.8:
             lo = rng.randrange(0, 90_000)
             d["run"] = {">=": lo, "<": lo + rng.randrange(1_000, 20_000)}
@@ -50,8 +54,8 @@ def make_queries(n: int, rng: random.Random) -> dict[int, MetaQuery]:
     return queries
 
 
-def make_files(n: int, rng: random.Random) -> Iterator[list[dict[str, Any]]]:
-    kinds = [*DATATYPES, "log", "other"]
+def make_files(n: int, rng: random.Random, datatypes: list[str]) -> Iterator[list[dict[str, Any]]]:
+    kinds = [*datatypes, "log", "other"]
     done = 0
     while done < n:
         size = min(CHUNK, n - done)
@@ -74,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--naive-files", type=int, default=50_000, help="files timed in the naive loop, drawn at random")
     ap.add_argument("--sample", type=int, default=20_000, help="files compared router vs naive")
+    ap.add_argument(
+        "--datatypes",
+        type=int,
+        default=0,
+        help="distinct datatype values (default: queries/10, at least 20: about ten consumers per data type)",
+    )
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--runs", type=int, default=1, help="repeat the measure; print min/median/max of each figure")
     args = ap.parse_args(argv)
@@ -90,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace, seed: int, runs: Runs) -> int:
     rng = random.Random(seed)
-    queries = make_queries(args.queries, rng)
+    datatypes = datatypes_for(args.datatypes or max(20, args.queries // 10))
+    queries = make_queries(args.queries, rng, datatypes)
     t0 = time.perf_counter()
     router: FileRouter[int] = FileRouter(queries)
     router.route({})  # build the index now, so that it is timed apart from routing
@@ -103,7 +114,7 @@ def measure(args: argparse.Namespace, seed: int, runs: Runs) -> int:
     skipped = 0
     routed = naive_count = matched = 0
     mismatches = checked = 0
-    for chunk in make_files(args.files, rng):
+    for chunk in make_files(args.files, rng, datatypes):
         route = router.route
         t0, c0 = time.perf_counter(), time.process_time()
         results = [route(md) for md in chunk]
@@ -142,7 +153,10 @@ def measure(args: argparse.Namespace, seed: int, runs: Runs) -> int:
 
     router_rate = routed / route_s
     naive_rate = naive_count / naive_s if naive_s else float("nan")
-    print(f"queries: {len(queries)}, files routed: {routed:,}, index built in {build_s * 1000:.0f} ms")
+    print(
+        f"queries: {len(queries)} over {len(datatypes)} datatypes, files routed: {routed:,}, "
+        f"index built in {build_s * 1000:.0f} ms"
+    )
     print(f"matches per file: {matched / routed:.2f} on average")
     print(
         f"router: {router_rate:,.0f} files/s ({routed:,} files in {route_s:.2f} s wall clock; "

@@ -24,25 +24,16 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Generic, TypeVar
 
 from metaprod.core.checks import Check, compile_check
-from metaprod.core.constraints import ANY, INT, STR, KeyConstraint
+from metaprod.core.constraints import INT, KeyConstraint
 from metaprod.core.metaquery import MetaQuery
+from metaprod.core.router_cuts import TYPES, accepts, cuts_of, sweep
+from metaprod.core.router_leaf import MASK_LEAF_MIN, mask_leaf
 from metaprod.core.router_nodes import Node, Visitor, hash_visitor, interval_visitor, pure_node
 
 T = TypeVar("T", bound=Hashable)
-_TYPES = (int, float, str)
 # `others` (queries without the node's key) are copied into every branch when at most this many.
 _JOIN_MIN, _JOIN_DIV = 2, 8  # max(_JOIN_MIN, len(indexed) // _JOIN_DIV)
 _BUDGET = 500_000  # total size of the indexed groups before the builder falls back to leaves
-
-
-def _accepts(c: KeyConstraint, t: type) -> bool:
-    if c.kind == ANY:
-        return True
-    if c.kind == STR:
-        return t is str
-    if c.kind == INT:
-        return t is int
-    return t is int or t is float
 
 
 def _hashable_points(c: KeyConstraint, t: type) -> list[Any]:
@@ -141,6 +132,14 @@ class _Builder:
         return Node(interval_visitor(key, itables, fallback, after))
 
     def _leaf(self, group: list[int], consumed: frozenset[str]) -> Node:
+        if len(group) >= MASK_LEAF_MIN:
+            rest = [{k: c for k, c in self.items[i][1].items() if k not in consumed} for i in group]
+            visit = mask_leaf([self.items[i][0] for i in group], rest)
+            if visit is not None:
+                return Node(visit)
+        return self._check_leaf(group, consumed)
+
+    def _check_leaf(self, group: list[int], consumed: frozenset[str]) -> Node:
         always: list[Any] = []
         single: list[tuple[Any, str, Check]] = []
         multi: list[tuple[Any, tuple[tuple[str, Check], ...]]] = []
@@ -173,11 +172,11 @@ class _Builder:
     def _plan_hash(self, key: str, group: frozenset[int]) -> dict[type, dict[Any, frozenset[int]]]:
         """Per value type, the queries pinned to each value."""
         plan: dict[type, dict[Any, frozenset[int]]] = {}
-        for t in _TYPES:
+        for t in TYPES:
             buckets: dict[Any, set[int]] = {}
             for i in group:
                 c = self.items[i][1][key]
-                if _accepts(c, t):
+                if accepts(c, t):
                     for p in _hashable_points(c, t):
                         buckets.setdefault(p, set()).add(i)
             if buckets:
@@ -190,69 +189,20 @@ class _Builder:
         """Per value type, the sorted cuts and the queries holding each point and gap between
         (None when merely computing that would exceed the allowance)."""
         plan: dict[type, tuple[list[Any], list[frozenset[int]]]] = {}
-        for t in _TYPES:
+        for t in TYPES:
             members = [(i, self.items[i][1][key]) for i in sorted(group)]
-            members = [(i, c) for i, c in members if _accepts(c, t) and not c.empty]
+            members = [(i, c) for i, c in members if accepts(c, t) and not c.empty]
             if not members:
                 continue
             if t is float and int in plan and all(self.items[i][1][key].kind != INT for i in group):
                 plan[float] = plan[int]  # the same queries accept both number types: same cuts
                 continue
-            cuts: set[Any] = set()
-            for _, c in members:
-                cuts.update(c.points or ())
-                cuts.update(c.excl)
-                cuts.update(x for x in (c.lo, c.hi) if x is not None and x != "")
-            bounds = sorted(cuts)
-            groups = _sweep(bounds, members, allowance)
+            bounds = cuts_of([c for _, c in members])
+            groups = sweep(bounds, members, allowance)
             if groups is None:
                 return None
             plan[t] = (bounds, groups)
         return plan
-
-
-def _sweep(
-    bounds: list[Any], members: list[tuple[int, KeyConstraint]], allowance: float
-) -> list[frozenset[int]] | None:
-    """The queries holding each segment of the value line cut at `bounds`: segment 2k+1 is the
-    point bounds[k], segment 2k the open gap below it (2n: above the last). A sweep over the
-    segments keeps the work proportional to the output (None once it exceeds `allowance`)."""
-    n = len(bounds)
-    pos = {b: k for k, b in enumerate(bounds)}
-    starts: list[list[int]] = [[] for _ in range(2 * n + 2)]
-    holes: dict[int, set[int]] = {}
-    extra: dict[int, list[int]] = {}
-    for i, c in members:
-        if c.points is not None:
-            for p in c.points:
-                extra.setdefault(2 * pos[p] + 1, []).append(i)
-            continue
-        lo = None if c.kind == ANY or c.lo == "" else c.lo
-        hi = None if c.kind == ANY else c.hi
-        first = 0 if lo is None else 2 * pos[lo] + (1 if c.lo_incl else 2)
-        last = 2 * n if hi is None else 2 * pos[hi] + (1 if c.hi_incl else 0)
-        if first > last:
-            continue
-        starts[first].append(i)
-        starts[last + 1].append(~i)  # removal marker
-        for e in c.excl:
-            holes.setdefault(2 * pos[e] + 1, set()).add(i)
-    active: set[int] = set()
-    groups: list[frozenset[int]] = []
-    work = 0
-    for j in range(2 * n + 1):
-        for i in starts[j]:
-            if i >= 0:
-                active.add(i)
-            else:
-                active.discard(~i)
-        g = active - holes[j] if j in holes else set(active)
-        g.update(extra.get(j, ()))
-        work += len(g)
-        if work > allowance:
-            return None
-        groups.append(frozenset(g))
-    return groups
 
 
 _NONE: frozenset[Any] = frozenset()

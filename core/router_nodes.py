@@ -44,7 +44,7 @@ def pure_node(ids: tuple[Any, ...]) -> Node:
     return Node(lambda md, out: out.update(ids), ids)
 
 
-def _normalized(v: Any, t: type) -> Any:
+def normalized(v: Any, t: type) -> Any:
     """`v` as a plain int/float/str for the lookup tables (None: no constraint accepts it)."""
     t2 = value_type(v) if v is not None else None
     if t2 is None or (t2 is t and t is not float):
@@ -93,7 +93,7 @@ def _hash_pure(
         t = type(v)
         table = get_table(t)
         if table is None:
-            v = _normalized(v, t)
+            v = normalized(v, t)
             table = None if v is None else get_table(type(v))
         ids = None if table is None else table.get(v)
         if ids is not None:
@@ -116,7 +116,7 @@ def _hash_general(
         t = type(v)
         table = get_table(t)
         if table is None:
-            v = _normalized(v, t)
+            v = normalized(v, t)
             table = None if v is None else get_table(type(v))
         child = None if table is None else table.get(v)
         if child is not None:
@@ -145,7 +145,7 @@ def _interval_pure(
         t = type(v)
         entry = get_table(t)
         if entry is None or (t is float and v != v):
-            v = _normalized(v, t)
+            v = normalized(v, t)
             entry = None if v is None else get_table(type(v))
         if entry is not None:
             bounds, kids = entry
@@ -174,7 +174,7 @@ def _interval_general(
         t = type(v)
         entry = get_table(t)
         if entry is None or (t is float and v != v):
-            v = _normalized(v, t)
+            v = normalized(v, t)
             entry = None if v is None else get_table(type(v))
         if entry is not None:
             bounds, kids = entry
