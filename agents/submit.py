@@ -15,10 +15,13 @@ once; any other attempt's report is refused. Nothing runs to completion twice.""
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
-from metaprod.agents.backends.base import BackendError
+from metaprod.agents.backends.base import BackendError, JobState
 from metaprod.agents.jobs import BackendPool, job_layout, plan_bundles, prepare_job
 from metaprod.agents.settings import AgentSettings
 from metaprod.core.statuses import AttemptStatus
@@ -42,9 +45,10 @@ class SubmitAgent:
         self.settings = settings
         self.backends = backends
         self._bundles: list[list[jobs.ClaimedJob]] = []
+        self._own = OwnQueues()
 
     def _caps(self) -> Mapping[str, int]:
-        return _Caps(self.settings.max_queued_per_backend, self.backends)
+        return _Caps(self.settings.max_queued_per_backend, self.backends, self._own)
 
     def run_once(self, session: Session) -> str:
         claimed = jobs.claim_tasks(
@@ -52,6 +56,7 @@ class SubmitAgent:
             limit=self.settings.batch_size,
             max_queued_per_backend=self._caps(),
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
+            own_queued=self._own.queued(self.backends),
         )
         bundles = plan_bundles(claimed, self._capacity, self.settings.max_bundle)
         plans = []
@@ -93,6 +98,7 @@ class SubmitAgent:
                 refused.extend((job, f"submission to backend {job.backend!r} failed: {exc}") for job in bundle)
                 continue
             records.extend(jobs.Submission(job.attempt_id, backend_id) for job in bundle)
+            self._own.submitted(self.backends, first.backend, backend_id, len(bundle))
         with database.session_scope() as session:
             jobs.record_submissions(session=session, submissions=records)
             for job, reason in refused:
@@ -110,23 +116,94 @@ class SubmitAgent:
 # A queue shorter than what runs between two submit cycles starves the backend (a local pool
 # finishes a trivial task every few ms); queued jobs cost a backend nothing while they wait.
 MIN_DEFAULT_CAP = 400
+# A queue of this process's own (the local pool) holds this many seconds of its recent pace:
+# enough to never starve it, little enough that other agents processes get the rest.
+OWN_QUEUE_SECONDS = 2.0
+_PACE_WINDOW = 2.0
+
+
+class OwnQueues:
+    """The attempts this process queued in backends with a per-process queue (the local pool),
+    and the pace at which they end: with several agents processes on one database, each caps
+    its own queue by what it runs, so that the first to claim does not take all the work."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, int]] = {}  # backend -> {job id: attempts}
+        self._ended: deque[tuple[float, str, int]] = deque()  # (monotonic time, backend, attempts)
+
+    def submitted(self, backends: BackendPool, backend: str, job_id: str, attempts: int) -> None:
+        if backends.get(backend).per_process_queue:
+            self._jobs.setdefault(backend, {})[job_id] = attempts
+
+    def queued(self, backends: BackendPool) -> Mapping[str, int]:
+        """Attempts still queued or running per backend with a per-process queue (ended jobs
+        are moved to the pace); a name is in it when its backend has such a queue."""
+        now = time.monotonic()
+        out = _OwnCounts(backends)
+        for name, jobs_of in self._jobs.items():
+            if jobs_of:
+                try:
+                    statuses = backends.get(name).status(list(jobs_of))
+                except BackendError:
+                    statuses = {}  # unknown for now: still counted as queued
+                for job_id, status in statuses.items():
+                    if status.state.is_final or status.state is JobState.UNKNOWN:
+                        self._ended.append((now, name, jobs_of.pop(job_id)))
+            out.counts[name] = sum(jobs_of.values())
+        while self._ended and self._ended[0][0] < now - _PACE_WINDOW:
+            self._ended.popleft()
+        return out
+
+    def pace(self, backend: str) -> float:
+        """Attempts per second that ended in this backend lately."""
+        return sum(n for _, name, n in self._ended if name == backend) / _PACE_WINDOW
+
+
+class _OwnCounts(Mapping[str, int]):
+    """This process's queued attempts by backend name, for the backends with a per-process
+    queue (0 before it submitted any); other names are not in it (the backend is made on first
+    lookup, like the caps')."""
+
+    def __init__(self, backends: BackendPool) -> None:
+        self._backends = backends
+        self.counts: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> int:
+        try:
+            backend = self._backends.get(name)
+        except BackendError:
+            raise KeyError(name) from None
+        if not backend.per_process_queue:
+            raise KeyError(name)
+        return self.counts.get(name, 0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(name for name, b in self._backends.started().items() if b.per_process_queue)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class _Caps(Mapping[str, int]):
     """Queue caps per backend: the configured ones, else max(4 x the backend's capacity,
-    MIN_DEFAULT_CAP) (the backend is made on first lookup, so even the first batch is capped)."""
+    MIN_DEFAULT_CAP) (the backend is made on first lookup, so even the first batch is capped);
+    for a per-process queue, max(4 x capacity, OWN_QUEUE_SECONDS of its recent pace)."""
 
-    def __init__(self, configured: Mapping[str, int], backends: BackendPool) -> None:
+    def __init__(self, configured: Mapping[str, int], backends: BackendPool, own: OwnQueues) -> None:
         self._configured = configured
         self._backends = backends
+        self._own = own
 
     def __getitem__(self, name: str) -> int:
         if name in self._configured:
             return self._configured[name]
         try:
-            return max(4 * self._backends.get(name).capacity(), MIN_DEFAULT_CAP)
+            backend = self._backends.get(name)
         except BackendError:
             return 0  # an unknown backend: its submission fails and says why
+        if backend.per_process_queue:
+            return max(4 * backend.capacity(), math.ceil(OWN_QUEUE_SECONDS * self._own.pace(name)))
+        return max(4 * backend.capacity(), MIN_DEFAULT_CAP)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._backends.started())

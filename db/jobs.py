@@ -87,8 +87,12 @@ def claim_tasks(
     limit: int,
     max_queued_per_backend: Mapping[str, int],
     max_queued_per_transformation: int = 0,
+    own_queued: Mapping[str, int] | None = None,
 ) -> list[ClaimedJob]:
-    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps."""
+    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps.
+    `own_queued`: for backends whose queue belongs to the calling process (the local pool of
+    one agents process), the attempts queued there, which its cap applies to instead of the
+    count of every process's attempts."""
     now = utcnow()
     # Queued: attempts handed to a backend that have not reported. A reported attempt has
     # left its backend, though its task stays Submitted or Running until it is finalized:
@@ -123,6 +127,8 @@ def claim_tasks(
     for task_id, backend, transformation_id in candidates:
         if backend not in caps:
             caps[backend] = max_queued_per_backend.get(backend, 0)
+            if own_queued is not None and backend in own_queued:
+                queued[backend] = own_queued[backend]
         cap = caps[backend]
         if cap and queued.get(backend, 0) >= cap:
             continue

@@ -70,6 +70,9 @@ class JobStatus:
 
 class JobBackend(abc.ABC):
     name: ClassVar[str]
+    # True when each agents process has a queue of its own (the local pool): its back-pressure
+    # counts its own jobs. False for a batch system that every agents process shares.
+    per_process_queue: ClassVar[bool] = False
 
     @abc.abstractmethod
     def submit(self, job: JobSpec) -> str:

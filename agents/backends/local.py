@@ -77,6 +77,7 @@ class _Job:
 
 class LocalBackend(JobBackend):
     name: ClassVar[str] = "local"
+    per_process_queue: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -12,8 +12,9 @@ from metaprod.agents.jobs import BackendPool
 
 
 class FakeBackend:
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, capacity: int = 4, *, per_process_queue: bool = False) -> None:
         self.slots = capacity
+        self.per_process_queue = per_process_queue  # True: like the local pool, else a batch system
         self.submitted: list[JobSpec] = []
         self.cancelled: list[str] = []
         # job id -> its state; a job not in it is RUNNING, unless `forget` (UNKNOWN).

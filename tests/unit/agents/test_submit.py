@@ -9,6 +9,7 @@ import json
 import stat
 from pathlib import Path
 
+from metaprod.agents.backends.base import JobState, JobStatus
 from metaprod.agents.settings import AgentSettings
 from metaprod.agents.submit import SubmitAgent
 from metaprod.db.models import JobAttempt, Task
@@ -118,3 +119,27 @@ def test_a_claim_whose_submission_was_never_recorded_is_not_submitted_again(data
     assert run(database, agent(tmp_path, backend)) == "idle"
     assert backend.submitted == []
     assert [(s, j) for _, s, j, _ in attempts(database)] == [("Submitted", None)] * 2
+
+
+def test_agents_processes_with_pools_of_their_own_share_the_work(database: Database, tmp_path: Path) -> None:
+    """Two agents processes, each with a local pool of 2: each caps its own queue (4 x its
+    capacity before any attempt ended, then two seconds of its pace), so the first to claim
+    leaves work for the other instead of queueing everything in its own pool."""
+    due(database, 100)
+    first, second = FakeBackend(capacity=2, per_process_queue=True), FakeBackend(capacity=2, per_process_queue=True)
+    a, b = agent(tmp_path / "a", first), agent(tmp_path / "b", second)
+    assert run(database, a) == "claimed 8 tasks in 2 jobs"  # bundles: more due than the pool runs
+    assert run(database, a) == "idle"  # its own queue is full while those run
+    assert run(database, b) == "claimed 8 tasks in 2 jobs"
+    for n in (1, 2):  # the first process's jobs end: it takes more, at its pace
+        first.states[f"job-{n}"] = JobStatus(JobState.SUCCEEDED, 0)
+    assert run(database, a) == "claimed 8 tasks in 2 jobs"
+    assert run(database, b) == "idle"
+
+
+def test_a_shared_batch_queue_is_counted_over_every_process(database: Database, tmp_path: Path) -> None:
+    due(database, 30)
+    a = agent(tmp_path / "a", FakeBackend(capacity=2), max_queued_per_backend={"local": 10})
+    b = agent(tmp_path / "b", FakeBackend(capacity=2), max_queued_per_backend={"local": 10})
+    assert run(database, a) == "claimed 10 tasks in 2 jobs"
+    assert run(database, b) == "idle"  # the cluster's queue is full, whoever filled it
