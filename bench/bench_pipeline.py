@@ -151,8 +151,8 @@ def wait_status(client: Client, production: str, status: str, timeout: float) ->
         time.sleep(0.1)
 
 
-def true_rate(n: int, workers: int) -> float:
-    """/bin/true processes per second, `workers` at a time."""
+def true_rate(n: int, workers: int, argv: tuple[str, ...] = ("/bin/true",)) -> float:
+    """/bin/true (or `argv`) processes per second, `workers` at a time."""
     remaining = iter(range(n))
     lock = threading.Lock()
 
@@ -161,7 +161,7 @@ def true_rate(n: int, workers: int) -> float:
             with lock:
                 if next(remaining, None) is None:
                     return
-            subprocess.run(["/bin/true"], check=True)
+            subprocess.run(argv, check=True)
 
     threads = [threading.Thread(target=run) for _ in range(workers)]
     start = time.monotonic()

@@ -21,11 +21,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bench_pipeline import AGENTS, database_url, free_port, wait_status
+from bench_pipeline import AGENTS, database_url, free_port, true_rate, wait_status
 from metaprod.clients import connect
 from metaprod.clients.client import Client
 from metaprod.db.migrate import upgrade
@@ -34,27 +33,6 @@ from metaprod.db.tokens import create_token
 from runs import Runs
 
 CLI = (sys.executable, "-m", "metaprod.clients.cli")
-
-
-def sleep_rate(n: int, seconds: float, workers: int) -> float:
-    """`sleep SECONDS` processes per second, `workers` at a time."""
-    remaining = iter(range(n))
-    lock = threading.Lock()
-
-    def run() -> None:
-        while True:
-            with lock:
-                if next(remaining, None) is None:
-                    return
-            subprocess.run(["sleep", str(seconds)], check=True)
-
-    threads = [threading.Thread(target=run) for _ in range(workers)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return n / (time.monotonic() - start)
 
 
 def _admin_token(url: str) -> str:
@@ -145,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for processes in counts:
             with tempfile.TemporaryDirectory(prefix="mp-scaleout-") as tmp, database_url(args.db, Path(tmp)) as url:
                 rates[processes] = rate = run_case(url, Path(tmp), processes, args)
-            floor = sleep_rate(args.tasks, args.sleep, args.workers * processes)
+            floor = true_rate(args.tasks, args.workers * processes, ("sleep", str(args.sleep)))
             print(
                 f"{processes} agents process(es) x {args.workers} slots, {args.tasks} tasks of sleep {args.sleep}: "
                 f"{rate:7.1f} tasks/s; raw `sleep` x{args.tasks}, {args.workers * processes} at a time: "
