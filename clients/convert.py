@@ -152,6 +152,7 @@ def catalog_file_from_proto(msg: catalog_pb2.CatalogFile) -> t.CatalogFile:
         metadata=metadata_from_proto(msg.metadata),
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         provenance=provenance_from_proto(msg.provenance) if produced else None,
+        owner=msg.owner,
     )
 
 
@@ -335,6 +336,7 @@ def token_from_proto(msg: admin_pb2.Token) -> t.Token:
         owner=msg.owner,
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         revoked=msg.revoked,
+        expires_at=timestamp(msg.expires_at) if msg.HasField("expires_at") else None,
     )
 
 

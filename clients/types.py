@@ -45,6 +45,7 @@ class CatalogFile:
     metadata: dict[str, MetaScalar] = field(default_factory=dict)
     created_at: datetime | None = None
     provenance: Provenance | None = None  # None for imported (not produced) files
+    owner: str = ""  # who may change it (its importer's or its production's owner); "": admin only
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,7 @@ class Token:
     owner: str
     created_at: datetime | None = None
     revoked: bool = False
+    expires_at: datetime | None = None  # None: valid until revoked
 
 
 @dataclass(frozen=True, slots=True)
