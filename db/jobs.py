@@ -219,8 +219,10 @@ def transformations_of(
 def output_namespaces(session: Session, production_ids: set[int]) -> dict[int, str]:
     """The first segment of the LFNs a production's tasks write, chosen when it was created
     (db.namespaces): its name, or `name@N` when that was taken ('@' is never part of a name)."""
-    rows = session.execute(select(Production.id, Production.namespace).where(Production.id.in_(production_ids)))
-    return {pid: namespace for pid, namespace in rows}
+    rows = session.execute(
+        select(Production.id, Production.name, Production.namespace).where(Production.id.in_(production_ids))
+    )
+    return {pid: namespace or name for pid, name, namespace in rows}
 
 
 def production_names_of(namespaces: Mapping[int, str]) -> dict[int, str]:

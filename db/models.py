@@ -105,7 +105,10 @@ class Production(Base):
     live_name: Mapped[str | None] = mapped_column(_str(128, binary=True), unique=True)
     # The first segment of its output LFNs, chosen once at creation: its name, or the next free
     # `name@N` when that namespace already holds files (see db.namespaces). Never reused.
-    namespace: Mapped[str] = mapped_column(_str(140, binary=True), unique=True, default=_name_as_namespace)
+    # NULL only in rows written by older code: read as the name.
+    namespace: Mapped[str | None] = mapped_column(
+        _str(140, binary=True), index=True, unique=True, default=_name_as_namespace
+    )
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     owner: Mapped[str] = mapped_column(String(128))

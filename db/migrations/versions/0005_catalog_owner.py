@@ -36,33 +36,36 @@ def _name(length: int) -> sa.types.TypeEngine[str]:
     )
 
 
+# Columns are added and dropped in place, never by batch (copy and move) on SQLite: its
+# connections enforce foreign keys, so dropping a copied table would cascade to its children.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("expires_at", _DATETIME, nullable=True))
-    with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("owner", sa.String(length=128), nullable=True))
+    op.add_column("api_tokens", sa.Column("expires_at", _DATETIME, nullable=True))
+    op.add_column("files", sa.Column("owner", sa.String(length=128), nullable=True))
     op.execute(
         "UPDATE files SET owner = (SELECT productions.owner FROM productions"
         " WHERE productions.id = files.producer_production_id) WHERE producer_production_id IS NOT NULL"
     )
-    with op.batch_alter_table("productions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("namespace", _name(140), nullable=True))
+    op.add_column("productions", sa.Column("namespace", _name(140), nullable=True))
     bind = op.get_bind()
     seen: dict[str, int] = {}
     for pid, name in bind.execute(sa.text("SELECT id, name FROM productions ORDER BY id")).all():
         seen[name] = seen.get(name, 0) + 1
         namespace = name if seen[name] == 1 else f"{name}@{seen[name]}"
         bind.execute(sa.text("UPDATE productions SET namespace = :ns WHERE id = :id"), {"ns": namespace, "id": pid})
-    with op.batch_alter_table("productions", schema=None) as batch_op:
-        batch_op.alter_column("namespace", existing_type=_name(140), nullable=False)
-        batch_op.create_unique_constraint(batch_op.f("uq_productions_namespace"), ["namespace"])
+    op.create_index(op.f("ix_productions_namespace"), "productions", ["namespace"], unique=True)
+
+
+def _drop_column(table: str, column: str) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # SQLite 3.35+, in place
+    else:
+        op.drop_column(table, column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("productions", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_productions_namespace"), type_="unique")
-        batch_op.drop_column("namespace")
-    with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.drop_column("owner")
-    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.drop_column("expires_at")
+    op.drop_index(op.f("ix_productions_namespace"), table_name="productions")
+    _drop_column("productions", "namespace")
+    _drop_column("files", "owner")
+    _drop_column("api_tokens", "expires_at")
