@@ -74,6 +74,7 @@ class Authenticator:
             if self._generation != _generation:
                 self._cache.clear()
                 self._generation = _generation
+            generation = self._generation
             hit = self._cache.get(digest)
         if hit is not None and now < hit[0]:
             principal = hit[1]
@@ -87,7 +88,9 @@ class Authenticator:
         with self._lock:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[digest] = (until, principal)
+            # A revocation during the lookup may have been read too late: keep nothing then.
+            if generation == _generation:
+                self._cache[digest] = (until, principal)
         return principal
 
     def close(self) -> None:
