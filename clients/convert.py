@@ -300,6 +300,7 @@ def production_from_proto(msg: production_pb2.Production) -> t.Production:
         transformations=tuple(transformation_from_proto(tr) for tr in msg.transformations),
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         updated_at=timestamp(msg.updated_at) if msg.HasField("updated_at") else None,
+        namespace=msg.namespace,
     )
 
 

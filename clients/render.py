@@ -130,6 +130,7 @@ def production_json(p: t.Production) -> dict[str, Any]:
         "transformations": [transformation_json(tr) for tr in p.transformations],
         "created_at": iso(p.created_at),
         "updated_at": iso(p.updated_at),
+        "namespace": p.namespace or p.name,
     }
 
 

@@ -181,6 +181,7 @@ class Production:
     transformations: tuple[Transformation, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    namespace: str = ""  # its outputs are /<namespace>/<transformation>/<task>/...
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,7 @@ def test_an_import_cannot_block_a_production_outputs(system: System, tmp_path: P
         ],
     }
     system.cli("--token", bob, "production", "create", "-f", write_spec(tmp_path, spec))
+    assert system.json("production", "show", "bobprod2")["namespace"] == "bobprod2@2"
     system.cli("--token", bob, "production", "start", "bobprod2")
     progress = system.wait_for("bobprod2")
     assert progress["transformations"][0]["tasks"]["Done"] == 3
