@@ -367,8 +367,12 @@ class _Bundle:
                     continue
                 try:
                     answers = self.reporter.heartbeat(beats)
-                except grpc.RpcError:
-                    continue
+                except grpc.RpcError as exc:
+                    if exc.code() is not grpc.StatusCode.UNAUTHENTICATED:
+                        continue
+                    # The job's token died with its attempts (all ended: lost, killed...):
+                    # none of them is live any more, so none runs on.
+                    answers = [tpb.HeartbeatResponse(proceed=False) for _ in beats]
                 self._note([(beat.task, beat.attempt) for beat in beats], answers)
 
 

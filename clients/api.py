@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from metaprod.clients import convert
@@ -353,8 +354,13 @@ class AdminAPI:
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def create_token(self, name: str, role: str, owner: str = "") -> t.NewToken:
+    def create_token(self, name: str, role: str, owner: str = "", expires_at: datetime | None = None) -> t.NewToken:
+        """A new token; `expires_at` (UTC-aware): when it stops being valid (None: until revoked)."""
         request = admin_pb2.CreateTokenRequest(name=name, role=role, owner=owner)
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InvalidArgument("expires_at must be a timezone-aware datetime")
+            request.expires_at.FromDatetime(expires_at)
         resp = self._t.unary(ADMIN, "CreateToken", request, admin_pb2.CreateTokenResponse)
         return t.NewToken(token=convert.token_from_proto(resp.token), secret=resp.secret)
 

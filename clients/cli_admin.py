@@ -18,6 +18,7 @@ from metaprod.clients.cli_common import (
     open_client,
 )
 from metaprod.clients.errors import ServiceUnavailable
+from metaprod.core.auth import parse_expiry
 from metaprod.core.errors import DomainError
 
 ROLES = ("admin", "user", "reader", "worker")
@@ -55,6 +56,12 @@ def register(subparsers: SubParsers) -> None:
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--owner", default="", help="owner of what the token creates (default: the name)")
+    p.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="when the token stops being valid: a span from now (90m, 12h, 30d, 2w) or an ISO-8601 datetime "
+        "(UTC unless it gives a zone); default: valid until revoked",
+    )
     p.set_defaults(handler=cmd_token_create)
     p = tokens.add_parser("list", help="list tokens")
     p.set_defaults(handler=cmd_token_list)
@@ -124,16 +131,18 @@ def cmd_agents_status(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    expires_at = None if args.expires is None else parse_expiry(args.expires, datetime.now(UTC))
     with open_client(args) as client:
-        new = client.admin.create_token(args.name, args.role, args.owner)
+        new = client.admin.create_token(args.name, args.role, args.owner, expires_at=expires_at)
     if args.json:
         emit_json({"token": render.token_json(new.token), "secret": new.secret})
     else:
         # The secret alone on stdout (TOKEN=$(metaprod token create ...)); the rest on stderr.
         print(new.secret)
         note(
-            f"created token {new.token.name!r} (role {new.token.role}, owner {new.token.owner}); "
-            "the secret above is shown only once"
+            f"created token {new.token.name!r} (role {new.token.role}, owner {new.token.owner}"
+            + (f", expires {new.token.expires_at.isoformat(timespec='seconds')}" if new.token.expires_at else "")
+            + "); the secret above is shown only once"
         )
     return 0
 

@@ -179,6 +179,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ("production", production.name),
                 ("status", production.status),
                 ("owner", production.owner or "-"),
+                ("outputs", f"/{production.namespace or production.name}/..."),
                 ("description", production.description or "-"),
                 ("created", render.when(production.created_at)),
                 ("updated", render.when(production.updated_at)),

@@ -152,6 +152,7 @@ def catalog_file_from_proto(msg: catalog_pb2.CatalogFile) -> t.CatalogFile:
         metadata=metadata_from_proto(msg.metadata),
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         provenance=provenance_from_proto(msg.provenance) if produced else None,
+        owner=msg.owner,
     )
 
 
@@ -299,6 +300,7 @@ def production_from_proto(msg: production_pb2.Production) -> t.Production:
         transformations=tuple(transformation_from_proto(tr) for tr in msg.transformations),
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         updated_at=timestamp(msg.updated_at) if msg.HasField("updated_at") else None,
+        namespace=msg.namespace,
     )
 
 
@@ -335,6 +337,7 @@ def token_from_proto(msg: admin_pb2.Token) -> t.Token:
         owner=msg.owner,
         created_at=timestamp(msg.created_at) if msg.HasField("created_at") else None,
         revoked=msg.revoked,
+        expires_at=timestamp(msg.expires_at) if msg.HasField("expires_at") else None,
     )
 
 

@@ -57,6 +57,7 @@ def file_json(f: t.CatalogFile) -> dict[str, Any]:
         "metadata": dict(f.metadata),
         "created_at": iso(f.created_at),
         "provenance": provenance_json(f.provenance),
+        "owner": f.owner or None,
     }
 
 
@@ -129,6 +130,7 @@ def production_json(p: t.Production) -> dict[str, Any]:
         "transformations": [transformation_json(tr) for tr in p.transformations],
         "created_at": iso(p.created_at),
         "updated_at": iso(p.updated_at),
+        "namespace": p.namespace or p.name,
     }
 
 
@@ -196,6 +198,8 @@ def token_json(tok: t.Token) -> dict[str, Any]:
         "owner": tok.owner,
         "created_at": iso(tok.created_at),
         "revoked": tok.revoked,
+        "expires_at": iso(tok.expires_at),
+        "expired": tok.expires_at is not None and tok.expires_at <= datetime.now(UTC),
     }
 
 
@@ -278,6 +282,7 @@ def file_table(f: t.CatalogFile) -> Table:
         ("size", f.size),
         ("checksum", f.checksum or "-"),
         ("created", when(f.created_at)),
+        ("owner", f.owner or "- (admin only)"),
     ]
     pairs.append(("metadata", "" if f.metadata else "-"))
     pairs += [(f"  {k}", v) for k, v in f.metadata.items()]
@@ -398,8 +403,19 @@ def tasks_table(items: Iterable[t.Task]) -> Table:
 
 
 def tokens_table(items: Iterable[t.Token]) -> Table:
-    rows = ((k.name, k.role, k.owner, when(k.created_at), "yes" if k.revoked else "no") for k in items)
-    return table(None, ("Name", "Role", "Owner", "Created", "Revoked"), rows)
+    now = datetime.now(UTC)
+    rows = (
+        (
+            k.name,
+            k.role,
+            k.owner,
+            when(k.created_at),
+            "never" if k.expires_at is None else when(k.expires_at) + (" (expired)" if k.expires_at <= now else ""),
+            "yes" if k.revoked else "no",
+        )
+        for k in items
+    )
+    return table(None, ("Name", "Role", "Owner", "Created", "Expires", "Revoked"), rows)
 
 
 def agents_table(items: Iterable[t.Agent]) -> Table:

@@ -45,6 +45,7 @@ class CatalogFile:
     metadata: dict[str, MetaScalar] = field(default_factory=dict)
     created_at: datetime | None = None
     provenance: Provenance | None = None  # None for imported (not produced) files
+    owner: str = ""  # who may change it (its importer's or its production's owner); "": admin only
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,7 @@ class Production:
     transformations: tuple[Transformation, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    namespace: str = ""  # its outputs are /<namespace>/<transformation>/<task>/...
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,7 @@ class Token:
     owner: str
     created_at: datetime | None = None
     revoked: bool = False
+    expires_at: datetime | None = None  # None: valid until revoked
 
 
 @dataclass(frozen=True, slots=True)

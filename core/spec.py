@@ -288,6 +288,10 @@ class _Reader:
         elif len(name) > MAX_NAME:
             self.bad((), f"production name is longer than {MAX_NAME} characters")
             name = ""
+        elif "/" in name or "@" in name:
+            # The name is the first segment of its outputs' LFNs; '@' marks a re-used one (name@2).
+            self.bad((), f"production name {name!r} may not contain '/' or '@'")
+            name = ""
         description = spec.get("description") or ""
         if not isinstance(description, str):
             self.bad((), f"description must be a string, not {description!r}")

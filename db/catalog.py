@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from metaprod.core.auth import Principal, ensure_may_write_namespace, ensure_owns_files, lfn_namespace
 from metaprod.core.errors import AlreadyExists, InvalidArgument, InvalidQuery, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
@@ -65,6 +66,7 @@ FILE_COLUMNS = (
     "producer_production_id",
     "producer_production",
     "producer_transformation",
+    "owner",
     "created_at",
 )
 METADATA_COLUMNS = ("file_id", "field_id", "value_int", "value_float", "value_str")
@@ -106,6 +108,7 @@ class FileRecord:
     created_at: datetime
     metadata: dict[str, MetaScalar]
     provenance: Provenance | None = None
+    owner: str | None = None  # None: admin only (imported before the catalog had owners)
 
 
 # -- fields -----------------------------------------------------------------------------------
@@ -150,14 +153,22 @@ def register_files(
     files: Sequence[FileInput],
     producer: tuple[int, int] | None = None,
     skip_existing: bool = False,
+    importer: Principal | None = None,
 ) -> RegisterResult:
     """Register a batch of new files with their metadata and attach them to the Active
     transformations whose input query they match. Everything is validated first; on any
     error (InvalidArgument, AlreadyExists naming the LFN, NotFound producer) nothing is stored.
     With `skip_existing`, a file already catalogued with the same size, checksum and metadata
-    is skipped (counted in `skipped`); one that differs is still AlreadyExists."""
+    is skipped (counted in `skipped`); one that differs is still AlreadyExists.
+
+    Owners: a produced file belongs to its production's owner; an imported one to its
+    `importer`'s owner, and an importer other than an admin may not write in a production's
+    output namespace (PermissionDenied, nothing stored). No importer and no producer: the
+    system itself, files without an owner (admin only)."""
     if not files:
         return RegisterResult(0, 0)
+    if importer is not None:
+        _check_namespaces(session, importer, files)
     fields = load_fields(session)
     skipped = 0
     if skip_existing:
@@ -165,7 +176,7 @@ def register_files(
         if not files:
             return RegisterResult(0, 0, skipped)
     lfns, file_rows, metadata = _prepare(files, fields)
-    made_by = _producer(session, producer)
+    made_by = _producer(session, producer, None if importer is None else importer.owner)
     created = bind_value(session, FILES.c.created_at, utcnow())
     try:
         with session.begin_nested():
@@ -233,14 +244,34 @@ def _without_existing(
     return kept, len(files) - len(kept)
 
 
-def _producer(session: Session, producer: tuple[int, int] | None) -> tuple[Any, ...]:
-    """The provenance columns of files made by `producer` (task id, attempt): the task and
-    attempt, and the names (and production id) they had, kept when the task is deleted."""
+def _check_namespaces(session: Session, importer: Principal, files: Sequence[FileInput]) -> None:
+    """Refuse the batch when one of its files lies in a production's output namespace and the
+    importer may not write there (core.auth.ensure_may_write_namespace): one query per chunk."""
+    by_namespace: dict[str, str] = {}
+    for f in files:
+        first = lfn_namespace(f.lfn) if isinstance(f.lfn, str) else None
+        if first is not None:
+            by_namespace.setdefault(first, f.lfn)
+    names = sorted(by_namespace)
+    held: dict[str, str] = {}
+    for start in range(0, len(names), LOOKUP_CHUNK):
+        chunk = names[start : start + LOOKUP_CHUNK]
+        rows = session.execute(select(Production.namespace, Production.owner).where(Production.namespace.in_(chunk)))
+        # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
+        held.update({ns: owner for ns, owner in rows if ns in by_namespace})
+    for namespace in sorted(held):
+        ensure_may_write_namespace(importer, by_namespace[namespace], held)
+
+
+def _producer(session: Session, producer: tuple[int, int] | None, owner: str | None) -> tuple[Any, ...]:
+    """The provenance and owner columns of files made by `producer` (task id, attempt): the
+    task and attempt, and the names (and production id) they had, kept when the task is
+    deleted, and the production's owner. Without a producer: `owner` (the importer's)."""
     if producer is None:
-        return (None, None, None, None, None)
+        return (None, None, None, None, None, owner)
     task_id, attempt = producer
     row = session.execute(
-        select(Transformation.production_id, Production.name, Transformation.name)
+        select(Transformation.production_id, Production.name, Transformation.name, Production.owner)
         .select_from(Task)
         .join(Transformation, Transformation.id == Task.transformation_id)
         .join(Production, Production.id == Transformation.production_id)
@@ -369,11 +400,16 @@ def _lookup(session: Session, lfns: list[str]) -> dict[str, int]:
 
 
 # -- metadata updates -------------------------------------------------------------------------
-def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> FileRecord:
+def set_metadata(
+    *, session: Session, lfn: str, metadata: Mapping[str, Any], principal: Principal | None = None
+) -> FileRecord:
     """Set (insert or replace) typed metadata values of one file; other keys stay. The file
-    is then attached to any Active transformation it has come to match."""
+    is then attached to any Active transformation it has come to match. Only its owner or an
+    admin may (`principal`; None: the system itself), else PermissionDenied and no change."""
     fields = load_fields(session)
     file_id = _file_id(session, lfn)
+    if principal is not None:
+        ensure_owns_files(principal, file_owners(session=session, lfns=[lfn]), "change")
     values = typed_values(lfn, metadata, fields)
     if values:
         field_ids = [v[0] for v in values]
@@ -385,6 +421,17 @@ def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> 
     lineage = ancestry.ancestry_of(session=session, file_id=file_id)
     routing.attach_files(session=session, file_rows=[(file_id, record.metadata)], ancestry=lineage)
     return record
+
+
+def file_owners(*, session: Session, lfns: Sequence[str]) -> dict[str, str | None]:
+    """{lfn: owner} of those of `lfns` in the catalog (None: admin only)."""
+    found: dict[str, str | None] = {}
+    wanted = set(lfns)
+    for start in range(0, len(lfns), LOOKUP_CHUNK):
+        chunk = list(lfns[start : start + LOOKUP_CHUNK])
+        rows = session.execute(select(FILES.c.lfn, FILES.c.owner).where(FILES.c.lfn.in_(chunk)))
+        found.update({lfn: owner for lfn, owner in rows if lfn in wanted})
+    return found
 
 
 def _file_id(session: Session, lfn: str) -> int:
@@ -497,6 +544,8 @@ def _records(
             metadata[file_id][name] = vi if ftype == "int" else vf if ftype == "float" else vs
     f = FILES.c
     rows = session.execute(
-        select(f.id, f.lfn, f.pfn, f.size, f.checksum, f.created_at).where(f.id.in_(ids)).order_by(f.id)
+        select(f.id, f.lfn, f.pfn, f.size, f.checksum, f.created_at, f.owner).where(f.id.in_(ids)).order_by(f.id)
     )
-    return [FileRecord(r.id, r.lfn, r.pfn, r.size, r.checksum, r.created_at, metadata[r.id]) for r in rows]
+    return [
+        FileRecord(r.id, r.lfn, r.pfn, r.size, r.checksum, r.created_at, metadata[r.id], owner=r.owner) for r in rows
+    ]

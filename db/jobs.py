@@ -36,7 +36,7 @@ from metaprod.db.models import (
     utcnow,
 )
 from sqlalchemy import Table, and_, func, insert, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 LIVE = [s.value for s in LIVE_ATTEMPT_STATUSES]
@@ -223,17 +223,12 @@ def transformations_of(
 
 
 def output_namespaces(session: Session, production_ids: set[int]) -> dict[int, str]:
-    """The first segment of the LFNs a production's tasks write: its name; for a production
-    made under the name of deleted ones (whose outputs the catalog keeps), `name@N`, N being
-    its rank among them ('@' is never part of a name, so no other production can hold it)."""
-    earlier = aliased(Production)
+    """The first segment of the LFNs a production's tasks write, chosen when it was created
+    (db.namespaces): its name, or `name@N` when that was taken ('@' is never part of a name)."""
     rows = session.execute(
-        select(Production.id, Production.name, func.count(earlier.id))
-        .outerjoin(earlier, (earlier.name == Production.name) & (earlier.id < Production.id))
-        .where(Production.id.in_(production_ids))
-        .group_by(Production.id, Production.name)
+        select(Production.id, Production.name, Production.namespace).where(Production.id.in_(production_ids))
     )
-    return {pid: name if n == 0 else f"{name}@{n + 1}" for pid, name, n in rows}
+    return {pid: namespace or name for pid, name, namespace in rows}
 
 
 def production_names_of(namespaces: Mapping[int, str]) -> dict[int, str]:

@@ -90,6 +90,11 @@ class MetadataField(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _name_as_namespace(context: Any) -> str:
+    """A production inserted without a namespace writes under its name."""
+    return str(context.get_current_parameters()["name"])
+
+
 class Production(Base):
     __tablename__ = "productions"
 
@@ -98,6 +103,12 @@ class Production(Base):
     # The name while the production lives; NULL once Cleaned, which frees the name (NULLs never
     # collide in a unique index, on SQLite as on MariaDB) while the record stays listed.
     live_name: Mapped[str | None] = mapped_column(_str(128, binary=True), unique=True)
+    # The first segment of its output LFNs, chosen once at creation: its name, or the next free
+    # `name@N` when that namespace already holds files (see db.namespaces). Never reused.
+    # NULL only in rows written by older code: read as the name.
+    namespace: Mapped[str | None] = mapped_column(
+        _str(140, binary=True), index=True, unique=True, default=_name_as_namespace
+    )
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     owner: Mapped[str] = mapped_column(String(128))
@@ -182,6 +193,9 @@ class CatalogFile(Base):
     producer_production: Mapped[str | None] = mapped_column(_str(128, binary=True))
     producer_transformation: Mapped[str | None] = mapped_column(_str(128, binary=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who may change or remove it: the importer's owner, or its production's owner. NULL:
+    # admin only (files imported before the catalog had owners).
+    owner: Mapped[str | None] = mapped_column(String(128))
 
 
 class FileMetadataValue(Base):
@@ -380,3 +394,4 @@ class ApiToken(Base):
     owner: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]

@@ -30,7 +30,7 @@ from metaprod.core.statuses import (
     check_production_move,
 )
 from metaprod.core.validation import Finding, ValidationResult
-from metaprod.db import ancestry, catalog, events
+from metaprod.db import ancestry, catalog, events, namespaces
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -71,6 +71,7 @@ def create_production(*, session: Session, spec: Mapping[str, Any], principal: P
         name=parsed.name,
         live_name=parsed.name,
         description=parsed.description,
+        namespace=namespaces.choose_namespace(session=session, name=parsed.name),
         status=ProductionStatus.NEW.value,
         owner=principal.owner,
         spec=json.loads(json.dumps(dict(spec))),

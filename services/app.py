@@ -24,4 +24,5 @@ def build_bindings(context: ServiceContext) -> list[ServiceBinding]:
 
 def build_server(database: Database, *, address: str = "127.0.0.1:50051", max_workers: int = 32) -> MetaprodServer:
     context = ServiceContext(database=database, authenticator=Authenticator(database))
+    context.on_close.append(context.authenticator.close)
     return MetaprodServer(context, build_bindings(context), address=address, max_workers=max_workers)

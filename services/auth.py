@@ -6,19 +6,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from metaprod.core.auth import Principal
+from metaprod.core.auth import Principal, hash_secret
 from metaprod.core.errors import Unauthenticated
 from metaprod.db.session import Database
-from metaprod.db.tokens import authenticate
+from metaprod.db.tokens import authenticate_digest
 
 # Health checks and reflection stay open so that probes and grpcurl-style tools work.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-# A resolved token is trusted this long before the database is asked again; a revocation
-# takes effect within this delay.
-CACHE_SECONDS = 2.0
+# A resolved token is trusted this long before the database is asked again (never past its
+# expiry). A revocation made through this process empties every cache of the process at once;
+# one made elsewhere (another server on the same database) takes effect within this delay, as
+# does the end of a worker token's last attempt.
+CACHE_SECONDS = 5.0
+CACHE_MAX = 10_000
+# Connections of the authenticator's own small pool: a cache miss never waits for the pool
+# that RPCs and streams share, so a busy server still tells who is calling.
+AUTH_POOL_SIZE = 2
+
+_generation_lock = threading.Lock()
+_generation = 0
+
+
+def forget_tokens() -> None:
+    """Every Authenticator of this process drops what it cached (a token was revoked)."""
+    global _generation
+    with _generation_lock:
+        _generation += 1
 
 
 def bearer_secret(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
@@ -31,27 +48,54 @@ def bearer_secret(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str |
     return None
 
 
+def _lookup_database(database: Database) -> Database:
+    """A small engine of its own on the same database; an in-memory SQLite one has no other."""
+    if database.is_sqlite and database.url.database in (None, "", ":memory:"):
+        return database
+    return Database(database.url.render_as_string(hide_password=False), pool_size=AUTH_POOL_SIZE)
+
+
 class Authenticator:
+    """Bearer secret -> Principal, cached by the secret's digest for CACHE_SECONDS."""
+
     def __init__(self, database: Database) -> None:
-        self._database = database
+        self._database = _lookup_database(database)
+        self._owns_database = self._database is not database
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._generation = _generation
         self._lock = threading.Lock()
 
     def resolve(self, secret: str | None) -> Principal:
         if not secret:
             raise Unauthenticated("missing bearer token (set METAPROD_TOKEN or pass --token)")
+        digest = hash_secret(secret)
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(secret)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        with self._database.session_scope(readonly=True) as session:
-            principal = authenticate(session=session, secret=secret)
-        with self._lock:
-            if len(self._cache) > 10_000:
+            if self._generation != _generation:
                 self._cache.clear()
-            self._cache[secret] = (now, principal)
+                self._generation = _generation
+            generation = self._generation
+            hit = self._cache.get(digest)
+        if hit is not None and now < hit[0]:
+            principal = hit[1]
+            if principal.expires_at is None or principal.expires_at > datetime.now(UTC):
+                return principal
+        with self._database.session_scope(readonly=True) as session:
+            principal = authenticate_digest(session=session, digest=digest)
+        until = now + CACHE_SECONDS
+        if principal.expires_at is not None:
+            until = min(until, now + (principal.expires_at - datetime.now(UTC)).total_seconds())
+        with self._lock:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            # A revocation during the lookup may have been read too late: keep nothing then.
+            if generation == _generation:
+                self._cache[digest] = (until, principal)
         return principal
+
+    def close(self) -> None:
+        if self._owns_database:
+            self._database.dispose()
 
     def principal(self, context: grpc.ServicerContext) -> Principal:
         return self.resolve(bearer_secret(context.invocation_metadata()))  # type: ignore[arg-type]

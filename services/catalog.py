@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
-from metaprod.core.auth import ensure_can_read, ensure_can_write
+from metaprod.core.auth import Principal, ensure_can_read, ensure_can_write
 from metaprod.core.errors import DomainError, InvalidArgument
 from metaprod.db import catalog, lineage
 from metaprod.services import convert
@@ -46,8 +46,9 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         with its error, and the batches committed before it stay registered (the error
         message says how many files that is). Agents are woken after every batch.
         """
-        ensure_can_write(self.ctx.authenticator.principal(context))
-        committer = _Committer(self.ctx)
+        principal = self.ctx.authenticator.principal(context)
+        ensure_can_write(principal)
+        committer = _Committer(self.ctx, principal)
         pending: list[catalog.FileInput] = []
         first = True
         try:
@@ -103,10 +104,11 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
             return pb.GetFileResponse(file=file_to_pb(catalog.get_file(session=session, lfn=request.lfn)))
 
     def SetMetadata(self, request: pb.SetMetadataRequest, context: grpc.ServicerContext) -> pb.SetMetadataResponse:
-        ensure_can_write(self.ctx.authenticator.principal(context))
+        principal = self.ctx.authenticator.principal(context)
+        ensure_can_write(principal)
         metadata = convert.metadata_from_pb(request.metadata)
         with self.ctx.database.session_scope() as session:
-            record = catalog.set_metadata(session=session, lfn=request.lfn, metadata=metadata)
+            record = catalog.set_metadata(session=session, lfn=request.lfn, metadata=metadata, principal=principal)
         # New metadata may have attached the file to a transformation.
         self.ctx.notify("files")
         return pb.SetMetadataResponse(file=file_to_pb(record))
@@ -125,8 +127,9 @@ class _Committer:
     thread meanwhile reads and converts the next batch (Python work), while the database
     step runs mostly outside the GIL."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, importer: Principal) -> None:
         self.ctx = ctx
+        self.importer = importer
         self.registered = self.attached = self.skipped = 0
         self.skip_existing = False
         self._pool: ThreadPoolExecutor | None = None
@@ -134,7 +137,9 @@ class _Committer:
 
     def _commit(self, files: list[catalog.FileInput]) -> catalog.RegisterResult:
         with self.ctx.database.session_scope() as session:
-            result = catalog.register_files(session=session, files=files, skip_existing=self.skip_existing)
+            result = catalog.register_files(
+                session=session, files=files, skip_existing=self.skip_existing, importer=self.importer
+            )
         self.ctx.notify("files")
         return result
 

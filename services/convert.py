@@ -4,7 +4,7 @@ agents. Servicer methods only convert, call the domain, and convert back."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from metaprod.core.errors import InvalidArgument
@@ -20,6 +20,10 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def datetime_from_pb(value: Timestamp) -> datetime:
+    return value.ToDatetime(tzinfo=UTC)
 
 
 def meta_value_to_pb(value: MetaScalar) -> common_pb2.MetaValue:
@@ -69,6 +73,7 @@ def token_to_pb(token: ApiToken) -> admin_pb2.Token:
         owner=token.owner,
         created_at=timestamp(token.created_at),
         revoked=token.revoked_at is not None,
+        expires_at=timestamp(token.expires_at),
     )
 
 

@@ -43,6 +43,7 @@ def file_to_pb(record: FileRecord) -> catalog_pb2.CatalogFile:
         checksum=record.checksum,
         metadata=metadata_to_pb(record.metadata),
         created_at=timestamp(record.created_at),
+        owner=record.owner or "",
     )
     if record.provenance is not None:
         msg.provenance.CopyFrom(provenance_to_pb(record.provenance))

@@ -65,6 +65,7 @@ def production_to_pb(
         transformations=[transformation_to_pb(t, p.name, parents.get(t.id, [])) for t in transformations],
         created_at=timestamp(p.created_at),
         updated_at=timestamp(p.updated_at),
+        namespace=p.namespace or p.name,
     )
 
 

@@ -1,5 +1,6 @@
 """Every RPC of every metaprod service, called with every role (admin, the owner, another user,
-a reader, a worker, no token, an unknown token, a revoked token), gets exactly the answer the
+a reader, a worker, no token, an unknown token, a revoked token, an expired token, the worker
+token of an attempt that has ended), gets exactly the answer the
 role allows: UNAUTHENTICATED, PERMISSION_DENIED, or neither of those. The RPCs come from the
 service descriptors, so a new RPC without an entry in ACCESS fails this test."""
 
@@ -16,9 +17,9 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from metaprod.db import jobs, tasks, tokens
-from metaprod.db.models import Production, Transformation
+from metaprod.db.models import ApiToken, JobAttempt, Production, Transformation, utcnow
 from metaprod.v1 import admin_pb2, catalog_pb2, common_pb2, production_pb2, transformation_pb2
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.integration.conftest import RunningServer
 
@@ -28,8 +29,8 @@ SERVICES = [
     production_pb2.DESCRIPTOR.services_by_name["ProductionManager"],
     transformation_pb2.DESCRIPTOR.services_by_name["TransformationService"],
 ]
-ROLES = ("none", "unknown", "revoked", "worker", "reader", "other", "owner", "admin")
-UNAUTHENTICATED_ROLES = {"none", "unknown", "revoked"}
+ROLES = ("none", "unknown", "revoked", "expired", "ended", "worker", "reader", "other", "owner", "admin")
+UNAUTHENTICATED_ROLES = {"none", "unknown", "revoked", "expired", "ended"}
 # Who may call what, beyond authentication.
 ALLOWED = {
     "any": {"worker", "reader", "other", "owner", "admin"},  # any valid token
@@ -51,9 +52,7 @@ NOT_AUTH_ERRORS = {
 
 # Where the contract is not built yet: these calls are allowed today. Each entry fails this
 # test once the gap is closed (then delete it), so the list cannot go stale.
-KNOWN_GAPS = {
-    ("FileCatalog.SetMetadata", "other"): "the catalog has no owners yet (issue 11)",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -260,8 +259,14 @@ def test_every_rpc_answers_every_role_as_its_access_allows(server: RunningServer
     owner, other, reader = (server.token(n, r) for n, r in (("owner", "user"), ("other", "user"), ("reader", "reader")))
     revoked = server.token("revoked", "user")
     server.token("victim", "reader")
+    expired = server.token("expired", "admin")
     with server.database.session_scope() as session:
         tokens.revoke_token(session=session, name="revoked")
+        session.execute(update(ApiToken).where(ApiToken.name == "expired").values(expires_at=utcnow()))
+    # A worker token whose only attempt has ended (here: failed) speaks for nothing any more.
+    ended = make_target(server, channel, owner, "ended")
+    with server.database.session_scope() as session:
+        session.execute(update(JobAttempt).where(JobAttempt.task_id == ended.task).values(status="Failed"))
     wrong: list[str] = []
     for number, (name, method) in enumerate(methods()):
         access, build = ACCESS[name]
@@ -270,6 +275,8 @@ def test_every_rpc_answers_every_role_as_its_access_allows(server: RunningServer
             "none": None,
             "unknown": "not-a-token",
             "revoked": revoked,
+            "expired": expired,
+            "ended": ended.worker_secret,
             "worker": target.worker_secret,
             "reader": reader,
             "other": other,

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17metaprod/v1/admin.proto\x12\x0bmetaprod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"?\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"H\n\x13\x43reateTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"8\n\x12ListTokensResponse\x12\"\n\x06tokens\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Token\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13RevokeTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Token\"\xb3\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_beat\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_status\x18\x06 \x01(\t\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Agent\"\x0f\n\rWhoAmIRequest\";\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t2\x8c\x03\n\x05\x41\x64min\x12P\n\x0b\x43reateToken\x12\x1f.metaprod.v1.CreateTokenRequest\x1a .metaprod.v1.CreateTokenResponse\x12M\n\nListTokens\x12\x1e.metaprod.v1.ListTokensRequest\x1a\x1f.metaprod.v1.ListTokensResponse\x12P\n\x0bRevokeToken\x12\x1f.metaprod.v1.RevokeTokenRequest\x1a .metaprod.v1.RevokeTokenResponse\x12M\n\nListAgents\x12\x1e.metaprod.v1.ListAgentsRequest\x1a\x1f.metaprod.v1.ListAgentsResponse\x12\x41\n\x06WhoAmI\x12\x1a.metaprod.v1.WhoAmIRequest\x1a\x1b.metaprod.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17metaprod/v1/admin.proto\x12\x0bmetaprod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x13\x43reateTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"8\n\x12ListTokensResponse\x12\"\n\x06tokens\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Token\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x13RevokeTokenResponse\x12!\n\x05token\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Token\"\xb3\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_beat\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_status\x18\x06 \x01(\t\x12\r\n\x05\x61live\x18\x07 \x01(\x08\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Agent\"\x0f\n\rWhoAmIRequest\";\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t2\x8c\x03\n\x05\x41\x64min\x12P\n\x0b\x43reateToken\x12\x1f.metaprod.v1.CreateTokenRequest\x1a .metaprod.v1.CreateTokenResponse\x12M\n\nListTokens\x12\x1e.metaprod.v1.ListTokensRequest\x1a\x1f.metaprod.v1.ListTokensResponse\x12P\n\x0bRevokeToken\x12\x1f.metaprod.v1.RevokeTokenRequest\x1a .metaprod.v1.RevokeTokenResponse\x12M\n\nListAgents\x12\x1e.metaprod.v1.ListAgentsRequest\x1a\x1f.metaprod.v1.ListAgentsResponse\x12\x41\n\x06WhoAmI\x12\x1a.metaprod.v1.WhoAmIRequest\x1a\x1b.metaprod.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metaprod.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOKEN']._serialized_start=73
-  _globals['_TOKEN']._serialized_end=200
-  _globals['_CREATETOKENREQUEST']._serialized_start=202
-  _globals['_CREATETOKENREQUEST']._serialized_end=265
-  _globals['_CREATETOKENRESPONSE']._serialized_start=267
-  _globals['_CREATETOKENRESPONSE']._serialized_end=339
-  _globals['_LISTTOKENSREQUEST']._serialized_start=341
-  _globals['_LISTTOKENSREQUEST']._serialized_end=360
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=362
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=418
-  _globals['_REVOKETOKENREQUEST']._serialized_start=420
-  _globals['_REVOKETOKENREQUEST']._serialized_end=454
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=456
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=512
-  _globals['_AGENT']._serialized_start=515
-  _globals['_AGENT']._serialized_end=694
-  _globals['_LISTAGENTSREQUEST']._serialized_start=696
-  _globals['_LISTAGENTSREQUEST']._serialized_end=715
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=717
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=773
-  _globals['_WHOAMIREQUEST']._serialized_start=775
-  _globals['_WHOAMIREQUEST']._serialized_end=790
-  _globals['_WHOAMIRESPONSE']._serialized_start=792
-  _globals['_WHOAMIRESPONSE']._serialized_end=851
-  _globals['_ADMIN']._serialized_start=854
-  _globals['_ADMIN']._serialized_end=1250
+  _globals['_TOKEN']._serialized_start=74
+  _globals['_TOKEN']._serialized_end=249
+  _globals['_CREATETOKENREQUEST']._serialized_start=251
+  _globals['_CREATETOKENREQUEST']._serialized_end=362
+  _globals['_CREATETOKENRESPONSE']._serialized_start=364
+  _globals['_CREATETOKENRESPONSE']._serialized_end=436
+  _globals['_LISTTOKENSREQUEST']._serialized_start=438
+  _globals['_LISTTOKENSREQUEST']._serialized_end=457
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=459
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=515
+  _globals['_REVOKETOKENREQUEST']._serialized_start=517
+  _globals['_REVOKETOKENREQUEST']._serialized_end=551
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=553
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=609
+  _globals['_AGENT']._serialized_start=612
+  _globals['_AGENT']._serialized_end=791
+  _globals['_LISTAGENTSREQUEST']._serialized_start=793
+  _globals['_LISTAGENTSREQUEST']._serialized_end=812
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=814
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=870
+  _globals['_WHOAMIREQUEST']._serialized_start=872
+  _globals['_WHOAMIREQUEST']._serialized_end=887
+  _globals['_WHOAMIRESPONSE']._serialized_start=889
+  _globals['_WHOAMIRESPONSE']._serialized_end=948
+  _globals['_ADMIN']._serialized_start=951
+  _globals['_ADMIN']._serialized_end=1347
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ class Provenance(_message.Message):
     def __init__(self, production: _Optional[str] = ..., transformation: _Optional[str] = ..., task: _Optional[int] = ..., attempt: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CatalogFile(_message.Message):
-    __slots__ = ("lfn", "pfn", "size", "checksum", "metadata", "created_at", "provenance", "has_provenance")
+    __slots__ = ("lfn", "pfn", "size", "checksum", "metadata", "created_at", "provenance", "has_provenance", "owner")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class CatalogFile(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     HAS_PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     lfn: str
     pfn: str
     size: int
@@ -57,7 +58,8 @@ class CatalogFile(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     provenance: Provenance
     has_provenance: bool
-    def __init__(self, lfn: _Optional[str] = ..., pfn: _Optional[str] = ..., size: _Optional[int] = ..., checksum: _Optional[str] = ..., metadata: _Optional[_Mapping[str, _common_pb2.MetaValue]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., has_provenance: _Optional[bool] = ...) -> None: ...
+    owner: str
+    def __init__(self, lfn: _Optional[str] = ..., pfn: _Optional[str] = ..., size: _Optional[int] = ..., checksum: _Optional[str] = ..., metadata: _Optional[_Mapping[str, _common_pb2.MetaValue]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., has_provenance: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class AddFieldRequest(_message.Message):
     __slots__ = ("name", "type")

@@ -50,7 +50,7 @@ class GetHistoryResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ProductionEvent, _Mapping]]] = ...) -> None: ...
 
 class Production(_message.Message):
-    __slots__ = ("name", "description", "status", "owner", "transformations", "created_at", "updated_at")
+    __slots__ = ("name", "description", "status", "owner", "transformations", "created_at", "updated_at", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class Production(_message.Message):
     TRANSFORMATIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     status: str
@@ -65,7 +66,8 @@ class Production(_message.Message):
     transformations: _containers.RepeatedCompositeFieldContainer[_transformation_pb2.Transformation]
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., transformations: _Optional[_Iterable[_Union[_transformation_pb2.Transformation, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., transformations: _Optional[_Iterable[_Union[_transformation_pb2.Transformation, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class TransformationProgress(_message.Message):
     __slots__ = ("name", "status", "files", "tasks", "percent", "failed_percent", "skipped_files")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from metaprod.agents.reporting import ReportSender
 from metaprod.agents.wrapper import WorkDirectories, _Bundle
@@ -100,7 +101,9 @@ class FakeServices:
         return [tpb.ReportTaskResultResponse(accepted=True) for _ in results]
 
 
-def run_bundle(tmp_path: Path, services: FakeServices, count: int) -> str:
+def run_bundle(
+    tmp_path: Path, services: FakeServices, count: int, *, command: str = "true", heartbeat_interval: float = 60
+) -> str:
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     job: dict[str, Any] = {
@@ -108,9 +111,9 @@ def run_bundle(tmp_path: Path, services: FakeServices, count: int) -> str:
         "token": "t",
         "production": "p",
         "transformation": "t",
-        "command": "true",
+        "command": command,
         "outputs": [],
-        "heartbeat_interval": 60,
+        "heartbeat_interval": heartbeat_interval,
         "tasks": [
             {
                 "task_id": task,
@@ -163,3 +166,28 @@ def test_a_lease_that_ran_out_on_its_way_is_not_used(tmp_path: Path) -> None:
     services = FakeServices(lease_seconds=0.05, delay=0.1)
     run_bundle(tmp_path, services, 2)
     assert services.starts == [(1, 1), (2, 1)] and sorted(services.reported) == [1, 2]
+
+
+class Refused(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAUTHENTICATED
+
+    def details(self) -> str:
+        return "worker token ... is no longer valid: every attempt it was made for has ended"
+
+
+class TokenDied(FakeServices):
+    """Services that no longer know the job's token: its attempts all ended (lost, killed)."""
+
+    def heartbeat(self, beats: list[tpb.HeartbeatRequest]) -> list[tpb.HeartbeatResponse]:
+        raise Refused()
+
+
+def test_a_job_whose_token_died_stops_its_attempts(tmp_path: Path) -> None:
+    """A refused token means no attempt of the job is live any more: the running command is
+    killed at the first beat, and the attempts waiting their turn never start."""
+    services = TokenDied(lease_seconds=60.0)
+    started = time.monotonic()
+    run_bundle(tmp_path, services, 2, command="sleep 30", heartbeat_interval=0.2)
+    assert time.monotonic() - started < 10, "the command ran on after the token died"
+    assert services.reported == []  # superseded attempts report nothing; the waiting one never ran

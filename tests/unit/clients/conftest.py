@@ -345,6 +345,8 @@ class Admin(admin_pb2_grpc.AdminServicer):
     def CreateToken(self, request, context):
         self.fake.enter("CreateToken", request, context)
         token = admin_pb2.Token(id=3, name=request.name, role=request.role, owner=request.owner or request.name)
+        if request.HasField("expires_at"):
+            token.expires_at.CopyFrom(request.expires_at)
         return admin_pb2.CreateTokenResponse(token=token, secret="s3cr3t-value")
 
     def ListTokens(self, request, context):

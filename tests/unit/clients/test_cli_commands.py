@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -292,9 +293,28 @@ def test_tokens(run: Run, fake: Fake) -> None:
     assert code == 0 and out == "s3cr3t-value\n" and "shown only once" in err
     created = ok_json(run, "token", "create", "eve", "--role", "reader", "--owner", "team")
     assert created == {
-        "token": {"id": 3, "name": "eve", "role": "reader", "owner": "team", "created_at": None, "revoked": False},
+        "token": {
+            "id": 3,
+            "name": "eve",
+            "role": "reader",
+            "owner": "team",
+            "created_at": None,
+            "revoked": False,
+            "expires_at": None,
+            "expired": False,
+        },
         "secret": "s3cr3t-value",
     }
+    # --expires: a span from now or an ISO-8601 datetime (UTC without a zone), sent as a time.
+    timed = ok_json(run, "token", "create", "tim", "--role", "reader", "--expires", "2999-01-02T03:04:05")
+    assert timed["token"]["expires_at"].startswith("2999-01-02T03:04:05")  # type: ignore[index]
+    before = datetime.now(UTC)
+    timed = ok_json(run, "token", "create", "tom", "--role", "reader", "--expires", "12h")
+    expires = datetime.fromisoformat(timed["token"]["expires_at"])  # type: ignore[index]
+    assert timedelta(hours=12) <= expires - before < timedelta(hours=12, minutes=1)
+    for bad in ("soon", "0d", "2001-01-01"):
+        code, out, err = run("token", "create", "x", "--role", "reader", "--expires", bad)
+        assert code != 0 and out == "" and "expiry" in err and len(err.strip().splitlines()) == 1, err
     assert ok_json(run, "token", "list")[0]["name"] == "admin"  # type: ignore[index]
     assert ok_json(run, "token", "revoke", "bob")["revoked"] is True  # type: ignore[index]
 

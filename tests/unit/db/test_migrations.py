@@ -3,14 +3,16 @@ process makes before it starts refuses a database that was never upgraded."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from metaprod.db.migrate import SchemaNotAtHead, current_revision, ensure_at_head, head_revision
+from metaprod.db.migrate import SchemaNotAtHead, current_revision, ensure_at_head, head_revision, upgrade
 from metaprod.db.models import Base
 from metaprod.db.session import Database
+from sqlalchemy import text
 
 
 def test_migrations_at_head_match_the_models(database: Database) -> None:
@@ -37,3 +39,40 @@ def test_ensure_at_head_refuses_an_empty_database(tmp_path: Path) -> None:
         assert head is not None and head in str(caught.value)
     finally:
         empty.dispose()
+
+
+def test_0005_backfills_owners_and_namespaces(database_url: str) -> None:
+    """Produced files get their production's owner, imported ones none (admin only); each
+    production the namespace its outputs were written under until then (name, name@2...)."""
+    db = Database(database_url)
+    try:
+        upgrade(db, "0004")
+        now = datetime(2026, 1, 1)
+        with db.engine.begin() as conn:
+            for pid, name, owner, live in ((1, "p", "bob", None), (2, "p", "carol", "p"), (3, "q", "bob", "q")):
+                conn.execute(
+                    text(
+                        "INSERT INTO productions (id, name, live_name, description, status, owner, spec,"
+                        " purge_outputs, created_at, updated_at)"
+                        " VALUES (:id, :name, :live, '', 'New', :owner, '{}', 0, :now, :now)"
+                    ),
+                    {"id": pid, "name": name, "live": live, "owner": owner, "now": now},
+                )
+            for fid, lfn, producer in ((1, "/raw/a", None), (2, "/p@2/gen/000000/o", 2)):
+                conn.execute(
+                    text(
+                        "INSERT INTO files (id, lfn, pfn, size, checksum, producer_production_id, created_at)"
+                        " VALUES (:id, :lfn, '', 0, '', :producer, :now)"
+                    ),
+                    {"id": fid, "lfn": lfn, "producer": producer, "now": now},
+                )
+        upgrade(db)
+        with db.engine.connect() as conn:
+            owners = dict(conn.execute(text("SELECT lfn, owner FROM files")).all())
+            namespaces = dict(conn.execute(text("SELECT id, namespace FROM productions")).all())
+            expiries = conn.execute(text("SELECT COUNT(*) FROM api_tokens WHERE expires_at IS NOT NULL")).scalar()
+        assert owners == {"/raw/a": None, "/p@2/gen/000000/o": "carol"}
+        assert namespaces == {1: "p", 2: "p@2", 3: "q"}
+        assert expiries == 0
+    finally:
+        db.dispose()
