@@ -10,13 +10,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from metaprod.core.errors import AlreadyExists, InvalidArgument, InvalidQuery, NotFound
+from metaprod.core.limits import (
+    MAX_LFN_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_STR_VALUE_CHARS,
+    check_field_name,
+    check_json_depth,
+    check_lfn,
+    check_query_text,
+    check_query_value,
+    lfn_problem,
+    shown,
+)
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
 from metaprod.db import ancestry, routing
@@ -48,13 +59,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 MetaScalar = int | float | str
-LFN_MAX = 700
-STR_MAX = 255
+LFN_MAX = MAX_LFN_CHARS
+STR_MAX = MAX_STR_VALUE_CHARS
 CHECKSUM_MAX = 128
+PFN_MAX = 4096
 FLOAT_EXACT_INT = 2**53
-# Bare words of the compact query form: a field name must read as a key there.
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
-RESERVED_NAMES = frozenset({"in", "nin", "not"})
 FILE_COLUMNS = (
     "lfn",
     "pfn",
@@ -119,13 +128,9 @@ def list_fields(*, session: Session) -> list[MetadataField]:
 
 def add_field(*, session: Session, name: str, type: str) -> tuple[MetadataField, bool]:
     """Declare a field; declaring it again with the same type is fine (created=False)."""
+    check_field_name(name)
     if type not in FIELD_TYPES:
-        raise InvalidArgument(f"field {name!r}: unknown type {type!r} (expected one of {', '.join(FIELD_TYPES)})")
-    if not isinstance(name, str) or not FIELD_NAME.fullmatch(name) or name in RESERVED_NAMES:
-        raise InvalidArgument(
-            f"bad field name {name!r}: 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or '_'"
-            f" (and not one of {', '.join(sorted(RESERVED_NAMES))})"
-        )
+        raise InvalidArgument(f"field {name!r}: unknown type {shown(type)} (expected one of {', '.join(FIELD_TYPES)})")
     for attempt in range(2):
         existing = session.scalar(select(MetadataField).where(MetadataField.name == name))
         if existing is not None:
@@ -283,6 +288,11 @@ def storable(s: str) -> bool:
     return STRING_REFUSED.search(s) is None
 
 
+def storable_text(s: str) -> bool:
+    """A PFN: at most PFN_MAX characters, no control character."""
+    return len(s) <= PFN_MAX and (s.isascii() and s.isprintable() or STRING_REFUSED.search(s) is None)
+
+
 def _prepare(
     files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
 ) -> tuple[list[str], list[tuple[str, str, int, str]], list[list[tuple[int, Any, Any, Any]]]]:
@@ -295,10 +305,10 @@ def _prepare(
     for f in files:
         lfn, pfn, size, checksum = f.lfn, f.pfn, f.size, f.checksum
         if (
-            type(lfn) is not str
-            or not 0 < len(lfn) <= LFN_MAX
-            or not storable(lfn)
+            lfn_problem(lfn) is not None
             or type(pfn) is not str
+            or not storable_text(pfn)
+            or len(f.metadata) > MAX_METADATA_KEYS
             or type(checksum) is not str
             or len(checksum) > CHECKSUM_MAX
             or type(size) is not int
@@ -309,7 +319,7 @@ def _prepare(
         for key, v in f.metadata.items():
             spec = specs.get(key)
             if spec is None:
-                raise InvalidArgument(f"file {lfn!r}: metadata field {key!r} is not declared in the catalog schema")
+                raise InvalidArgument(f"file {lfn!r}: metadata field {shown(key)} is not declared in the catalog schema")
             field_id, ftype = spec
             if ftype == "int" and type(v) is int and INT64_MIN <= v <= INT64_MAX:
                 values.append((field_id, v, None, None))
@@ -330,12 +340,15 @@ def _prepare(
 
 
 def _bad_file(f: FileInput) -> InvalidArgument:
-    lfn = f.lfn
-    if not isinstance(lfn, str) or not lfn or len(lfn) > LFN_MAX or not storable(lfn):
-        return InvalidArgument(f"bad LFN {lfn!r}: 1 to {LFN_MAX} characters, no control character, no trailing space")
+    lfn = check_lfn(f.lfn)
     if type(f.size) is not int or not 0 <= f.size <= INT64_MAX:
-        return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {f.size!r}")
-    return InvalidArgument(f"file {lfn!r}: pfn and checksum are strings (checksum up to {CHECKSUM_MAX} characters)")
+        return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {shown(f.size)}")
+    if len(f.metadata) > MAX_METADATA_KEYS:
+        return InvalidArgument(f"file {lfn!r}: {len(f.metadata)} metadata values, more than {MAX_METADATA_KEYS}")
+    return InvalidArgument(
+        f"file {lfn!r}: pfn and checksum are strings without control characters (checksum up to "
+        f"{CHECKSUM_MAX} characters, pfn up to {PFN_MAX})"
+    )
 
 
 def _typed_value(lfn: str, key: str, v: Any, field_id: int, ftype: str) -> tuple[int, Any, Any, Any]:
@@ -348,7 +361,7 @@ def _typed_value(lfn: str, key: str, v: Any, field_id: int, ftype: str) -> tuple
         problem = "is not a finite number (ints beyond 2**53 are not exact floats)"
     else:
         problem = f"is not a string of at most {STR_MAX} characters without control characters or trailing spaces"
-    raise InvalidArgument(f"file {lfn!r}: field {key!r} is {ftype}, {v!r} ({type(v).__name__}) {problem}")
+    raise InvalidArgument(f"file {lfn!r}: field {key!r} is {ftype}, {shown(v)} ({type(v).__name__}) {problem}")
 
 
 def typed_values(
@@ -388,6 +401,7 @@ def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> 
 
 
 def _file_id(session: Session, lfn: str) -> int:
+    check_lfn(lfn)
     row = session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn == lfn)).first()
     # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
     if row is None or row.lfn != lfn:
@@ -402,12 +416,17 @@ def parse_query(query: MetaQuery | Mapping[str, Any] | str, schema: Schema) -> M
     if isinstance(query, MetaQuery):
         return query
     try:
+        if isinstance(query, str):
+            check_query_text(query)
         if isinstance(query, str) and query.lstrip().startswith("{"):
+            check_json_depth(query)
             try:
                 parsed = json.loads(query)
             except json.JSONDecodeError as exc:
-                raise InvalidQuery(f"metaquery {query!r} is not valid JSON: {exc}") from None
-            return MetaQuery.from_dict(parsed, schema)
+                raise InvalidQuery(f"metaquery {shown(query)} is not valid JSON: {exc}") from None
+            return MetaQuery.from_dict(check_query_value(parsed), schema)
+        if isinstance(query, Mapping):
+            check_query_value(query)
         return MetaQuery.parse(query, schema)
     except ValueError as exc:
         raise InvalidArgument(f"bad metaquery: {exc}") from None

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from metaprod.core import errors
+from metaprod.core.limits import clip
 from metaprod.db.migrate import SchemaNotAtHead
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,13 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
     code = status_for(exc)
+    # Messages are clipped: an error never echoes a huge value back (gRPC carries the message
+    # in a trailer, whose size is limited).
     if code is None:
         log.exception("internal error in %s", method)
-        context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        context.abort(grpc.StatusCode.INTERNAL, clip(f"internal error: {type(exc).__name__}: {exc}"))
     else:
-        context.abort(code, str(exc))
+        context.abort(code, clip(str(exc)))
 
 
 def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
