@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 from metaprod.clients.errors import from_rpc_error, status_code
+from metaprod.core import limits
 from metaprod.core.errors import DomainError
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = limits.MAX_MESSAGE_BYTES  # the server accepts as much (docs/spec.md, Limits)
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -225,3 +225,15 @@ def plain_problem(value: Any, limit: int = MAX_NESTING) -> str | None:
 
 # Validation lists at most this many warnings of each kind, then one that counts them all.
 WARNINGS_LISTED_PER_KIND = 10
+
+
+def check_lfn_lookup(lfn: Any) -> str:
+    """An LFN to look up: refused only when it could never have been stored and would be
+    unwieldy to quote (too long, a control character); any other string is simply not found."""
+    if type(lfn) is not str:
+        raise InvalidArgument(f"bad LFN {shown(lfn)}: an LFN is a string")
+    if len(lfn) > MAX_LFN_CHARS or (len(lfn) > 256 and len(lfn.encode("utf-8", "surrogatepass")) > MAX_LFN_BYTES):
+        raise InvalidArgument(f"bad LFN {shown(lfn)}: longer than {MAX_LFN_BYTES} bytes or {MAX_LFN_CHARS} characters")
+    if not (lfn.isascii() and lfn.isprintable()) and _ANY_CONTROL.search(lfn):
+        raise InvalidArgument(f"bad LFN {shown(lfn)}: has a control character")
+    return lfn

@@ -23,6 +23,7 @@ from metaprod.core.limits import (
     check_field_name,
     check_json_depth,
     check_lfn,
+    check_lfn_lookup,
     check_query_text,
     check_query_value,
     lfn_problem,
@@ -401,7 +402,7 @@ def set_metadata(*, session: Session, lfn: str, metadata: Mapping[str, Any]) -> 
 
 
 def _file_id(session: Session, lfn: str) -> int:
-    check_lfn(lfn)
+    check_lfn_lookup(lfn)
     row = session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn == lfn)).first()
     # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
     if row is None or row.lfn != lfn:
@@ -452,6 +453,25 @@ def find_file_batches(
     ids = list(session.scalars(stmt))
     for start in range(0, len(ids), batch):
         yield _records(session, ids[start : start + batch], fields, with_metadata=with_metadata)
+
+
+def find_file_page(
+    *,
+    session: Session,
+    query: MetaQuery | Mapping[str, Any] | str,
+    after_id: int = 0,
+    limit: int = 1000,
+    with_metadata: bool = True,
+) -> list[FileRecord]:
+    """One page of the matching files: at most `limit` (> 0) past `after_id`, in catalog (id)
+    order. Keyset pagination: the next page starts after the last id of this one, so pages
+    may be read in separate short transactions (a stream holds no connection between them)."""
+    fields = load_fields(session)
+    q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
+    stmt = compile_ids(q, fields, driver=choose_driver(session, q, fields), after_id=after_id, limit=max(1, limit))
+    if stmt is None:
+        return []
+    return _records(session, list(session.scalars(stmt)), fields, with_metadata=with_metadata)
 
 
 def find_files(

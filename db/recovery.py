@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from metaprod.core.auth import Principal, ensure_owns
 from metaprod.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from metaprod.core.limits import MAX_TASKS_PER_ROOT, check_lfn
+from metaprod.core.limits import MAX_TASKS_PER_ROOT, check_lfn_lookup
 from metaprod.core.statuses import RETRYABLE_TASK_STATUSES, FileStatus, TaskStatus, TransformationStatus
 from metaprod.db import events, lifecycle, tasks
 from metaprod.db.models import (
@@ -244,7 +244,7 @@ def reset_files(*, session: Session, production: str, name: str, lfns: list[str]
     file_ids = None
     if lfns:
         for lfn in lfns:
-            check_lfn(lfn)
+            check_lfn_lookup(lfn)
         known = set(session.scalars(select(CatalogFile.lfn).where(CatalogFile.lfn.in_(lfns))))
         missing = sorted(set(lfns) - known)
         if missing:

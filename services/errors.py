@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
 from metaprod.core import errors
 from metaprod.core.limits import clip
 from metaprod.db.migrate import SchemaNotAtHead
@@ -21,6 +22,8 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     SchemaNotAtHead: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
@@ -107,3 +110,52 @@ class DomainErrorInterceptor(grpc.ServerInterceptor):
                 handler.response_serializer,
             )
         return handler
+
+
+class EntryErrorInterceptor(grpc.ServerInterceptor):
+    """Maps an error raised while a call is being routed (the token lookup of the auth
+    interceptor when the database cannot be reached in time, say) through the same table,
+    so it reaches the client as its own status (UNAVAILABLE...) rather than as an unhandled
+    exception. Placed before the interceptors that may raise."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        try:
+            return continuation(handler_call_details)
+        except Exception as exc:
+            method: str = handler_call_details.method  # type: ignore[attr-defined]
+            code = status_for(exc)
+            if code is None:
+                log.exception("internal error routing %s", method)
+                code, message = grpc.StatusCode.INTERNAL, clip(f"internal error: {type(exc).__name__}: {exc}")
+            else:
+                message = clip(str(exc))
+            return _aborting(method, code, message)
+
+
+def _aborting(method: str, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the method's shape (from its descriptor) that ends the call at once."""
+    client_streaming = server_streaming = False
+    try:
+        found = descriptor_pool.Default().FindMethodByName(method.lstrip("/").replace("/", "."))
+        client_streaming, server_streaming = found.client_streaming, found.server_streaming
+    except KeyError:
+        pass
+
+    def abort(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    def abort_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        context.abort(code, message)
+        yield from ()
+
+    if client_streaming and server_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort_stream)
+    if client_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if server_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort_stream)
+    return grpc.unary_unary_rpc_method_handler(abort)
