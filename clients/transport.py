@@ -30,6 +30,8 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.http2.max_pings_without_data", 2),
 )
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A stream may also be refused for want of a free stream slot (its client has too many open).
+STREAM_RETRYABLE = RETRYABLE | {grpc.StatusCode.RESOURCE_EXHAUSTED}
 _READ_PREFIXES = ("Get", "List", "Find", "Watch", "Validate", "WhoAmI")
 
 
@@ -150,7 +152,7 @@ class Transport:
             except grpc.RpcError as exc:
                 failures += 1
                 may_retry = resume or not received
-                if failures > retries or not may_retry or status_code(exc) not in RETRYABLE:
+                if failures > retries or not may_retry or status_code(exc) not in STREAM_RETRYABLE:
                     raise self._error(exc, deadline) from exc
             finally:
                 call.cancel()
