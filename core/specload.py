@@ -85,8 +85,9 @@ def load_spec_text(text: str) -> dict[str, Any]:
     """The spec as a dict, or InvalidArgument (too large, too deep, not YAML/JSON, not a map)."""
     if len(text) > MAX_SPEC_CHARS:
         raise InvalidArgument(f"malformed spec: {len(text)} characters, more than the limit of {MAX_SPEC_CHARS}")
-    loader = _CappedLoader(text)
+    loader: _CappedLoader | None = None
     try:
+        loader = _CappedLoader(text)  # its reader refuses some characters at once
         data = loader.get_single_data()
     except _Weighed:
         raise
@@ -96,7 +97,8 @@ def load_spec_text(text: str) -> dict[str, Any]:
     except RecursionError:  # a guard: the loader's own depth limit comes first
         raise InvalidArgument(f"malformed spec: nested deeper than {MAX_NESTING} levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise InvalidArgument("malformed spec: the top level must be a mapping")
     check_plain_spec(data)

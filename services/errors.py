@@ -46,9 +46,43 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         context.abort(code, clip(str(exc)))
 
 
-def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+class _Malformed:
+    """What a request that is not a valid message of its type deserializes to (see below)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that gives `_Malformed` instead of raising: gRPC itself would answer a
+    corrupt request with INTERNAL ("Exception deserializing request!"); it is bad input."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return _Malformed(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, _Malformed):
+        raise errors.InvalidArgument(f"malformed request: {request.reason}")
+    return request
+
+
+def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        yield _checked(request)
+
+
+def _wrap_unary(behaviour: Callable[..., Any], method: str, streaming_request: bool = False) -> Callable[..., Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            request = _checked_stream(request) if streaming_request else _checked(request)
             return behaviour(request, context)
         except Exception as exc:
             if isinstance(exc, grpc.RpcError) or _already_aborted(context):
@@ -58,9 +92,12 @@ def _wrap_unary(behaviour: Callable[..., Any], method: str) -> Callable[..., Any
     return handler
 
 
-def _wrap_streaming(behaviour: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+def _wrap_streaming(
+    behaviour: Callable[..., Iterator[Any]], method: str, streaming_request: bool = False
+) -> Callable[..., Iterator[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
+            request = _checked_stream(request) if streaming_request else _checked(request)
             yield from behaviour(request, context)
         except Exception as exc:
             if isinstance(exc, grpc.RpcError) or _already_aborted(context):
@@ -85,28 +122,29 @@ class DomainErrorInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method  # type: ignore[attr-defined]
+        deserializer = _lenient(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, method),
-                handler.request_deserializer,
+                deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
-                handler.request_deserializer,
+                _wrap_unary(handler.stream_unary, method, streaming_request=True),
+                deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_streaming(handler.unary_stream, method),
-                handler.request_deserializer,
+                deserializer,
                 handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_streaming(handler.stream_stream, method),
-                handler.request_deserializer,
+                _wrap_streaming(handler.stream_stream, method, streaming_request=True),
+                deserializer,
                 handler.response_serializer,
             )
         return handler
