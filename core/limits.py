@@ -120,10 +120,9 @@ def text_problem(value: str, max_chars: int, *, newlines: bool = True) -> str | 
     """Why a free text (command, description) is refused, or None."""
     if len(value) > max_chars:
         return f"longer than {max_chars} characters"
-    if not (value.isascii() and value.isprintable()):
-        if (_CONTROL if newlines else _ANY_CONTROL).search(value):
-            allowed = " other than newline and tab" if newlines else ""
-            return f"has a control character{allowed} (NUL, escape...)"
+    if not (value.isascii() and value.isprintable()) and (_CONTROL if newlines else _ANY_CONTROL).search(value):
+        allowed = " other than newline and tab" if newlines else ""
+        return f"has a control character{allowed} (NUL, escape...)"
     return None
 
 

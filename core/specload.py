@@ -56,13 +56,13 @@ class _CappedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         if self.check_event(yaml.AliasEvent):
-            anchor = self.peek_event().anchor
+            anchor = self.peek_event().anchor  # type: ignore[no-untyped-call]
             if anchor in self._open:
                 raise _Weighed(f"malformed spec: the alias *{str(anchor)[:40]} is inside its own anchor")
-            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
-            self._add(*self._weigh(node))
-            return node
-        event = self.peek_event()
+            repeated: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call,assignment]
+            self._add(*self._weigh(repeated))
+            return repeated
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         opens = not self.check_event(yaml.ScalarEvent)
         if opens:
             self._depth += 1
@@ -70,7 +70,7 @@ class _CappedLoader(yaml.SafeLoader):
         if event.anchor is not None:
             self._open.append(event.anchor)
         try:
-            node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call,assignment]
         finally:
             if event.anchor is not None:
                 self._open.pop()

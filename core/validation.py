@@ -404,7 +404,7 @@ def _check_own_outputs(
     names = [name for name in (t.name, *_nearest_first(t.name, children)) if name in found][:room]
     keys = sorted(cin.keys())
     for name in names:
-        query, report = next(((q, r) for q in outs[name] or () if not (r := q.explain_intersection(cin)).empty))
+        query, report = next((q, r) for q in outs[name] or () if not (r := q.explain_intersection(cin)).empty)
         shared = [k for k in keys if k in set(query.keys())]
         whose = "its outputs" if name == t.name else f"the outputs of its descendant {name!r}"
         msg = (

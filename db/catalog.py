@@ -291,7 +291,7 @@ def storable(s: str) -> bool:
 
 def storable_text(s: str) -> bool:
     """A PFN: at most PFN_MAX characters, no control character."""
-    return len(s) <= PFN_MAX and (s.isascii() and s.isprintable() or STRING_REFUSED.search(s) is None)
+    return len(s) <= PFN_MAX and ((s.isascii() and s.isprintable()) or STRING_REFUSED.search(s) is None)
 
 
 def _prepare(
@@ -320,7 +320,9 @@ def _prepare(
         for key, v in f.metadata.items():
             spec = specs.get(key)
             if spec is None:
-                raise InvalidArgument(f"file {lfn!r}: metadata field {shown(key)} is not declared in the catalog schema")
+                raise InvalidArgument(
+                    f"file {lfn!r}: metadata field {shown(key)} is not declared in the catalog schema"
+                )
             field_id, ftype = spec
             if ftype == "int" and type(v) is int and INT64_MIN <= v <= INT64_MAX:
                 values.append((field_id, v, None, None))

@@ -18,8 +18,8 @@ from metaprod.core.progress import (
     TransformationProgress,
     complete_counts,
 )
-from metaprod.core.specload import check_plain_spec, load_spec_text
 from metaprod.core.spec import ProductionSpec, TransformationSpec, parse_spec, validate_spec
+from metaprod.core.specload import check_plain_spec, load_spec_text
 from metaprod.core.statuses import (
     ACTIVE_TASK_STATUSES,
     PRODUCTION_OUTCOMES,

@@ -75,6 +75,7 @@ class Database:
         require_driver(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.is_mysql = self.url.get_backend_name() in {"mysql", "mariadb"}
+        self.pool_timeout = pool_timeout
         kwargs: dict[str, Any] = {"echo": echo}
         in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
         if not in_memory:
@@ -120,8 +121,8 @@ class Database:
             session.rollback()
             if isinstance(exc, PoolTimeout):
                 raise Unavailable(
-                    f"the server has no free database connection (all {self.engine.pool.size()} in use and "
-                    "the overflow too); retry shortly"
+                    f"the server has no free database connection (none freed within {self.pool_timeout:g} s: "
+                    "every one is in use); retry shortly"
                 ) from exc
             if isinstance(exc, OperationalError) and database_gone(exc):
                 raise Unavailable(f"the database cannot be reached, retry later: {exc.orig}") from exc

@@ -110,9 +110,7 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
             finally:
                 release()
 
-        return grpc.unary_stream_rpc_method_handler(
-            limited, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(limited, handler.request_deserializer, handler.response_serializer)
 
 
 class ProbingHealth(health.HealthServicer):  # type: ignore[misc]

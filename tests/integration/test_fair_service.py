@@ -41,7 +41,9 @@ def big(server: RunningServer, connect_as: Connect) -> RunningServer:
     admin = connect_as(None)
     admin.catalog.add_field("run", "int")
     admin.catalog.add_field("datatype", "str")
-    files = ({"lfn": f"/fair/f{i:06d}", "size": i, "metadata": {"run": i % 10, "datatype": "raw"}} for i in range(FILES))
+    files = (
+        {"lfn": f"/fair/f{i:06d}", "size": i, "metadata": {"run": i % 10, "datatype": "raw"}} for i in range(FILES)
+    )
     assert admin.catalog.register_files(files).registered == FILES  # type: ignore[arg-type]
     admin.productions.create(SPEC)
     return server

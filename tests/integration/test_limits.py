@@ -58,10 +58,18 @@ def test_specs_past_a_limit_are_refused_and_nothing_is_created(admin: Client) ->
 
 def test_eight_hundred_transformations_fit(admin: Client) -> None:
     ts = [{"name": "gen", "tasks": 1, "command": "true", "output_query": {"datatype": "sim"}}] + [
-        {"name": f"t{i}", "parents": ["gen"], "command": "true", "input_query": {"datatype": "sim"}, "output_query": {"datatype": "sim"}}
+        {
+            "name": f"t{i}",
+            "parents": ["gen"],
+            "command": "true",
+            "input_query": {"datatype": "sim"},
+            "output_query": {"datatype": "sim"},
+        }
         for i in range(799)
     ]
-    created = admin.productions.create(json.dumps({"production": "wide", "fields": {"datatype": "str"}, "transformations": ts}))
+    created = admin.productions.create(
+        json.dumps({"production": "wide", "fields": {"datatype": "str"}, "transformations": ts})
+    )
     assert len(created.production.transformations) == 800
     assert len(created.warnings) < 50  # summarised: a few examples and a count per kind
     assert any("warnings in all" in w.message for w in created.warnings)

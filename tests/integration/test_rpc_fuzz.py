@@ -125,10 +125,7 @@ def field_strategy(f: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     if _is_map(f):
         key, value = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
         return st.dictionaries(scalar_strategy(key), field_strategy(value, depth + 1), max_size=3)
-    if f.type == FieldDescriptor.TYPE_MESSAGE:
-        one = message_strategy(f.message_type, depth + 1)
-    else:
-        one = scalar_strategy(f)
+    one = message_strategy(f.message_type, depth + 1) if f.type == FieldDescriptor.TYPE_MESSAGE else scalar_strategy(f)
     if f.is_repeated:
         return st.lists(one, max_size=3)
     return one

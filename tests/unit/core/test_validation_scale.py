@@ -49,7 +49,12 @@ def test_two_hundred_transformations_validate_fast_with_summarised_warnings() ->
 def test_a_thousand_transformations_in_a_chain_stay_fast() -> None:
     spec = fan_out(2)
     spec["transformations"] += [
-        {"name": f"c{i}", "parents": [f"c{i - 1}" if i else "t0"], "command": "true", "input_query": {"datatype": "sim"}}
+        {
+            "name": f"c{i}",
+            "parents": [f"c{i - 1}" if i else "t0"],
+            "command": "true",
+            "input_query": {"datatype": "sim"},
+        }
         for i in range(998)
     ]
     started = time.perf_counter()
