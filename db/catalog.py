@@ -295,7 +295,7 @@ def storable_text(s: str) -> bool:
 
 
 def _prepare(
-    files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
+    files: Sequence[FileInput], fields: Mapping[str, FieldInfo], *, new: bool = True
 ) -> tuple[list[str], list[tuple[str, str, int, str]], list[list[tuple[int, Any, Any, Any]]]]:
     """Validate a batch and shape its rows: (lfns, file rows, metadata rows per file).
     This loop runs for every registered file: checks are inlined, errors explained apart."""
@@ -306,7 +306,7 @@ def _prepare(
     for f in files:
         lfn, pfn, size, checksum = f.lfn, f.pfn, f.size, f.checksum
         if (
-            lfn_problem(lfn) is not None
+            (new and lfn_problem(lfn) is not None)
             or type(pfn) is not str
             or not storable_text(pfn)
             or len(f.metadata) > MAX_METADATA_KEYS
@@ -315,7 +315,7 @@ def _prepare(
             or type(size) is not int
             or not 0 <= size <= INT64_MAX
         ):
-            raise _bad_file(f)
+            raise _bad_file(f, new=new)
         values: list[tuple[int, Any, Any, Any]] = []
         for key, v in f.metadata.items():
             spec = specs.get(key)
@@ -342,8 +342,8 @@ def _prepare(
     return lfns, file_rows, metadata
 
 
-def _bad_file(f: FileInput) -> InvalidArgument:
-    lfn = check_lfn(f.lfn)
+def _bad_file(f: FileInput, *, new: bool = True) -> InvalidArgument:
+    lfn = check_lfn(f.lfn) if new else str(f.lfn)
     if type(f.size) is not int or not 0 <= f.size <= INT64_MAX:
         return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {shown(f.size)}")
     if len(f.metadata) > MAX_METADATA_KEYS:
@@ -371,7 +371,8 @@ def typed_values(
     lfn: str, metadata: Mapping[str, Any], fields: Mapping[str, FieldInfo]
 ) -> list[tuple[int, Any, Any, Any]]:
     """`(field_id, value_int, value_float, value_str)` per key, validated against the schema."""
-    return _prepare([FileInput(lfn, metadata=metadata)], fields)[2][0]
+    # The values of a catalogued file (its LFN was checked when it was registered).
+    return _prepare([FileInput(lfn, metadata=metadata)], fields, new=False)[2][0]
 
 
 def _lookup(session: Session, lfns: list[str]) -> dict[str, int]:
