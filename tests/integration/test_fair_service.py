@@ -5,6 +5,9 @@ find + progress meet no pool error; the health check (`metaprod status`) tells t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,6 +171,17 @@ def test_status_says_not_serving_when_no_connection_can_be_had(database_url: str
             assert time.perf_counter() - started < 5
             assert "no free database connection" in str(err.value), err.value
             assert type(err.value).__name__ == "ServiceUnavailable"
+            # `metaprod status` tells the truth: not serving (exit 1), and why.
+            env = dict(os.environ, METAPROD_ADDRESS=srv.address, METAPROD_TOKEN=secret)
+            status = subprocess.run(
+                [sys.executable, "-m", "metaprod.clients.cli", "status"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            assert status.returncode == 1, status
+            assert "not serving" in status.stdout and "no free database connection" in status.stdout, status
         finally:
             held.close()
         time.sleep(0.6)
