@@ -8,15 +8,23 @@ from sqlalchemy.orm import Session
 
 
 class TaskAgent:
+    """Roots get at most `tasks.ROOT_TASKS_PER_CYCLE` new tasks per cycle; while one is still
+    short, the cycle says so and its own "tasks_due" wakes the next cycle at once (a cycle per
+    batch, every other transformation served in each)."""
+
     name = "tasks"
-    wakes_on = frozenset({"files", "production", "transformation", "completed"})
-    produces = frozenset({"tasks"})
+    wakes_on = frozenset({"files", "production", "transformation", "completed", "tasks_due"})
+    produces = frozenset({"tasks", "tasks_due"})
 
     def run_once(self, session: Session) -> str:
         created = files = 0
+        more = False
         for transformation_id in tasks.transformations_needing_tasks(session=session):
             result = tasks.create_tasks(session=session, transformation_id=transformation_id)
             if result is not None:
                 created += result.tasks
                 files += result.files
-        return f"created {created} tasks over {files} files" if created else "idle"
+                more = more or result.more
+        if not created:
+            return "idle"
+        return f"created {created} tasks over {files} files" + (" (more due)" if more else "")

@@ -78,20 +78,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         identity: t.Identity | None = None
         agents: list[t.Agent] = []
         problems: list[str] = []
+        # The server answered its health check: a call that is then UNAVAILABLE (no database
+        # connection free in time, say) means it cannot serve, which is what status reports.
+        unavailable = False
         try:
             identity = client.admin.whoami()
-        except ServiceUnavailable:
-            raise
+        except ServiceUnavailable as exc:
+            unavailable = True
+            problems.append(f"whoami: {exc.message}")
         except DomainError as exc:
             problems.append(f"whoami: {exc.message}")
         if identity is not None:
             try:
                 agents = shown_agents(client.admin.list_agents(), all=False)
-            except ServiceUnavailable:
-                raise
+            except ServiceUnavailable as exc:
+                unavailable = True
+                problems.append(f"agents: {exc.message}")
             except DomainError as exc:
                 problems.append(f"agents: {exc.message}")
-        serving = health in ("SERVING", "UNIMPLEMENTED")
+        serving = health in ("SERVING", "UNIMPLEMENTED") and not unavailable
         if args.json:
             doc: dict[str, Any] = {
                 "address": client.address,

@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 from metaprod.clients.errors import from_rpc_error, status_code
+from metaprod.core import limits
 from metaprod.core.errors import DomainError
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = limits.MAX_MESSAGE_BYTES  # the server accepts as much (docs/spec.md, Limits)
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -29,6 +30,8 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.http2.max_pings_without_data", 2),
 )
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A stream may also be refused for want of a free stream slot (its client has too many open).
+STREAM_RETRYABLE = RETRYABLE | {grpc.StatusCode.RESOURCE_EXHAUSTED}
 _READ_PREFIXES = ("Get", "List", "Find", "Watch", "Validate", "WhoAmI")
 
 
@@ -149,7 +152,7 @@ class Transport:
             except grpc.RpcError as exc:
                 failures += 1
                 may_retry = resume or not received
-                if failures > retries or not may_retry or status_code(exc) not in RETRYABLE:
+                if failures > retries or not may_retry or status_code(exc) not in STREAM_RETRYABLE:
                     raise self._error(exc, deadline) from exc
             finally:
                 call.cancel()

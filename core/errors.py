@@ -47,3 +47,12 @@ class Unauthenticated(DomainError):
 
 class Conflict(DomainError):
     """Lost a race (a claim, a concurrent update); retrying may succeed."""
+
+
+class Unavailable(DomainError):
+    """The server cannot serve now (no database connection free in time, the database down);
+    retrying later may succeed."""
+
+
+class ResourceExhausted(DomainError):
+    """A per-client quota is used up (e.g. concurrent streams); retry once some are done."""

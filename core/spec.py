@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaprod.core.errors import InvalidArgument
+from metaprod.core.limits import (
+    MAX_COMMAND_BYTES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_TASKS_PER_ROOT,
+    MAX_TRANSFORMATIONS,
+    NAME,
+    NAME_RULE,
+    shown,
+    text_problem,
+)
 from metaprod.core.metaquery import MetaQuery
 from metaprod.core.schema import Schema
 from metaprod.core.validation import Finding, TransformationNode, ValidationResult, validate_graph
@@ -124,12 +134,14 @@ class _Reader:
     def bad(self, where: tuple[str, ...], message: str) -> None:
         self.res.errors.append(Finding("malformed_spec", where, None, message))
 
-    def positive_int(self, where: tuple[str, ...], d: Mapping[str, Any], key: str, prefix: str) -> int | None:
+    def positive_int(
+        self, where: tuple[str, ...], d: Mapping[str, Any], key: str, prefix: str, top: int = MAX_INT
+    ) -> int | None:
         v = d.get(key)
         if v is None:
             return None
-        if not _is_int(v) or v < 1 or v > MAX_INT:
-            self.bad(where, f"{prefix}{key} must be a positive integer up to {MAX_INT}, not {v!r}")
+        if not _is_int(v) or v < 1 or v > top:
+            self.bad(where, f"{prefix}{key} must be a positive integer up to {top}, not {shown(v)}")
             return None
         return int(v)
 
@@ -138,14 +150,14 @@ class _Reader:
     ) -> str:
         v = d.get(key, allowed[0])
         if v not in allowed:
-            self.bad(where, f"{prefix}unknown {key} {v!r} (use one of {', '.join(allowed)})")
+            self.bad(where, f"{prefix}unknown {key} {shown(v)} (use one of {', '.join(allowed)})")
             return allowed[0]
         return str(v)
 
     def fields(self, spec: Mapping[str, Any]) -> Schema:
         raw = spec.get("fields") or {}
         if not isinstance(raw, Mapping):
-            self.bad((), f"fields must be a map of field name to type, not {raw!r}")
+            self.bad((), f"fields must be a map of field name to type, not {shown(raw)}")
             return Schema()
         good: dict[str, str] = {}
         for name, ftype in raw.items():
@@ -160,7 +172,7 @@ class _Reader:
                     "field_type_conflict",
                     (),
                     name,
-                    f"field {name!r} is declared {ours} in the catalog, the spec declares it {theirs}",
+                    f"field {shown(name)} is declared {ours} in the catalog, the spec declares it {theirs}",
                 )
             )
         self.schema = self.existing.merged({k: v for k, v in own.items() if k not in self.existing})
@@ -171,7 +183,7 @@ class _Reader:
         if raw is None:
             return None
         if not isinstance(raw, Mapping | str):
-            self.bad(where, f"{prefix}{key} must be a query (a map or a string), not {raw!r}")
+            self.bad(where, f"{prefix}{key} must be a query (a map or a string), not {shown(raw)}")
         else:
             try:
                 # Unknown fields are let through here and reported as unknown_field by the graph checks.
@@ -185,62 +197,65 @@ class _Reader:
     def outputs(self, where: tuple[str, ...], t: Mapping[str, Any], prefix: str) -> tuple[OutputSpec, ...]:
         raw = t.get("outputs") or []
         if not isinstance(raw, list):
-            self.bad(where, f"{prefix}outputs must be a list of {{glob, metadata}}, not {raw!r}")
+            self.bad(where, f"{prefix}outputs must be a list of {{glob, metadata}}, not {shown(raw)}")
             return ()
         out = []
         for i, o in enumerate(raw):
             p = f"{prefix}outputs[{i}]: "
             if not isinstance(o, Mapping):
-                self.bad(where, f"{p}must be a map with glob and metadata, not {o!r}")
+                self.bad(where, f"{p}must be a map with glob and metadata, not {shown(o)}")
                 continue
             for k in o:
                 if k not in _OUTPUT_KEYS:
-                    self.bad(where, f"{p}unknown setting {k!r} (use glob, metadata)")
+                    self.bad(where, f"{p}unknown setting {shown(k)} (use glob, metadata)")
             glob, md = o.get("glob"), o.get("metadata") or {}
             if not isinstance(glob, str) or not glob:
-                self.bad(where, f"{p}glob must be a non-empty string, not {glob!r}")
+                self.bad(where, f"{p}glob must be a non-empty string, not {shown(glob)}")
                 continue
             if not isinstance(md, Mapping) or not all(isinstance(k, str) and k for k in md):
-                self.bad(where, f"{p}metadata must be a map of field name to value, not {md!r}")
+                self.bad(where, f"{p}metadata must be a map of field name to value, not {shown(md)}")
                 continue
             out.append(OutputSpec(glob, dict(md)))
         return tuple(out)
 
     def transformation(self, i: int, t: Any) -> TransformationSpec | None:
         if not isinstance(t, Mapping):
-            self.bad((), f"transformations[{i}] must be a map, not {t!r}")
+            self.bad((), f"transformations[{i}] must be a map, not {shown(t)}")
             return None
         name = t.get("name")
         if not isinstance(name, str) or not name:
-            self.bad((), f"transformations[{i}]: name is missing or not a non-empty string: {name!r}")
+            self.bad((), f"transformations[{i}]: name is missing or not a non-empty string: {shown(name)}")
             return None
-        if len(name) > MAX_NAME:
-            self.bad((), f"transformations[{i}]: name is longer than {MAX_NAME} characters")
+        if not NAME.fullmatch(name):
+            self.bad((), f"transformations[{i}]: bad name {shown(name)}: {NAME_RULE}")
             return None
-        where, p = (name,), f"transformation {name!r}: "
+        where, p = (name,), f"transformation {shown(name)}: "
         for k in t:
             if k not in _TRANSFORMATION_KEYS:
-                self.bad(where, f"{p}unknown setting {k!r}")
+                self.bad(where, f"{p}unknown setting {shown(k)}")
         command = t.get("command")
         if not isinstance(command, str) or not command.strip():
-            self.bad(where, f"{p}command is missing or not a non-empty string: {command!r}")
+            self.bad(where, f"{p}command is missing or not a non-empty string: {shown(command)}")
+            command = ""
+        elif (problem := text_problem(command, MAX_COMMAND_BYTES)) is not None:
+            self.bad(where, f"{p}bad command {shown(command)}: {problem}")
             command = ""
         parents = t.get("parents") or []
         if isinstance(parents, str):
             parents = [parents]
         if not isinstance(parents, list) or not all(isinstance(x, str) and x for x in parents):
-            self.bad(where, f"{p}parents must be a list of transformation names, not {parents!r}")
+            self.bad(where, f"{p}parents must be a list of transformation names, not {shown(parents)}")
             parents = []
         plugin = self.choice(where, t, "plugin", PLUGINS, p)
         backend = self.choice(where, t, "backend", BACKENDS, p)
         group_by = t.get("group_by") or []
         if not isinstance(group_by, list) or not all(isinstance(x, str) and x for x in group_by):
-            self.bad(where, f"{p}group_by must be a list of field names, not {group_by!r}")
+            self.bad(where, f"{p}group_by must be a list of field names, not {shown(group_by)}")
             group_by = []
         for k in group_by:
             if k not in self.schema:
                 self.res.errors.append(
-                    Finding("unknown_field", where, k, f"{p}group_by key {k!r} is not a catalog field")
+                    Finding("unknown_field", where, k, f"{p}group_by key {shown(k)} is not a catalog field")
                 )
         max_bytes = self.positive_int(where, t, "max_bytes", p)
         if plugin == "by_metadata" and not group_by:
@@ -254,13 +269,13 @@ class _Reader:
                 )
         options = t.get("options") or {}
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
-            self.bad(where, f"{p}options must be a map, not {options!r}")
+            self.bad(where, f"{p}options must be a map, not {shown(options)}")
             options = {}
         return TransformationSpec(
             name=name,
             command=command,
             parents=tuple(dict.fromkeys(parents)),
-            tasks=self.positive_int(where, t, "tasks", p),
+            tasks=self.positive_int(where, t, "tasks", p, MAX_TASKS_PER_ROOT),
             input_query=self.query(where, t, "input_query", p),
             output_query=self.query(where, t, "output_query", p),
             outputs=self.outputs(where, t, p),
@@ -280,13 +295,13 @@ class _Reader:
             return None
         for k in spec:
             if k not in _TOP_KEYS:
-                self.bad((), f"unknown top-level setting {k!r} (use {', '.join(_TOP_KEYS)})")
+                self.bad((), f"unknown top-level setting {shown(k)} (use {', '.join(_TOP_KEYS)})")
         name = spec.get("production")
         if not isinstance(name, str) or not name.strip():
-            self.bad((), f"production (the production's name) is missing or not a non-empty string: {name!r}")
+            self.bad((), f"production (the production's name) is missing or not a non-empty string: {shown(name)}")
             name = ""
-        elif len(name) > MAX_NAME:
-            self.bad((), f"production name is longer than {MAX_NAME} characters")
+        elif not NAME.fullmatch(name):
+            self.bad((), f"bad production name {shown(name)}: {NAME_RULE}")
             name = ""
         elif "/" in name or "@" in name:
             # The name is the first segment of its outputs' LFNs; '@' marks a re-used one (name@2).
@@ -294,20 +309,27 @@ class _Reader:
             name = ""
         description = spec.get("description") or ""
         if not isinstance(description, str):
-            self.bad((), f"description must be a string, not {description!r}")
+            self.bad((), f"description must be a string, not {shown(description)}")
+            description = ""
+        elif (problem := text_problem(description, MAX_DESCRIPTION_CHARS)) is not None:
+            self.bad((), f"bad description {shown(description)}: {problem}")
             description = ""
         own = self.fields(spec)
         raw = spec.get("transformations")
         if not isinstance(raw, list) or not raw:
-            self.bad((), f"transformations must be a non-empty list, not {raw!r}")
+            self.bad((), f"transformations must be a non-empty list, not {shown(raw)}")
             raw = []
+        elif len(raw) > MAX_TRANSFORMATIONS:
+            self.bad((), f"{len(raw)} transformations: a production has at most {MAX_TRANSFORMATIONS}")
+            return None
         ts = [t for i, x in enumerate(raw) if (t := self.transformation(i, x)) is not None]
-        graph = validate_graph([t.node() for t in ts], self.schema)
+        graph = validate_graph([t.node() for t in ts], self.schema, summarise=False)
         # A root whose input query did not parse has already been reported as malformed.
         graph.errors = [
             f for f in graph.errors if not (f.code == "root_without_input" and f.transformations[0] in self.bad_input)
         ]
         self.res.extend(graph)
+        self.res.summarise()
         return ProductionSpec(name, tuple(ts), description, own, self.schema, tuple(self.res.warnings))
 
 

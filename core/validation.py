@@ -21,11 +21,15 @@ the child's input and no parent's output, and no gap is missed (within the docum
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from metaprod.core.constraints import KeyConstraint, intersect
 from metaprod.core.coverage import uncovered_witness
+from metaprod.core.limits import WARNINGS_LISTED_PER_KIND, clip
 from metaprod.core.metaquery import MetaQuery, describe
 from metaprod.core.schema import Schema
 
@@ -52,6 +56,8 @@ class Finding:
 class ValidationResult:
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    # Warnings found but not listed, per code (see `summarise`).
+    omitted: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +70,30 @@ class ValidationResult:
     def extend(self, other: ValidationResult) -> None:
         self.errors.extend(other.errors)
         self.warnings.extend(other.warnings)
+        for code, n in other.omitted.items():
+            self.omitted[code] = self.omitted.get(code, 0) + n
+
+    def summarise(self, listed: int = WARNINGS_LISTED_PER_KIND) -> None:
+        """At most `listed` warnings of each code; a code with more gets, after its examples,
+        one summary warning that counts them all (key "summary"). When any code is cut the
+        warnings are grouped by code, in order of first appearance."""
+        by_code: dict[str, list[Finding]] = {}
+        for w in self.warnings:
+            by_code.setdefault(w.code, []).append(w)
+        for code in self.omitted:
+            by_code.setdefault(code, [])
+        totals = {code: len(ws) + self.omitted.get(code, 0) for code, ws in by_code.items()}
+        if all(n <= listed for n in totals.values()):
+            return
+        out: list[Finding] = []
+        for code, ws in by_code.items():
+            out.extend(ws[:listed])
+            if totals[code] > listed:
+                shown = min(listed, len(ws))
+                msg = f"{totals[code]} {code} warnings in all; the first {shown} are listed"
+                out.append(Finding(code, (), SUMMARY_KEY, msg))
+        self.warnings = out
+        self.omitted = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +101,9 @@ class ValidationResult:
             "errors": [f.to_dict() for f in self.errors],
             "warnings": [f.to_dict() for f in self.warnings],
         }
+
+
+SUMMARY_KEY = "summary"
 
 
 @dataclass(frozen=True)
@@ -124,20 +157,91 @@ def outputs_of(node: TransformationNode, schema: Schema | None = None) -> list[M
 
 
 class _Findings:
-    """Collects findings; `err`/`warn` keep the checks below short."""
+    """Collects findings; `err`/`warn` keep the checks below short. Past WARNINGS_LISTED_PER_KIND
+    warnings of a code are only counted (their messages, which need a witness, are not built)."""
 
     def __init__(self) -> None:
         self.res = ValidationResult()
+        self.listed: dict[str, int] = {}
 
     def err(self, code: str, names: tuple[str, ...], key: str | None, message: str) -> None:
-        self.res.errors.append(Finding(code, names, key, message))
+        self.res.errors.append(Finding(code, names, key, clip(message)))
 
-    def warn(self, code: str, names: tuple[str, ...], key: str | None, message: str) -> None:
-        self.res.warnings.append(Finding(code, names, key, message))
+    def room_left(self, code: str) -> int:
+        return max(0, WARNINGS_LISTED_PER_KIND - self.listed.get(code, 0))
+
+    def omit(self, code: str, n: int) -> None:
+        if n > 0:
+            self.res.omitted[code] = self.res.omitted.get(code, 0) + n
+
+    def room(self, code: str) -> bool:
+        """Whether the next warning of `code` is listed; when not, it is counted here."""
+        if self.listed.get(code, 0) < WARNINGS_LISTED_PER_KIND:
+            return True
+        self.res.omitted[code] = self.res.omitted.get(code, 0) + 1
+        return False
+
+    def warn(self, code: str, names: tuple[str, ...], key: str | None, message: str | Callable[[], str]) -> None:
+        if not self.room(code):
+            return
+        n = self.listed.get(code, 0)
+        self.listed[code] = n + 1
+        self.res.warnings.append(Finding(code, names, key, clip(message if isinstance(message, str) else message())))
 
 
-def validate_graph(nodes: Sequence[TransformationNode], schema: Schema | None = None) -> ValidationResult:
-    """Check a production's transformations against each other and the schema."""
+Projection = tuple[tuple[str, KeyConstraint], ...] | None  # None: an unsatisfiable query
+
+
+class _Meets:
+    """Whether an output query and an input query can hold for one file, decided on the keys
+    they share (a key only one of them constrains cannot empty a satisfiable conjunction) and
+    cached on those keys' constraints: a production's queries repeat, its pairs need not."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Projection, MetaQuery], bool] = {}
+
+    @staticmethod
+    def project(q: MetaQuery, keys: tuple[str, ...]) -> Projection:
+        if q.is_empty():
+            return None
+        return tuple((k, c) for k in keys if (c := q.constraint(k)) is not None)
+
+    def __call__(self, proj: Projection, cin: MetaQuery) -> bool:
+        if proj is None:
+            return False
+        hit = self._cache.get((proj, cin))
+        if hit is None:
+            hit = all(not intersect(c, cin.constraint(k)).empty for k, c in proj)  # type: ignore[arg-type]
+            self._cache[(proj, cin)] = hit
+        return hit
+
+
+def _meeting(
+    cin: MetaQuery, outs: Mapping[str, list[MetaQuery] | None], meets: _Meets, groups: dict[Any, Any]
+) -> set[str]:
+    """The names of the transformations whose outputs can match `cin`. Transformations whose
+    outputs project alike onto `cin`'s keys are decided once (`groups` caches the grouping per
+    key set)."""
+    keys = cin.keys()
+    grouped = groups.get(keys)
+    if grouped is None:
+        grouped = {}
+        for name, qs in outs.items():
+            if qs:
+                grouped.setdefault(tuple(meets.project(q, keys) for q in qs), []).append(name)
+        groups[keys] = grouped
+    hits: set[str] = set()
+    for projections, names in grouped.items():
+        if any(meets(p, cin) for p in projections):
+            hits.update(names)
+    return hits
+
+
+def validate_graph(
+    nodes: Sequence[TransformationNode], schema: Schema | None = None, *, summarise: bool = True
+) -> ValidationResult:
+    """Check a production's transformations against each other and the schema. Warnings are
+    summarised (`ValidationResult.summarise`) unless the caller does it with its own."""
     f = _Findings()
     by_name: dict[str, TransformationNode] = {}
     for n in nodes:
@@ -161,14 +265,18 @@ def validate_graph(nodes: Sequence[TransformationNode], schema: Schema | None = 
     for cycle in _cycles(by_name):
         f.err("cycle", tuple(cycle), None, f"the parent links form a cycle: {' -> '.join((*cycle, cycle[0]))}")
     outs = {name: outputs_of(n, schema) for name, n in by_name.items()}
-    below = _descendants(by_name)
+    children = _children(by_name)
+    below = _descendants(children)
+    order = {name: i for i, name in enumerate(by_name)}
+    meets, groups = _Meets(), {}  # type: ignore[var-annotated]
     for child in by_name.values():
         parents = [p for p in dict.fromkeys(child.parents) if p in by_name and p != child.name]
         linked = all([_check_link(f, by_name[p], outs[p], child) for p in parents])  # check every one
         if child.input_query is None or child.input_query.is_empty():
             continue
-        _check_undeclared(f, child, child.input_query, by_name, outs, below[child.name])
-        _check_own_outputs(f, child, child.input_query, outs, below[child.name])
+        hits = _meeting(child.input_query, outs, meets, groups)
+        _check_undeclared(f, child, child.input_query, outs, hits, below[child.name], order)
+        _check_own_outputs(f, child, child.input_query, outs, hits, below[child.name], children)
         if parents and linked and all(outs[p] for p in parents):
             gap = uncovered_witness(child.input_query, [q for p in parents for q in outs[p] or ()])
             if gap is not None:
@@ -178,6 +286,8 @@ def validate_graph(nodes: Sequence[TransformationNode], schema: Schema | None = 
                     "but no parent output"
                 )
                 f.warn("coverage_gap", (child.name, *parents), None, msg)
+    if summarise:
+        f.res.summarise()
     return f.res
 
 
@@ -250,23 +360,25 @@ def _check_undeclared(
     f: _Findings,
     child: TransformationNode,
     cin: MetaQuery,
-    by_name: Mapping[str, TransformationNode],
     outs: Mapping[str, list[MetaQuery] | None],
-    descendants: Sequence[str],
+    hits: set[str],
+    descendants: set[str],
+    order: Mapping[str, int],
 ) -> None:
     """Warn for every other transformation whose outputs the child would consume undeclared
-    (its descendants' outputs are skipped: `_check_own_outputs` warns for them)."""
-    for other in by_name.values():
-        po = outs[other.name]
-        if other.name == child.name or other.name in child.parents or other.name in descendants or not po:
-            continue
-        hit = next((r for q in po if not (r := q.explain_intersection(cin)).empty), None)
-        if hit is not None:
-            msg = (
-                f"files produced by {other.name!r} can match the input query of {child.name!r}, which "
-                f"does not declare {other.name!r} as a parent (e.g. {hit.witness!r})"
-            )
-            f.warn("undeclared_link", (other.name, child.name), None, msg)
+    (its descendants' outputs are skipped: `_check_own_outputs` warns for them). `hits`: the
+    transformations whose outputs can match the child's input."""
+    others = hits - descendants - {child.name, *child.parents}
+    room = f.room_left("undeclared_link")
+    listed = heapq.nsmallest(room, others, key=order.__getitem__) if others and room else []
+    f.omit("undeclared_link", len(others) - len(listed))
+    for other in listed:
+        hit = next(r for q in outs[other] or () if not (r := q.explain_intersection(cin)).empty)
+        msg = (
+            f"files produced by {other!r} can match the input query of {child.name!r}, which "
+            f"does not declare {other!r} as a parent (e.g. {hit.witness!r})"
+        )
+        f.warn("undeclared_link", (other, child.name), None, msg)
 
 
 def _check_own_outputs(
@@ -274,16 +386,25 @@ def _check_own_outputs(
     t: TransformationNode,
     cin: MetaQuery,
     outs: Mapping[str, list[MetaQuery] | None],
-    descendants: Sequence[str],
+    hits: set[str],
+    descendants: set[str],
+    children: Mapping[str, list[str]],
 ) -> None:
     """Data cycles: warn when the outputs of `t`, or of one of its descendants, can match its
     own input query. Those files descend from its outputs, so `t` skips them at run time."""
-    for name in (t.name, *descendants):
-        hit = next(((q, r) for q in outs[name] or () if not (r := q.explain_intersection(cin)).empty), None)
-        if hit is None:
-            continue
-        query, report = hit
-        keys = sorted(cin.keys())
+    found = hits & descendants
+    if t.name in hits:
+        found.add(t.name)
+    room = f.room_left("own_outputs")
+    if len(found) > room:
+        f.omit("own_outputs", len(found) - room)
+    if not room or not found:
+        return
+    # The listed ones: itself first, then its descendants nearest first.
+    names = [name for name in (t.name, *_nearest_first(t.name, children)) if name in found][:room]
+    keys = sorted(cin.keys())
+    for name in names:
+        query, report = next((q, r) for q in outs[name] or () if not (r := q.explain_intersection(cin)).empty)
         shared = [k for k in keys if k in set(query.keys())]
         whose = "its outputs" if name == t.name else f"the outputs of its descendant {name!r}"
         msg = (
@@ -293,25 +414,53 @@ def _check_own_outputs(
         f.warn("own_outputs", (t.name,) if name == t.name else (t.name, name), (shared or keys)[0], msg)
 
 
-def _descendants(by_name: Mapping[str, TransformationNode]) -> dict[str, list[str]]:
-    """Every transformation's descendants through the declared parent links, nearest first."""
+def _children(by_name: Mapping[str, TransformationNode]) -> dict[str, list[str]]:
     children: dict[str, list[str]] = {name: [] for name in by_name}
     for n in by_name.values():
         for p in dict.fromkeys(n.parents):
             if p in children and p != n.name:
                 children[p].append(n.name)
-    out: dict[str, list[str]] = {}
-    for name in by_name:
-        seen, queue = {name}, list(children[name])
-        found: list[str] = []
-        while queue:
-            c = queue.pop(0)
-            if c not in seen:
-                seen.add(c)
-                found.append(c)
-                queue.extend(children[c])
-        out[name] = found
-    return out
+    return children
+
+
+def _nearest_first(name: str, children: Mapping[str, list[str]]) -> list[str]:
+    """The descendants of `name` through the declared parent links, nearest first."""
+    seen, queue = {name}, deque(children[name])
+    found: list[str] = []
+    while queue:
+        c = queue.popleft()
+        if c not in seen:
+            seen.add(c)
+            found.append(c)
+            queue.extend(children[c])
+    return found
+
+
+def _descendants(children: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """Every transformation's descendants as a set: unions in reverse topological order (set
+    operations in C), and a walk for the transformations on or above a cycle."""
+    indegree = dict.fromkeys(children, 0)
+    for kids in children.values():
+        for c in kids:
+            indegree[c] += 1
+    queue = deque(name for name, d in indegree.items() if d == 0)
+    topo: list[str] = []
+    while queue:
+        n = queue.popleft()
+        topo.append(n)
+        for c in children[n]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                queue.append(c)
+    out: dict[str, set[str]] = {}
+    if len(topo) == len(children):
+        for n in reversed(topo):
+            below: set[str] = set(children[n])
+            for c in children[n]:
+                below |= out[c]
+            out[n] = below
+        return out
+    return {name: set(_nearest_first(name, children)) for name in children}
 
 
 def _cycles(by_name: Mapping[str, TransformationNode]) -> list[list[str]]:

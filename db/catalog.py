@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,19 @@ from typing import Any
 
 from metaprod.core.auth import Principal, ensure_may_write_namespace, ensure_owns_files, lfn_namespace
 from metaprod.core.errors import AlreadyExists, InvalidArgument, InvalidQuery, NotFound
+from metaprod.core.limits import (
+    MAX_LFN_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_STR_VALUE_CHARS,
+    check_field_name,
+    check_json_depth,
+    check_lfn,
+    check_lfn_lookup,
+    check_query_text,
+    check_query_value,
+    lfn_problem,
+    shown,
+)
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
 from metaprod.db import ancestry, routing
@@ -49,13 +61,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 MetaScalar = int | float | str
-LFN_MAX = 700
-STR_MAX = 255
+LFN_MAX = MAX_LFN_CHARS
+STR_MAX = MAX_STR_VALUE_CHARS
 CHECKSUM_MAX = 128
+PFN_MAX = 4096
 FLOAT_EXACT_INT = 2**53
-# Bare words of the compact query form: a field name must read as a key there.
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
-RESERVED_NAMES = frozenset({"in", "nin", "not"})
 FILE_COLUMNS = (
     "lfn",
     "pfn",
@@ -122,13 +132,9 @@ def list_fields(*, session: Session) -> list[MetadataField]:
 
 def add_field(*, session: Session, name: str, type: str) -> tuple[MetadataField, bool]:
     """Declare a field; declaring it again with the same type is fine (created=False)."""
+    check_field_name(name)
     if type not in FIELD_TYPES:
-        raise InvalidArgument(f"field {name!r}: unknown type {type!r} (expected one of {', '.join(FIELD_TYPES)})")
-    if not isinstance(name, str) or not FIELD_NAME.fullmatch(name) or name in RESERVED_NAMES:
-        raise InvalidArgument(
-            f"bad field name {name!r}: 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or '_'"
-            f" (and not one of {', '.join(sorted(RESERVED_NAMES))})"
-        )
+        raise InvalidArgument(f"field {name!r}: unknown type {shown(type)} (expected one of {', '.join(FIELD_TYPES)})")
     for attempt in range(2):
         existing = session.scalar(select(MetadataField).where(MetadataField.name == name))
         if existing is not None:
@@ -314,8 +320,13 @@ def storable(s: str) -> bool:
     return STRING_REFUSED.search(s) is None
 
 
+def storable_text(s: str) -> bool:
+    """A PFN: at most PFN_MAX characters, no control character."""
+    return len(s) <= PFN_MAX and ((s.isascii() and s.isprintable()) or STRING_REFUSED.search(s) is None)
+
+
 def _prepare(
-    files: Sequence[FileInput], fields: Mapping[str, FieldInfo]
+    files: Sequence[FileInput], fields: Mapping[str, FieldInfo], *, new: bool = True
 ) -> tuple[list[str], list[tuple[str, str, int, str]], list[list[tuple[int, Any, Any, Any]]]]:
     """Validate a batch and shape its rows: (lfns, file rows, metadata rows per file).
     This loop runs for every registered file: checks are inlined, errors explained apart."""
@@ -326,21 +337,23 @@ def _prepare(
     for f in files:
         lfn, pfn, size, checksum = f.lfn, f.pfn, f.size, f.checksum
         if (
-            type(lfn) is not str
-            or not 0 < len(lfn) <= LFN_MAX
-            or not storable(lfn)
+            (new and lfn_problem(lfn) is not None)
             or type(pfn) is not str
+            or not storable_text(pfn)
+            or len(f.metadata) > MAX_METADATA_KEYS
             or type(checksum) is not str
             or len(checksum) > CHECKSUM_MAX
             or type(size) is not int
             or not 0 <= size <= INT64_MAX
         ):
-            raise _bad_file(f)
+            raise _bad_file(f, new=new)
         values: list[tuple[int, Any, Any, Any]] = []
         for key, v in f.metadata.items():
             spec = specs.get(key)
             if spec is None:
-                raise InvalidArgument(f"file {lfn!r}: metadata field {key!r} is not declared in the catalog schema")
+                raise InvalidArgument(
+                    f"file {lfn!r}: metadata field {shown(key)} is not declared in the catalog schema"
+                )
             field_id, ftype = spec
             if ftype == "int" and type(v) is int and INT64_MIN <= v <= INT64_MAX:
                 values.append((field_id, v, None, None))
@@ -360,13 +373,16 @@ def _prepare(
     return lfns, file_rows, metadata
 
 
-def _bad_file(f: FileInput) -> InvalidArgument:
-    lfn = f.lfn
-    if not isinstance(lfn, str) or not lfn or len(lfn) > LFN_MAX or not storable(lfn):
-        return InvalidArgument(f"bad LFN {lfn!r}: 1 to {LFN_MAX} characters, no control character, no trailing space")
+def _bad_file(f: FileInput, *, new: bool = True) -> InvalidArgument:
+    lfn = check_lfn(f.lfn) if new else str(f.lfn)
     if type(f.size) is not int or not 0 <= f.size <= INT64_MAX:
-        return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {f.size!r}")
-    return InvalidArgument(f"file {lfn!r}: pfn and checksum are strings (checksum up to {CHECKSUM_MAX} characters)")
+        return InvalidArgument(f"file {lfn!r}: size must be a non-negative 64-bit integer, not {shown(f.size)}")
+    if len(f.metadata) > MAX_METADATA_KEYS:
+        return InvalidArgument(f"file {lfn!r}: {len(f.metadata)} metadata values, more than {MAX_METADATA_KEYS}")
+    return InvalidArgument(
+        f"file {lfn!r}: pfn and checksum are strings without control characters (checksum up to "
+        f"{CHECKSUM_MAX} characters, pfn up to {PFN_MAX})"
+    )
 
 
 def _typed_value(lfn: str, key: str, v: Any, field_id: int, ftype: str) -> tuple[int, Any, Any, Any]:
@@ -379,14 +395,15 @@ def _typed_value(lfn: str, key: str, v: Any, field_id: int, ftype: str) -> tuple
         problem = "is not a finite number (ints beyond 2**53 are not exact floats)"
     else:
         problem = f"is not a string of at most {STR_MAX} characters without control characters or trailing spaces"
-    raise InvalidArgument(f"file {lfn!r}: field {key!r} is {ftype}, {v!r} ({type(v).__name__}) {problem}")
+    raise InvalidArgument(f"file {lfn!r}: field {key!r} is {ftype}, {shown(v)} ({type(v).__name__}) {problem}")
 
 
 def typed_values(
     lfn: str, metadata: Mapping[str, Any], fields: Mapping[str, FieldInfo]
 ) -> list[tuple[int, Any, Any, Any]]:
     """`(field_id, value_int, value_float, value_str)` per key, validated against the schema."""
-    return _prepare([FileInput(lfn, metadata=metadata)], fields)[2][0]
+    # The values of a catalogued file (its LFN was checked when it was registered).
+    return _prepare([FileInput(lfn, metadata=metadata)], fields, new=False)[2][0]
 
 
 def _lookup(session: Session, lfns: list[str]) -> dict[str, int]:
@@ -435,6 +452,7 @@ def file_owners(*, session: Session, lfns: Sequence[str]) -> dict[str, str | Non
 
 
 def _file_id(session: Session, lfn: str) -> int:
+    check_lfn_lookup(lfn)
     row = session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn == lfn)).first()
     # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
     if row is None or row.lfn != lfn:
@@ -449,12 +467,17 @@ def parse_query(query: MetaQuery | Mapping[str, Any] | str, schema: Schema) -> M
     if isinstance(query, MetaQuery):
         return query
     try:
+        if isinstance(query, str):
+            check_query_text(query)
         if isinstance(query, str) and query.lstrip().startswith("{"):
+            check_json_depth(query)
             try:
                 parsed = json.loads(query)
             except json.JSONDecodeError as exc:
-                raise InvalidQuery(f"metaquery {query!r} is not valid JSON: {exc}") from None
-            return MetaQuery.from_dict(parsed, schema)
+                raise InvalidQuery(f"metaquery {shown(query)} is not valid JSON: {exc}") from None
+            return MetaQuery.from_dict(check_query_value(parsed), schema)
+        if isinstance(query, Mapping):
+            check_query_value(query)
         return MetaQuery.parse(query, schema)
     except ValueError as exc:
         raise InvalidArgument(f"bad metaquery: {exc}") from None
@@ -480,6 +503,25 @@ def find_file_batches(
     ids = list(session.scalars(stmt))
     for start in range(0, len(ids), batch):
         yield _records(session, ids[start : start + batch], fields, with_metadata=with_metadata)
+
+
+def find_file_page(
+    *,
+    session: Session,
+    query: MetaQuery | Mapping[str, Any] | str,
+    after_id: int = 0,
+    limit: int = 1000,
+    with_metadata: bool = True,
+) -> list[FileRecord]:
+    """One page of the matching files: at most `limit` (> 0) past `after_id`, in catalog (id)
+    order. Keyset pagination: the next page starts after the last id of this one, so pages
+    may be read in separate short transactions (a stream holds no connection between them)."""
+    fields = load_fields(session)
+    q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
+    stmt = compile_ids(q, fields, driver=choose_driver(session, q, fields), after_id=after_id, limit=max(1, limit))
+    if stmt is None:
+        return []
+    return _records(session, list(session.scalars(stmt)), fields, with_metadata=with_metadata)
 
 
 def find_files(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metaprod.core.errors import InvalidArgument, NotFound
+from metaprod.core.limits import check_lfn_lookup
 from metaprod.db.models import ProducedFileInput
 from metaprod.db.querysql import FILES
 from sqlalchemy import CTE, Table, func, literal, select
@@ -33,6 +34,7 @@ def lineage(*, session: Session, lfn: str, max_depth: int = MAX_DEPTH) -> Lineag
     purged from the catalog since is left out (the walk does not go past it)."""
     if not 1 <= max_depth <= MAX_DEPTH:
         raise InvalidArgument(f"max_depth must be between 1 and {MAX_DEPTH}, not {max_depth}")
+    check_lfn_lookup(lfn)
     row = session.execute(select(FILES.c.id, FILES.c.lfn).where(FILES.c.lfn == lfn)).first()
     # MariaDB's PAD SPACE collation would match "a " to "a": compare exactly here.
     if row is None or row.lfn != lfn:

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from metaprod.core.auth import Principal, ensure_can_read, ensure_can_write, ensure_owns
 from metaprod.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
@@ -20,6 +19,7 @@ from metaprod.core.progress import (
     complete_counts,
 )
 from metaprod.core.spec import ProductionSpec, TransformationSpec, parse_spec, validate_spec
+from metaprod.core.specload import check_plain_spec, load_spec_text
 from metaprod.core.statuses import (
     ACTIVE_TASK_STATUSES,
     PRODUCTION_OUTCOMES,
@@ -44,16 +44,13 @@ class Created:
 
 
 def load_spec(text: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Parse a spec given as YAML/JSON text (or already as a mapping) into a dict."""
+    """Parse a spec given as YAML/JSON text (or already as a mapping) into a dict, within the
+    size, nesting and alias limits of core/limits.py."""
     if isinstance(text, Mapping):
-        return dict(text)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"malformed spec: not YAML or JSON: {exc}".splitlines()[0]) from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("malformed spec: the top level must be a mapping")
-    return data
+        data = dict(text)
+        check_plain_spec(data)
+        return data
+    return load_spec_text(text)
 
 
 def validate(*, session: Session, spec: Mapping[str, Any]) -> ValidationResult:

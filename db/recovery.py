@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from metaprod.core.auth import Principal, ensure_owns
 from metaprod.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from metaprod.core.spec import MAX_INT
+from metaprod.core.limits import MAX_TASKS_PER_ROOT, check_lfn_lookup
 from metaprod.core.statuses import RETRYABLE_TASK_STATUSES, FileStatus, TaskStatus, TransformationStatus
 from metaprod.db import events, lifecycle, tasks
 from metaprod.db.models import (
@@ -197,8 +197,11 @@ def extend(*, session: Session, production: str, name: str, count: int, principa
         raise FailedPrecondition(
             f"transformation {name!r} is not a root with a task count (tasks: N): it cannot be extended"
         )
-    if count < 1 or t.task_count + count > MAX_INT:
-        raise InvalidArgument(f"extend by a positive number of tasks, at most {MAX_INT - t.task_count}, not {count}")
+    if count < 1 or t.task_count + count > MAX_TASKS_PER_ROOT:
+        raise InvalidArgument(
+            f"extend by a positive number of tasks, at most {max(0, MAX_TASKS_PER_ROOT - t.task_count)} "
+            f"(a root has at most {MAX_TASKS_PER_ROOT} tasks), not {count}"
+        )
     t.task_count += count
     events.record(
         session=session,
@@ -240,6 +243,8 @@ def reset_files(*, session: Session, production: str, name: str, lfns: list[str]
     _, t = _owned(session, production, name, principal)
     file_ids = None
     if lfns:
+        for lfn in lfns:
+            check_lfn_lookup(lfn)
         known = set(session.scalars(select(CatalogFile.lfn).where(CatalogFile.lfn.in_(lfns))))
         missing = sorted(set(lfns) - known)
         if missing:

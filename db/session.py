@@ -11,18 +11,32 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from metaprod.core.errors import Conflict, FailedPrecondition
+from metaprod.core.errors import Conflict, FailedPrecondition, Unavailable
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Connections per process: POOL_SIZE kept open, up to POOL_OVERFLOW more under load. A call
+# that finds none free within POOL_TIMEOUT_SECONDS fails at once as UNAVAILABLE ("retry"),
+# instead of hanging. No RPC holds a connection while it waits on its client (streams read
+# batch by batch, each in its own short session), so the pool only has to cover the calls
+# being worked on: the server's worker threads and the agents.
+POOL_SIZE = 10
+POOL_OVERFLOW = 30
+POOL_TIMEOUT_SECONDS = 5.0
+# `metaprod status` (the health check) reports NOT_SERVING when no connection answers within this.
+PROBE_TIMEOUT_SECONDS = 2.0
+# MariaDB/MySQL client errors of a server that cannot be reached or went away.
+MYSQL_GONE_CODES = frozenset({2002, 2003, 2005, 2006, 2013})
 MYSQL_DRIVER_HINT = (
     "pip install 'metaprod[mysql]' (it builds mysqlclient, which needs the system packages "
     "libmariadb-dev and pkg-config: apt-get install libmariadb-dev pkg-config)"
@@ -48,16 +62,28 @@ def sqlite_url(data_dir: str | Path) -> str:
 class Database:
     """One engine and its session factory for one database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = POOL_SIZE,
+        max_overflow: int = POOL_OVERFLOW,
+        pool_timeout: float = POOL_TIMEOUT_SECONDS,
+    ) -> None:
         self.url = make_url(url)
         require_driver(self.url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.is_mysql = self.url.get_backend_name() in {"mysql", "mariadb"}
+        self.pool_timeout = pool_timeout
         kwargs: dict[str, Any] = {"echo": echo}
+        in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
+        if not in_memory:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=3600)
+            kwargs.update(pool_pre_ping=True, pool_recycle=3600)
             if self.is_mysql:
                 self.url = self.url.update_query_dict({"charset": "utf8mb4"})
         self.engine: Engine = create_engine(self.url, **kwargs)
@@ -72,6 +98,7 @@ class Database:
         # Other processes still meet on SQLite's lock. Reentrant: a nested writer of one thread
         # fails on the busy timeout as before instead of hanging.
         self._writer = threading.RLock()
+        self._probed: tuple[float, str | None] = (0.0, None)
 
     @contextlib.contextmanager
     def session_scope(self, *, readonly: bool = False) -> Iterator[Session]:
@@ -92,6 +119,13 @@ class Database:
                 session.commit()
         except BaseException as exc:
             session.rollback()
+            if isinstance(exc, PoolTimeout):
+                raise Unavailable(
+                    f"the server has no free database connection (none freed within {self.pool_timeout:g} s: "
+                    "every one is in use); retry shortly"
+                ) from exc
+            if isinstance(exc, OperationalError) and database_gone(exc):
+                raise Unavailable(f"the database cannot be reached, retry later: {exc.orig}") from exc
             if isinstance(exc, OperationalError) and lost_to_a_concurrent_transaction(exc):
                 # A retry may well succeed: say so (ABORTED over gRPC), not "internal error".
                 raise Conflict(
@@ -106,9 +140,40 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def probe(self, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
+        """None when a connection answers `SELECT 1` within `timeout` seconds, else why not.
+        Remembered for half a second, so health checks under load cost one probe."""
+        at, reason = self._probed
+        if time.monotonic() - at < 0.5:
+            return reason
+        outcome: list[str | None] = []
+
+        def attempt() -> None:
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                outcome.append(None)
+            except PoolTimeout:
+                outcome.append("no free database connection")
+            except Exception as exc:
+                outcome.append(f"the database does not answer: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+        worker = threading.Thread(target=attempt, name="metaprod-db-probe", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        reason = outcome[0] if outcome else f"no database connection within {timeout:g} s"
+        self._probed = (time.monotonic(), reason)
+        return reason
+
 
 # MariaDB/MySQL: lock wait timeout, deadlock.
 MYSQL_CONTENTION_CODES = frozenset({1205, 1213})
+
+
+def database_gone(exc: OperationalError) -> bool:
+    """The database server cannot be reached or closed the connection."""
+    orig = exc.orig
+    return orig is not None and bool(orig.args) and orig.args[0] in MYSQL_GONE_CODES
 
 
 def lost_to_a_concurrent_transaction(exc: OperationalError) -> bool:

@@ -25,6 +25,10 @@ from sqlalchemy.orm import Session
 
 # Files considered per transformation and cycle: bounds one transaction's size.
 MAX_FILES_PER_CYCLE = 250_000
+# Tasks of a root (`tasks: N`) created per transformation and cycle: a root of millions of
+# tasks is created batch by batch (memory stays flat; other transformations are served in
+# every cycle), its declared count still the total that progress shows.
+ROOT_TASKS_PER_CYCLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class TaskCreation:
     transformation_id: int
     tasks: int
     files: int
+    more: bool = False  # a root still short of tasks after this batch
 
 
 def transformations_needing_tasks(*, session: Session) -> list[int]:
@@ -80,11 +85,12 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
         or 0
     )
     if t.input_query is None:
-        wanted = (t.task_count or 0) - next_index
-        if wanted <= 0:
+        short = (t.task_count or 0) - next_index
+        if short <= 0:
             return TaskCreation(t.id, 0, 0)
+        wanted = min(short, ROOT_TASKS_PER_CYCLE)
         _insert_tasks(session, t, next_index, wanted)
-        return TaskCreation(t.id, wanted, 0)
+        return TaskCreation(t.id, wanted, 0, more=wanted < short)
     flush = flush or input_ended(session=session, transformation=t)
     if t.plugin == "standard":
         groups = group_ids(_unused_ids(session, t), t.group_size, flush)

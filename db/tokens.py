@@ -6,6 +6,7 @@ from datetime import datetime
 
 from metaprod.core.auth import Principal, Role, hash_secret, new_secret
 from metaprod.core.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from metaprod.core.limits import MAX_OWNER_CHARS, check_name, check_text, shown
 from metaprod.core.statuses import AttemptStatus
 from metaprod.db.models import ApiToken, JobAttempt, utcnow
 from sqlalchemy import select
@@ -23,12 +24,13 @@ def create_token(
     *, session: Session, name: str, role: str, owner: str | None = None, expires_at: datetime | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret (shown once; only the hash is kept)."""
-    if not name or len(name) > 128:
-        raise InvalidArgument("a token needs a name of 1 to 128 characters")
+    check_name("token", name)
+    if owner:
+        check_text("owner", owner, MAX_OWNER_CHARS, newlines=False)
     try:
         parsed = Role(role)
     except ValueError:
-        raise InvalidArgument(f"unknown role {role!r}: use admin, user or reader") from None
+        raise InvalidArgument(f"unknown role {shown(role)}: use admin, user or reader") from None
     if parsed is Role.WORKER:
         raise InvalidArgument("worker tokens are made by the agents for one task attempt each")
     if expires_at is not None and expires_at <= utcnow():
@@ -55,7 +57,7 @@ def list_tokens(*, session: Session) -> list[ApiToken]:
 def revoke_token(*, session: Session, name: str) -> ApiToken:
     token = session.scalar(select(ApiToken).where(ApiToken.name == name))
     if token is None:
-        raise NotFound(f"no token named {name!r}")
+        raise NotFound(f"no token named {shown(name)}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()

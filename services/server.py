@@ -12,14 +12,16 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from metaprod.core import limits
 from metaprod.db.session import Database
 from metaprod.services.auth import Authenticator, AuthInterceptor
-from metaprod.services.errors import DomainErrorInterceptor
+from metaprod.services.errors import DomainErrorInterceptor, EntryErrorInterceptor
 from metaprod.services.metrics import MetricsInterceptor
+from metaprod.services.streams import ProbingHealth, StreamLimitInterceptor, StreamSlots
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = limits.MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -58,16 +60,24 @@ class MetaprodServer:
         max_workers: int = 32,
     ) -> None:
         self.context = context
+        # Streams may take half of the workers; unary calls always find a thread.
+        self.stream_slots = StreamSlots(total=max_workers // 2)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-            interceptors=[MetricsInterceptor(), AuthInterceptor(context.authenticator), DomainErrorInterceptor()],
+            interceptors=[
+                MetricsInterceptor(),
+                EntryErrorInterceptor(),
+                AuthInterceptor(context.authenticator),
+                StreamLimitInterceptor(self.stream_slots),
+                DomainErrorInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self._health = health.HealthServicer()
+        self._health = ProbingHealth(context.database)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [binding.full_name for binding in bindings]
         for binding in bindings:

@@ -3,6 +3,9 @@ Unused files or is a root short of tasks, nothing for one that is not Active, id
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 from metaprod.agents.tasks import TaskAgent
 from metaprod.db.models import Task, Transformation
 from metaprod.db.session import Database
@@ -36,3 +39,39 @@ def test_a_transformation_not_active_gets_no_task(database: Database) -> None:
     with database.session_scope() as session:
         session.execute(update(Transformation).where(Transformation.id == tid).values(status="Active"))
     assert run(database) == "created 2 tasks over 2 files"
+
+
+def test_a_root_of_a_million_tasks_is_created_batch_by_batch_beside_other_work(database: Database) -> None:
+    """Lazy creation: a cycle makes ROOT_TASKS_PER_CYCLE of a huge root quickly, with memory
+    that does not grow with the root's total, serves the other transformation in the same
+    cycle, says more are due (its own wake), and progress counts the declared total."""
+    from metaprod.core.auth import SYSTEM
+    from metaprod.db import productions, tasks
+
+    setup(database, {"group_size": 2}, 4)  # another production's work: a root of 3, 2 tasks of files
+    spec = {
+        "production": "huge",
+        "transformations": [{"name": "sim", "tasks": 1_000_000, "command": "true"}],
+    }
+    with database.session_scope() as session:
+        productions.create_production(session=session, spec=spec, principal=SYSTEM)
+        session.execute(update(Transformation).values(status="Active"))
+    assert "tasks_due" in TaskAgent.produces and "tasks_due" in TaskAgent.wakes_on
+    tracemalloc.start()
+    started = time.perf_counter()
+    status = run(database)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    batch = tasks.ROOT_TASKS_PER_CYCLE
+    assert status == f"created {batch + 5} tasks over 4 files (more due)"
+    assert elapsed < 10, elapsed
+    # Flat: a batch's rows, never a list of a million (which alone is ~100 MB of tuples).
+    assert peak < 40 * 1024 * 1024, peak
+    assert count(database) == batch + 5
+    assert run(database) == f"created {batch} tasks over 0 files (more due)"
+    with database.session_scope(readonly=True) as session:
+        progress = productions.production_progress(session=session, name="huge", principal=SYSTEM)
+    (sim,) = progress.transformations
+    assert sim.task_count == 1_000_000 and sum(sim.tasks.values()) == 2 * batch
+    assert progress.percent == 0
