@@ -48,10 +48,7 @@ def _channel(address: str, tls: Mapping[str, str] | None = None) -> grpc.Channel
     with _CHANNELS_LOCK:
         channel = _CHANNELS.get(key)
         if channel is None:
-            if tls:
-                channel = grpc.secure_channel(address, channel_credentials(tls))
-            else:
-                channel = grpc.insecure_channel(address)
+            channel = grpc.secure_channel(address, channel_credentials(tls)) if tls else grpc.insecure_channel(address)
             _CHANNELS[key] = channel
         return channel
 

@@ -58,9 +58,14 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="serve /metrics without a token (env METAPROD_METRICS_OPEN; the dashboard always takes one)",
     )
     parser.add_argument(
-        "--tls-cert", default=None, metavar="FILE", help="PEM certificate of the gRPC and HTTP servers (env METAPROD_TLS_CERT)"
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="PEM certificate of the gRPC and HTTP servers (env METAPROD_TLS_CERT)",
     )
-    parser.add_argument("--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert (env METAPROD_TLS_KEY)")
+    parser.add_argument(
+        "--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert (env METAPROD_TLS_KEY)"
+    )
     parser.add_argument(
         "--tls-client-ca",
         default=None,
@@ -86,7 +91,10 @@ def add_job_tls_options(parser: argparse.ArgumentParser, *, server: bool) -> Non
     )
     if not server:
         parser.add_argument(
-            "--tls-cert", default=None, metavar="FILE", help="client certificate of the job wrappers (env METAPROD_TLS_CERT)"
+            "--tls-cert",
+            default=None,
+            metavar="FILE",
+            help="client certificate of the job wrappers (env METAPROD_TLS_CERT)",
         )
         parser.add_argument("--tls-key", default=None, metavar="FILE", help="its private key (env METAPROD_TLS_KEY)")
 
