@@ -210,6 +210,8 @@ def test_serve_and_agents_on_two_hosts_over_tls(
     assert refused.returncode != 0 and "cannot reach" in refused.stderr, refused
     untrusted = hosts.run(hosts.b, ["status"], {**env_b, "METAPROD_TLS_CA": str(other.cert)})
     assert untrusted.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted
+    for result in (refused, untrusted):  # one line, no gRPC log beside it
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     anonymous = {k: v for k, v in env_b.items() if k not in ("METAPROD_TLS_CERT", "METAPROD_TLS_KEY")}
     no_cert = hosts.run(hosts.b, ["status"], anonymous)
     assert no_cert.returncode != 0 and "cannot reach" in no_cert.stderr, no_cert

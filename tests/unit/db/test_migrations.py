@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from metaprod.db.migrate import SchemaNotAtHead, current_revision, ensure_at_head, head_revision
+from metaprod.db.migrate import SchemaNotAtHead, current_revision, ensure_at_head, head_revision, upgrade
 from metaprod.db.models import Base
 from metaprod.db.session import Database
 
@@ -37,3 +37,13 @@ def test_ensure_at_head_refuses_an_empty_database(tmp_path: Path) -> None:
         assert head is not None and head in str(caught.value)
     finally:
         empty.dispose()
+
+
+def test_a_url_with_percent_signs_migrates(tmp_path: Path) -> None:
+    # e.g. mysql://root@localhost/db?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock
+    database = Database(f"sqlite:///{tmp_path / 'a%25b.db'}")
+    try:
+        upgrade(database)
+        ensure_at_head(database)
+    finally:
+        database.dispose()
