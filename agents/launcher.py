@@ -138,7 +138,8 @@ def _run_up(
     runner, backends = make_runner(database, agent_settings, None)
     backends.warm("local")  # the default backend: its first jobs start at once
     server.context.on_new_work.append(lambda kind: runner.wake([kind]))
-    print(f"metaprod is up: gRPC on {server.address}, data in {data_dir}", flush=True)
+    secure = " (TLS)" if tls else ""
+    print(f"metaprod is up: gRPC on {server.address}{secure}, data in {data_dir}", flush=True)
     print(f"admin token in {token_path}: export METAPROD_TOKEN=$(cat {token_path})", flush=True)
     if settings.http_port:
         scheme = "https" if tls else "http"
