@@ -117,6 +117,8 @@ def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpe
         "max_runtime": first.max_runtime,
         "tasks": tasks,
     }
+    if settings.job_tls:
+        payload["tls"] = settings.job_tls
     fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(payload, fh)

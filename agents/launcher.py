@@ -21,18 +21,23 @@ from metaprod.agents.tasks import TaskAgent
 from metaprod.core.errors import InvalidArgument
 from metaprod.db.session import Database
 from metaprod.services.config import Settings
+from metaprod.services.datadir import private_umask
 from metaprod.services.launcher import (
     DataDirLock,
     add_database_options,
+    add_job_tls_options,
     add_server_options,
     configure_logging,
     ensure_port_free,
     open_database,
+    private_state,
     settings_of,
     start_services,
     stop_event,
+    tls_of,
     write_admin_token,
 )
+from metaprod.services.tls import ServerTls, job_tls
 
 AGENT_NAMES = ("input", "tasks", "submit", "monitor", "finalize", "production", "sampler")
 
@@ -54,9 +59,10 @@ def build_agents(settings: AgentSettings, backends: BackendPool, only: list[str]
     return [every[name] for name in names]
 
 
-def agent_settings_of(settings: Settings, address: str) -> AgentSettings:
+def agent_settings_of(settings: Settings, address: str, tls: dict[str, str] | None = None) -> AgentSettings:
     """The agent settings: the configuration file's [agents] table, then --agent-config /
-    METAPROD_AGENT_CONFIG (a JSON file or inline JSON) over it; type-checked."""
+    METAPROD_AGENT_CONFIG (a JSON file or inline JSON) over it; type-checked. `tls`: how the
+    job wrappers reach the services (metaprod.services.tls.job_tls)."""
     values: dict[str, Any] = dict(settings.agents)
     given = settings.agent_config
     if given:
@@ -68,7 +74,19 @@ def agent_settings_of(settings: Settings, address: str) -> AgentSettings:
         if not isinstance(loaded, dict):
             raise InvalidArgument(f"agent settings are a JSON object, not {type(loaded).__name__}")
         values.update(loaded)
-    return agent_settings(values, data_dir=settings.data_dir, services_address=address)
+    return agent_settings(values, data_dir=settings.data_dir, services_address=address, job_tls=tls)
+
+
+def up_job_tls(settings: Settings, tls: ServerTls | None) -> dict[str, str]:
+    """The job wrappers of `up` call its own services: over TLS when they take it, trusting
+    --tls-ca (default: the server's certificate file, which then holds its CA or is
+    self-signed) and presenting the server's certificate when client certificates are required."""
+    if tls is None:
+        return {}
+    client = tls.requires_client_certificate
+    return job_tls(
+        settings.tls_ca or tls.cert_file, tls.cert_file if client else None, tls.key_file if client else None
+    )
 
 
 def _read(path: Path) -> str:
@@ -89,7 +107,10 @@ def _up(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     data_dir = settings.data_dir.resolve()
     # Everything that can refuse is checked before anything is written or migrated.
-    agent_settings_of(settings, settings.address)
+    tls = tls_of(settings)
+    jobs_tls = up_job_tls(settings, tls)
+    agent_settings_of(settings, settings.address, jobs_tls)
+    private_umask()  # the data directory and everything in it are the user's alone
     lock = DataDirLock(data_dir)
     if data_dir.exists():  # another `up` may hold it: say so before a port clash does
         lock.acquire()
@@ -98,26 +119,31 @@ def _up(args: argparse.Namespace) -> int:
         ensure_port_free(settings.host, settings.http_port, "HTTP dashboard")
         if not lock.held:
             lock.acquire()
+        private_state(settings, create=True)
         database = open_database(settings, create=True)
         try:
-            return _run_up(settings, database, data_dir)
+            return _run_up(settings, database, data_dir, tls, jobs_tls)
         finally:
             database.dispose()
     finally:
         lock.release()
 
 
-def _run_up(settings: Settings, database: Database, data_dir: Path) -> int:
+def _run_up(
+    settings: Settings, database: Database, data_dir: Path, tls: ServerTls | None, jobs_tls: dict[str, str]
+) -> int:
     token_path = write_admin_token(database, data_dir)
-    server = start_services(database, settings)
-    agent_settings = agent_settings_of(settings, server.address)
+    server = start_services(database, settings, tls)
+    agent_settings = agent_settings_of(settings, server.address, jobs_tls)
     runner, backends = make_runner(database, agent_settings, None)
     backends.warm("local")  # the default backend: its first jobs start at once
     server.context.on_new_work.append(lambda kind: runner.wake([kind]))
-    print(f"metaprod is up: gRPC on {server.address}, data in {data_dir}", flush=True)
+    secure = " (TLS)" if tls else ""
+    print(f"metaprod is up: gRPC on {server.address}{secure}, data in {data_dir}", flush=True)
     print(f"admin token in {token_path}: export METAPROD_TOKEN=$(cat {token_path})", flush=True)
     if settings.http_port:
-        print(f"dashboard on http://{settings.host}:{settings.http_port}/", flush=True)
+        scheme = "https" if tls else "http"
+        print(f"dashboard on {scheme}://{settings.host}:{settings.http_port}/", flush=True)
     stop = stop_event()
     try:
         runner.run_forever(stop)
@@ -130,8 +156,10 @@ def _run_up(settings: Settings, database: Database, data_dir: Path) -> int:
 def _agents(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     configure_logging(settings.log_level)
-    agent_settings = agent_settings_of(settings, settings.address)
+    tls = job_tls(settings.tls_ca, settings.tls_cert, settings.tls_key)
+    agent_settings = agent_settings_of(settings, settings.address, tls)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    private_state(settings, create=False)  # job directories, logs and outputs: the user's alone
     database = open_database(settings, create=False)
     runner, backends = make_runner(database, agent_settings, only)
     try:
@@ -162,9 +190,11 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
+    add_job_tls_options(up, server=True)
     up.set_defaults(handler=_up)
     agents = subparsers.add_parser("agents", help="run the agents against a shared database")
     add_database_options(agents)
+    add_job_tls_options(agents, server=False)
     agents.add_argument("--only", default="", help=f"comma-separated subset of {','.join(AGENT_NAMES)}")
     agents.add_argument("--once", action="store_true", help="run one cycle of each agent and exit")
     agents.add_argument(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -26,23 +27,35 @@ RETRIED_CODES = {
 T = TypeVar("T")
 
 
-# One channel per services address for the life of the process: a pooled worker runs many
-# jobs, each with its own token (sent as call metadata), over one connection.
-_CHANNELS: dict[str, grpc.Channel] = {}
+# One channel per services address (and TLS) for the life of the process: a pooled worker runs
+# many jobs, each with its own token (sent as call metadata), over one connection.
+_CHANNELS: dict[tuple[str, tuple[tuple[str, str], ...]], grpc.Channel] = {}
 _CHANNELS_LOCK = threading.Lock()
 
 
-def _channel(address: str) -> grpc.Channel:
+def channel_credentials(tls: Mapping[str, str]) -> grpc.ChannelCredentials:
+    """TLS of the job file's "tls": the CA to trust (PEM text) and, when the services require
+    client certificates, the paths of the certificate and key to present."""
+    cert = key = None
+    if tls.get("cert") and tls.get("key"):
+        cert = Path(tls["cert"]).read_bytes()
+        key = Path(tls["key"]).read_bytes()
+    return grpc.ssl_channel_credentials(root_certificates=tls["ca"].encode(), private_key=key, certificate_chain=cert)
+
+
+def _channel(address: str, tls: Mapping[str, str] | None = None) -> grpc.Channel:
+    key = (address, tuple(sorted((tls or {}).items())))
     with _CHANNELS_LOCK:
-        channel = _CHANNELS.get(address)
+        channel = _CHANNELS.get(key)
         if channel is None:
-            channel = _CHANNELS[address] = grpc.insecure_channel(address)
+            channel = grpc.secure_channel(address, channel_credentials(tls)) if tls else grpc.insecure_channel(address)
+            _CHANNELS[key] = channel
         return channel
 
 
 class Reporter:
-    def __init__(self, address: str, token: str) -> None:
-        self._stub = tpb_grpc.TransformationServiceStub(_channel(address))  # type: ignore[no-untyped-call]
+    def __init__(self, address: str, token: str, tls: Mapping[str, str] | None = None) -> None:
+        self._stub = tpb_grpc.TransformationServiceStub(_channel(address, tls))  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     def call(self, fn: Callable[..., T], request: Any, *, retry_for: float = RETRY_SECONDS) -> T:

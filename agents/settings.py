@@ -43,6 +43,9 @@ class AgentSettings:
     max_queued_per_backend: dict[str, int] = field(default_factory=dict)
     max_queued_per_transformation: int = 0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How job wrappers reach the services over TLS ({}: plaintext): "ca" (PEM text), and
+    # "cert"/"key" (paths) when the services require client certificates. Set by the launcher.
+    job_tls: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Absolute once, not per job: jobs run elsewhere, and resolving costs system calls.
@@ -62,11 +65,17 @@ class AgentSettings:
 
 
 # Set by the launcher, never by the user's agent settings.
-_DERIVED = frozenset({"data_dir", "services_address"})
+_DERIVED = frozenset({"data_dir", "services_address", "job_tls"})
 AGENT_SETTING_NAMES = tuple(f.name for f in fields(AgentSettings) if f.name not in _DERIVED)
 
 
-def agent_settings(values: Mapping[str, Any], *, data_dir: Path, services_address: str) -> AgentSettings:
+def agent_settings(
+    values: Mapping[str, Any],
+    *,
+    data_dir: Path,
+    services_address: str,
+    job_tls: Mapping[str, str] | None = None,
+) -> AgentSettings:
     """AgentSettings from user-given values (JSON or a TOML table), type-checked: a wrong type
     or an unknown key is a one-line InvalidArgument naming the key; nothing is coerced from text."""
     if not isinstance(values, Mapping):
@@ -84,7 +93,9 @@ def agent_settings(values: Mapping[str, Any], *, data_dir: Path, services_addres
             error = exc.errors()[0]
             where = ".".join(str(part) for part in (name, *error["loc"]))
             raise InvalidArgument(f"agent setting {where!r}: {error['msg']} (got {error.get('input')!r:.60})") from None
-    return AgentSettings(data_dir=Path(data_dir), services_address=services_address, **checked)
+    return AgentSettings(
+        data_dir=Path(data_dir), services_address=services_address, job_tls=dict(job_tls or {}), **checked
+    )
 
 
 @functools.cache

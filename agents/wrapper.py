@@ -156,7 +156,7 @@ class _Bundle:
         self.job = job
         self.out = out
         self.out_lock = threading.Lock()  # the report thread writes to the log too
-        self.reporter = Reporter(job["address"], job["token"])
+        self.reporter = Reporter(job["address"], job["token"], job.get("tls"))
         self.job_dir = job_dir
         self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
         self.interval = float(job.get("heartbeat_interval", 5.0))

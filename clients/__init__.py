@@ -9,6 +9,12 @@ with connect() as client:  # $METAPROD_ADDRESS, $METAPROD_TOKEN
         print(f.lfn, f.metadata)
 """
 
+import os
+
+# gRPC's C core logs a failed TLS handshake on stderr (at INFO) beside the CLI's one-line
+# error: only its errors are wanted. Read when grpc loads, so set first; an explicit value wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from metaprod.clients.api import AdminAPI, CatalogAPI, ProductionsAPI, TransformationsAPI
 from metaprod.clients.client import Client, connect
 from metaprod.clients.errors import DeadlineExceeded, RemoteError, ServiceUnavailable

@@ -16,6 +16,7 @@ import yaml
 from metaprod.clients import convert
 from metaprod.clients import types as t
 from metaprod.clients.client import Client, connect
+from metaprod.clients.tls import channel_credentials
 from metaprod.core.errors import InvalidArgument
 from rich.console import Console
 
@@ -32,7 +33,7 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--json/--address/--token/--timeout, accepted before and after the subcommand: the top
+    """--json/--address/--token/--tls-*/--timeout, accepted before and after the subcommand: the top
     parser holds the defaults, every subparser repeats the options with SUPPRESS defaults so
     that a value given after the subcommand wins and an absent one keeps the top's value."""
 
@@ -45,6 +46,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--address", default=default(None), metavar="HOST:PORT", help="services address (env METAPROD_ADDRESS)"
     )
     group.add_argument("--token", default=default(None), help="bearer token (env METAPROD_TOKEN)")
+    group.add_argument(
+        "--tls-ca", default=default(None), metavar="FILE", help="TLS: trust this CA (env METAPROD_TLS_CA)"
+    )
+    group.add_argument(
+        "--tls-cert",
+        default=default(None),
+        metavar="FILE",
+        help="TLS client certificate, with --tls-key (env METAPROD_TLS_CERT)",
+    )
+    group.add_argument("--tls-key", default=default(None), metavar="FILE", help="its key (env METAPROD_TLS_KEY)")
     group.add_argument(
         "--timeout",
         type=float,
@@ -100,7 +111,12 @@ def add_group(subparsers: SubParsers, name: str, help: str) -> SubParsers:
 
 
 def open_client(args: argparse.Namespace) -> Client:
-    return connect(getattr(args, "address", None), getattr(args, "token", None), timeout=args.timeout)
+    credentials = channel_credentials(
+        getattr(args, "tls_ca", None), getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    )
+    return connect(
+        getattr(args, "address", None), getattr(args, "token", None), timeout=args.timeout, credentials=credentials
+    )
 
 
 # --- output ------------------------------------------------------------------------------

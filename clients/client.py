@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from metaprod.clients.api import AdminAPI, CatalogAPI, ProductionsAPI, TransformationsAPI
 from metaprod.clients.errors import RemoteError
+from metaprod.clients.tls import channel_credentials
 from metaprod.clients.transport import DEFAULT_ADDRESS, CallPolicy, Transport
 
 ADDRESS_ENV = "METAPROD_ADDRESS"
@@ -95,9 +96,12 @@ def connect(
 
     `timeout` is the deadline of each unary call; idempotent reads are retried `retries`
     times on UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff from `backoff` seconds.
-    No network traffic happens until the first call.
+    The channel is TLS when `credentials` are given or $METAPROD_TLS_CA names a CA file
+    (metaprod.clients.tls). No network traffic happens until the first call.
     """
     policy = CallPolicy(timeout=timeout, retries=retries, backoff=backoff, stream_timeout=stream_timeout)
+    if credentials is None:
+        credentials = channel_credentials()
     return Client(
         Transport(
             address or default_address(),

@@ -21,7 +21,8 @@ class SchemaNotAtHead(FailedPrecondition):
 def alembic_config(database: Database) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", database.url.render_as_string(hide_password=False))
+    # The option is ConfigParser-interpolated: a "%" of the URL (e.g. unix_socket=%2Frun...) is "%%".
+    cfg.set_main_option("sqlalchemy.url", database.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from metaprod.db.session import Database
 from metaprod.services.auth import Authenticator
 from metaprod.services.server import MetaprodServer, ServiceBinding, ServiceContext
@@ -22,7 +23,15 @@ def build_bindings(context: ServiceContext) -> list[ServiceBinding]:
     ]
 
 
-def build_server(database: Database, *, address: str = "127.0.0.1:50051", max_workers: int = 32) -> MetaprodServer:
+def build_server(
+    database: Database,
+    *,
+    address: str = "127.0.0.1:50051",
+    max_workers: int = 32,
+    credentials: grpc.ServerCredentials | None = None,
+) -> MetaprodServer:
     context = ServiceContext(database=database, authenticator=Authenticator(database))
     context.on_close.append(context.authenticator.close)
-    return MetaprodServer(context, build_bindings(context), address=address, max_workers=max_workers)
+    return MetaprodServer(
+        context, build_bindings(context), address=address, max_workers=max_workers, credentials=credentials
+    )

@@ -38,6 +38,13 @@ class Settings(BaseModel):
     http_port: int = Field(0, ge=0, le=65535, description="dashboard and /metrics port (0: none)")
     metrics_open: bool = Field(False, description="serve /metrics without a token (the dashboard always takes one)")
     address: str = Field("127.0.0.1:50051", description="where agents' job wrappers report (the services)")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate: the servers' (up, serve); the job wrappers' client certificate (agents)"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(None, description="servers require client certificates signed by this CA")
+    tls_ca: Path | None = Field(None, description="CA the job wrappers trust (agents; up: default tls_cert)")
+    insecure_listen_anywhere: bool = Field(False, description="allow a non-loopback listen address without TLS")
     log_level: LogLevel = Field("INFO", description="logging level of the server processes")
     agent_config: str | None = Field(None, description="agent settings: a JSON file or inline JSON")
     agents: dict[str, Any] = Field(default_factory=dict, description="agent settings (file only: an [agents] table)")

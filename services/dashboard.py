@@ -15,6 +15,7 @@ by the pages and /metrics (db.monitoring), never from a scan per request."""
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from metaprod.db.session import Database
 from metaprod.services import svg
 from metaprod.services.auth import Authenticator
 from metaprod.services.metrics import LATENCY_BUCKETS, PROCESS_REGISTRY
+from metaprod.services.tls import ServerTls
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import select
@@ -905,9 +907,20 @@ class _AttemptHistograms:
 class DashboardServer:
     """uvicorn in a thread of its own."""
 
-    def __init__(self, dashboard: Dashboard, *, host: str, port: int) -> None:
+    def __init__(self, dashboard: Dashboard, *, host: str, port: int, tls: ServerTls | None = None) -> None:
+        ssl_options: dict[str, Any] = {}
+        if tls is not None:
+            ssl_options = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
+            if tls.client_ca_file is not None:
+                ssl_options.update(ssl_ca_certs=str(tls.client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
         config = uvicorn.Config(
-            dashboard.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            dashboard.app(),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            **ssl_options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="dashboard", daemon=True)
@@ -926,9 +939,17 @@ class DashboardServer:
 
 
 def start_dashboard(
-    database: Database, authenticator: Authenticator, *, host: str, port: int, metrics_open: bool = False
+    database: Database,
+    authenticator: Authenticator,
+    *,
+    host: str,
+    port: int,
+    metrics_open: bool = False,
+    tls: ServerTls | None = None,
 ) -> DashboardServer:
-    server = DashboardServer(Dashboard(database, authenticator, metrics_open=metrics_open), host=host, port=port)
+    server = DashboardServer(
+        Dashboard(database, authenticator, metrics_open=metrics_open), host=host, port=port, tls=tls
+    )
     server.start()
-    log.info("dashboard on http://%s:%s/", host, port)
+    log.info("dashboard on %s://%s:%s/", "https" if tls else "http", host, port)
     return server

@@ -13,13 +13,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import grpc
 from metaprod.core.errors import FailedPrecondition
 from metaprod.db import tokens
+from metaprod.db.integrity import check_integrity, sqlite_file
 from metaprod.db.migrate import current_revision, ensure_at_head, head_revision, upgrade
 from metaprod.db.session import Database, sqlite_url
 from metaprod.services import config
 from metaprod.services.app import build_server
+from metaprod.services.datadir import make_files_private, make_private, private_umask
 from metaprod.services.server import MetaprodServer
+from metaprod.services.tls import ServerTls, check_listen_address, server_tls
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = "./metaprod-data"
@@ -53,6 +57,46 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serve /metrics without a token (env METAPROD_METRICS_OPEN; the dashboard always takes one)",
     )
+    parser.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="PEM certificate of the gRPC and HTTP servers (env METAPROD_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert (env METAPROD_TLS_KEY)"
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        default=None,
+        metavar="FILE",
+        help="require client certificates signed by this CA (env METAPROD_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--insecure-listen-anywhere",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host without TLS (env METAPROD_INSECURE_LISTEN_ANYWHERE; trusted networks only)",
+    )
+
+
+def add_job_tls_options(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """The TLS of the job wrappers' calls to the services: the CA they trust; for `agents`
+    also the client certificate they present (for `up` that is the server's own)."""
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE",
+        help="CA the job wrappers trust (env METAPROD_TLS_CA" + ("; default: --tls-cert)" if server else ")"),
+    )
+    if not server:
+        parser.add_argument(
+            "--tls-cert",
+            default=None,
+            metavar="FILE",
+            help="client certificate of the job wrappers (env METAPROD_TLS_CERT)",
+        )
+        parser.add_argument("--tls-key", default=None, metavar="FILE", help="its private key (env METAPROD_TLS_KEY)")
 
 
 def settings_of(args: argparse.Namespace) -> config.Settings:
@@ -66,12 +110,14 @@ def database_url(settings: config.Settings) -> str:
 
 def open_database(settings: config.Settings, *, create: bool) -> Database:
     """The database of the settings, migrated to head when `create`; otherwise it must exist
-    and be at head (looking at a database never creates one)."""
+    and be at head (looking at a database never creates one). A damaged database is refused
+    (metaprod.db.integrity) before anything reads or writes it."""
     url = database_url(settings)
     if create:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     else:
         ensure_exists(url, settings.data_dir)
+    check_integrity(make_url(url))
     database = Database(url)
     try:
         if create:
@@ -170,8 +216,34 @@ def write_admin_token(database: Database, data_dir: Path) -> Path:
     return path
 
 
-def start_services(database: Database, settings: config.Settings) -> MetaprodServer:
-    server = build_server(database, address=f"{settings.host}:{settings.port}")
+def private_state(settings: config.Settings, *, create: bool) -> None:
+    """This process creates private files (umask 0o077); the data directory (made when
+    `create`) and a SQLite database elsewhere lose any group and other permissions."""
+    private_umask()
+    make_private(settings.data_dir, create=create)
+    path = sqlite_file(make_url(database_url(settings)))
+    if path is not None:
+        make_files_private([path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")])
+
+
+def tls_of(settings: config.Settings) -> ServerTls | None:
+    """The servers' TLS files, checked, and the listen address allowed by them; one-line
+    errors before anything is written."""
+    tls = server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    check_listen_address(settings.host, tls, insecure_anywhere=settings.insecure_listen_anywhere)
+    return tls
+
+
+def server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
+    if tls is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)], root_certificates=tls.client_ca, require_client_auth=tls.requires_client_certificate
+    )
+
+
+def start_services(database: Database, settings: config.Settings, tls: ServerTls | None = None) -> MetaprodServer:
+    server = build_server(database, address=f"{settings.host}:{settings.port}", credentials=server_credentials(tls))
     server.start()
     if settings.http_port:
         from metaprod.services.dashboard import start_dashboard
@@ -182,6 +254,7 @@ def start_services(database: Database, settings: config.Settings) -> MetaprodSer
             host=settings.host,
             port=settings.http_port,
             metrics_open=settings.metrics_open,
+            tls=tls,
         )
         server.context.on_close.append(dashboard.stop)
     return server
@@ -208,10 +281,12 @@ def configure_logging(level: str = "INFO") -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     configure_logging(settings.log_level)
+    tls = tls_of(settings)
     ensure_port_free(settings.host, settings.port, "gRPC")
     ensure_port_free(settings.host, settings.http_port, "HTTP dashboard")
+    private_state(settings, create=False)
     database = open_database(settings, create=False)
-    server = start_services(database, settings)
+    server = start_services(database, settings, tls)
     print(f"metaprod services on {server.address}", flush=True)
     stop = stop_event()
     stop.wait()
@@ -222,13 +297,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     """`db upgrade` migrates to head (creating a SQLite database); `db current` shows the
-    revision; `db check` fails unless at head. Only `upgrade` creates anything."""
+    revision; `db check` fails unless at head. Only `upgrade` creates anything; every action
+    refuses a damaged database."""
     settings = settings_of(args)
     url = database_url(settings)
     if args.action == "upgrade":
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_state(settings, create=True)
     else:
         ensure_exists(url, settings.data_dir)
+    check_integrity(make_url(url))
     database = Database(url)
     try:
         if args.action == "upgrade":
@@ -246,7 +323,9 @@ def register(subparsers: Any) -> None:
     add_database_options(serve)
     add_server_options(serve)
     serve.set_defaults(handler=_serve)
-    db = subparsers.add_parser("db", help="database schema: upgrade to head, or show the revision")
+    db = subparsers.add_parser(
+        "db", help="database schema: upgrade to head, show the revision, check (at head, not damaged)"
+    )
     db.add_argument("action", choices=["upgrade", "current", "check"])
     add_database_options(db)
     db.set_defaults(handler=_db)

@@ -58,6 +58,7 @@ class MetaprodServer:
         *,
         address: str = "127.0.0.1:50051",
         max_workers: int = 32,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.context = context
         # Streams may take half of the workers; unary calls always find a thread.
@@ -83,7 +84,11 @@ class MetaprodServer:
         for binding in bindings:
             binding.add_to_server(binding.servicer, self._server)
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
-        self.port = self._server.add_insecure_port(address)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        self.secure = credentials is not None
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         host = address.rsplit(":", 1)[0]
@@ -94,7 +99,7 @@ class MetaprodServer:
         self._server.start()
         for name in ["", *self._names]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("metaprod services listening on %s", self.address)
+        log.info("metaprod services listening on %s%s", self.address, " (TLS)" if self.secure else "")
 
     def stop(self, grace: float = 5.0) -> None:
         """Refuse new calls, let running ones finish within `grace` seconds."""

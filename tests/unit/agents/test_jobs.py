@@ -72,3 +72,12 @@ def test_a_bundle_job_has_one_directory_with_a_work_directory_per_attempt(tmp_pa
     assert spec.log_path == (tmp_path / "logs" / "0" / "t1-a1+2.log").resolve()
     # The last attempt's scratch is the whole job directory: it is finalized last.
     assert job_layout(bundle, settings).scratch == [None, None, str(job_dir)]
+
+
+def test_the_job_file_says_how_to_reach_the_services_over_tls(tmp_path: Path) -> None:
+    tls = {"ca": "-----BEGIN CERTIFICATE-----\n...", "cert": "/etc/pki/job.pem", "key": "/etc/pki/job.key"}
+    settings = AgentSettings(data_dir=tmp_path, services_address="10.0.0.1:50051", job_tls=tls)
+    job = json.loads(Path(prepare_job([claimed(1)], settings).argv[-1]).read_text())
+    assert job["tls"] == tls and job["address"] == "10.0.0.1:50051"
+    plain = AgentSettings(data_dir=tmp_path / "plain", services_address="127.0.0.1:1")
+    assert "tls" not in json.loads(Path(prepare_job([claimed(2)], plain).argv[-1]).read_text())

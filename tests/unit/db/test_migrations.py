@@ -76,3 +76,13 @@ def test_0005_backfills_owners_and_namespaces(database_url: str) -> None:
         assert expiries == 0
     finally:
         db.dispose()
+
+
+def test_a_url_with_percent_signs_migrates(tmp_path: Path) -> None:
+    # e.g. mysql://root@localhost/db?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock
+    database = Database(f"sqlite:///{tmp_path / 'a%25b.db'}")
+    try:
+        upgrade(database)
+        ensure_at_head(database)
+    finally:
+        database.dispose()
