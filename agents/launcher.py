@@ -14,6 +14,7 @@ from metaprod.agents.jobs import BackendPool
 from metaprod.agents.monitor import MonitorAgent
 from metaprod.agents.production import ProductionAgent
 from metaprod.agents.runner import Agent, AgentRunner
+from metaprod.agents.sandbox import MODES as SANDBOXES
 from metaprod.agents.sampler import SamplerAgent
 from metaprod.agents.settings import AgentSettings, agent_settings
 from metaprod.agents.submit import SubmitAgent
@@ -68,7 +69,7 @@ def agent_settings_of(settings: Settings, address: str) -> AgentSettings:
         if not isinstance(loaded, dict):
             raise InvalidArgument(f"agent settings are a JSON object, not {type(loaded).__name__}")
         values.update(loaded)
-    return agent_settings(values, data_dir=settings.data_dir, services_address=address)
+    return agent_settings(values, data_dir=settings.data_dir, services_address=address, sandbox=settings.sandbox)
 
 
 def _read(path: Path) -> str:
@@ -155,6 +156,16 @@ def _job_run(args: argparse.Namespace) -> int:
     return run_job_file(args.job_file)
 
 
+def add_sandbox_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sandbox",
+        default=None,
+        choices=SANDBOXES,
+        help="isolation of the jobs' commands: auto (bwrap where it works), bwrap or none "
+        "(env METAPROD_SANDBOX; default auto)",
+    )
+
+
 def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start services, agents and dashboard in one process")
     add_database_options(up)
@@ -162,6 +173,7 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
+    add_sandbox_option(up)
     up.set_defaults(handler=_up)
     agents = subparsers.add_parser("agents", help="run the agents against a shared database")
     add_database_options(agents)
@@ -170,6 +182,7 @@ def register(subparsers: Any) -> None:
     agents.add_argument(
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
+    add_sandbox_option(agents)
     agents.set_defaults(handler=_agents)
     job = subparsers.add_parser("job", help="job wrapper commands (run on the worker)")
     job_sub = job.add_subparsers(dest="job_command", required=True)

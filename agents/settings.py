@@ -43,6 +43,13 @@ class AgentSettings:
     max_queued_per_backend: dict[str, int] = field(default_factory=dict)
     max_queued_per_transformation: int = 0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How commands are isolated (metaprod.agents.sandbox): auto, bwrap or none. Set by the
+    # launcher from the server settings (--sandbox, METAPROD_SANDBOX, `sandbox` in the file).
+    sandbox: str = "auto"
+    # Host paths every sandbox shows read-write besides the work directory (a shared scratch).
+    sandbox_writable: list[str] = field(default_factory=list)
+    # An attempt's log keeps this many bytes of its output's head, and as many of its tail.
+    log_keep_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         # Absolute once, not per job: jobs run elsewhere, and resolving costs system calls.
@@ -62,11 +69,13 @@ class AgentSettings:
 
 
 # Set by the launcher, never by the user's agent settings.
-_DERIVED = frozenset({"data_dir", "services_address"})
+_DERIVED = frozenset({"data_dir", "services_address", "sandbox"})
 AGENT_SETTING_NAMES = tuple(f.name for f in fields(AgentSettings) if f.name not in _DERIVED)
 
 
-def agent_settings(values: Mapping[str, Any], *, data_dir: Path, services_address: str) -> AgentSettings:
+def agent_settings(
+    values: Mapping[str, Any], *, data_dir: Path, services_address: str, sandbox: str = "auto"
+) -> AgentSettings:
     """AgentSettings from user-given values (JSON or a TOML table), type-checked: a wrong type
     or an unknown key is a one-line InvalidArgument naming the key; nothing is coerced from text."""
     if not isinstance(values, Mapping):
@@ -84,7 +93,12 @@ def agent_settings(values: Mapping[str, Any], *, data_dir: Path, services_addres
             error = exc.errors()[0]
             where = ".".join(str(part) for part in (name, *error["loc"]))
             raise InvalidArgument(f"agent setting {where!r}: {error['msg']} (got {error.get('input')!r:.60})") from None
-    return AgentSettings(data_dir=Path(data_dir), services_address=services_address, **checked)
+    if checked.get("log_keep_bytes", 1) < 1:
+        raise InvalidArgument(f"agent setting 'log_keep_bytes': must be at least 1 (got {checked['log_keep_bytes']})")
+    for path in checked.get("sandbox_writable", ()):
+        if not Path(path).is_absolute():
+            raise InvalidArgument(f"agent setting 'sandbox_writable': {path!r} is not an absolute path")
+    return AgentSettings(data_dir=Path(data_dir), services_address=services_address, sandbox=sandbox, **checked)
 
 
 @functools.cache
