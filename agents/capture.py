@@ -16,7 +16,9 @@ from collections import deque
 from collections.abc import Callable
 
 CHUNK = 65536
-DEFAULT_KEEP = 1 << 20  # head and tail, each
+# Head and tail, each: an attempt's part of the log (both, the marker and its own lines)
+# then fits in what `task log` shows (its last MiB: metaprod.db.transformations.LOG_TAIL_BYTES).
+DEFAULT_KEEP = 256 * 1024
 
 
 def cut_marker(cut: int) -> bytes:

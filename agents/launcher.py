@@ -14,8 +14,8 @@ from metaprod.agents.jobs import BackendPool
 from metaprod.agents.monitor import MonitorAgent
 from metaprod.agents.production import ProductionAgent
 from metaprod.agents.runner import Agent, AgentRunner
-from metaprod.agents.sandbox import MODES as SANDBOXES
 from metaprod.agents.sampler import SamplerAgent
+from metaprod.agents.sandbox import MODES as SANDBOXES
 from metaprod.agents.settings import AgentSettings, agent_settings
 from metaprod.agents.submit import SubmitAgent
 from metaprod.agents.tasks import TaskAgent

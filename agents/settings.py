@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from metaprod.agents.capture import DEFAULT_KEEP
 from metaprod.core.errors import InvalidArgument
 from pydantic import TypeAdapter, ValidationError
 
@@ -49,7 +50,7 @@ class AgentSettings:
     # Host paths every sandbox shows read-write besides the work directory (a shared scratch).
     sandbox_writable: list[str] = field(default_factory=list)
     # An attempt's log keeps this many bytes of its output's head, and as many of its tail.
-    log_keep_bytes: int = 1 << 20
+    log_keep_bytes: int = DEFAULT_KEEP
 
     def __post_init__(self) -> None:
         # Absolute once, not per job: jobs run elsewhere, and resolving costs system calls.

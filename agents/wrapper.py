@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,8 +30,8 @@ import fsspec
 import grpc
 from metaprod.agents import outputs as job_outputs
 from metaprod.agents import proctree, sandbox
-from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
+from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
 from metaprod.v1 import catalog_pb2, common_pb2
