@@ -13,7 +13,7 @@ import os
 import select
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 CHUNK = 65536
 # Head and tail, each: an attempt's part of the log (both, the marker and its own lines)
@@ -29,8 +29,13 @@ class Capture:
     """Reads a command's output from `read_fd` (the read end of the pipe whose write end is
     its stdout and stderr) and writes it to `write` (the log), capped. Closes `read_fd`."""
 
-    def __init__(self, read_fd: int, write: Callable[[bytes], None], *, head: int, tail: int) -> None:
+    def __init__(
+        self, read_fd: int, write: Callable[[bytes], None], *, head: int, tail: int, linger: float = 1.0
+    ) -> None:
         self.fd = read_fd
+        # How long finish() waits for the end of the output (0: what the pipe holds is all,
+        # as when a job's sandbox reports that the attempt's processes are gone).
+        self.linger = linger
         os.set_blocking(read_fd, False)
         self.write = write
         self.head_left = head
@@ -77,12 +82,14 @@ class Capture:
                 return
             self._take(data)
 
-    def wait(self, pid_fd: int, timeout: float | None) -> bool:
-        """Read the output until the process of `pid_fd` (a pidfd) ends: True, or until
-        `timeout` seconds (None: no limit) have passed: False."""
+    def wait(self, stop: int | Sequence[int], timeout: float | None) -> bool:
+        """Read the output until one of the descriptors `stop` (a pidfd: its process ended)
+        is readable: True, or until `timeout` seconds (None: no limit) have passed: False."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        stops = {stop} if isinstance(stop, int) else set(stop)
         poller = select.poll()
-        poller.register(pid_fd, select.POLLIN)
+        for fd in stops:
+            poller.register(fd, select.POLLIN)
         if not self.eof:
             poller.register(self.fd, select.POLLIN)
         while True:
@@ -93,16 +100,16 @@ class Capture:
                     self.read_available()
                     if self.eof:
                         poller.unregister(self.fd)
-            if any(fd == pid_fd for fd, _ in events):
+            if any(fd in stops for fd, _ in events):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def finish(self, linger: float = 1.0) -> None:
+    def finish(self) -> None:
         """The command has ended (and what it left was killed): read what is left, for at
         most `linger` seconds (a process beyond our reach may hold the pipe open), then
         write the kept tail after the marker, and close the pipe."""
-        deadline = time.monotonic() + linger
+        deadline = time.monotonic() + self.linger
         while not self.eof:
             self.read_available()
             left = deadline - time.monotonic()
