@@ -1,28 +1,35 @@
 """The operating system's isolation of a job's commands (docs/jobs.md, Isolation).
 
-With bubblewrap (``bwrap``) each attempt's command runs in namespaces of its own, made for
-it and gone with it:
+With bubblewrap (``bwrap``) a job's commands run in namespaces made for the job (a bundle:
+attempts of one transformation of one owner) and gone with it (:class:`JobSandbox`):
 
-- a mount namespace whose root is an empty tmpfs holding only the system's programs and
-  libraries (``SYSTEM_PATHS``, read-only), a fresh ``/dev``, a ``/proc`` of its own, a
-  private ``/tmp``, the attempt's inputs (each file bound read-only at its own path, wherever
-  it lives) and its work directory (read-write), plus any ``writable`` paths the operator
-  configured. The data directory (tokens, database, logs, storage), the other attempts'
-  directories and the home directories are simply not there; where the data directory lies
-  under a system path, a tmpfs covers it before the inputs and the work directory are bound;
-- a PID namespace: the command sees its own processes only (not the wrapper, whose
-  environment holds the worker token), and when its first process (bwrap's init) ends, the
-  kernel kills every process left in it, detached (``setsid``) ones included;
+- a mount namespace whose root is an empty read-only tmpfs holding only the system's
+  programs and libraries (``SYSTEM_PATHS``, read-only, without ``SECRETS``), a fresh
+  ``/dev``, a ``/proc`` of its own, a private ``/tmp``, the job's inputs (each file bound
+  read-only at its own path, wherever it lives) and the job's directory (read-write: the
+  attempts' work directories; its job file, holding the worker token, and its pid file
+  covered), plus any ``writable`` paths the operator configured. The data directory
+  (tokens, database, logs, storage), the other jobs' directories and the home directories
+  are not there; where the data directory lies under a system path, a tmpfs covers it
+  before the inputs and the job's directory are bound;
+- a PID namespace: the commands see their own processes only (not the wrapper, whose
+  environment holds the worker token). Its first process after bwrap's init is the runner
+  (``RUNNER``), which runs one attempt's command at a time and, once it has ended, kills
+  every other process of the namespace (``kill(-1)``), detached (``setsid``) ones included,
+  before it reports the end: an attempt's processes end with it. A kill (timeout, cancel,
+  superseded) ends the whole sandbox: the kernel kills everything in a PID namespace whose
+  init ends, and the next attempt gets a new sandbox;
 - IPC and UTS namespaces (cheap), a new session (no terminal to inject input into), no
   capabilities, and ``--die-with-parent``: the sandbox dies with the wrapper.
 
-Its environment is exactly the job environment the wrapper builds (``PATH``, ``HOME``,
-``LANG``, the ``METAPROD_*`` job variables and the spec's ``env:``): it is bwrap's whole
-environment, which bwrap hands on as it is. That is what ``--clearenv`` and one
-``--setenv`` per variable would do, without putting the values in the process list.
+A command's environment is exactly the one the wrapper builds (``PATH``, ``HOME``,
+``LANG``, the ``METAPROD_*`` job variables and the spec's ``env:``), handed to the runner
+through a pipe: bwrap's own is ``PATH``, ``HOME`` and ``LANG``, nothing is put on a command
+line (the process list would show it).
 
-The wrapper itself (the worker token, gRPC) stays outside. One bwrap per attempt costs a
-few milliseconds (bench/bench_pipeline.py prints it); the choice is the agents' ``sandbox``
+The wrapper itself (the worker token, gRPC) stays outside. A sandbox per attempt costs a
+trivial task 4.4 ms of CPU (four times its whole cost); one per job is paid once per bundle
+(bench/bench_pipeline.py prints the cost per task). The choice is the agents' ``sandbox``
 setting: ``auto`` (bwrap where it works, else none, said in the job log), ``bwrap``
 (required: an attempt fails where it does not work) or ``none``.
 """
