@@ -44,6 +44,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +212,33 @@ def runner_python() -> tuple[str, list[str]]:
     return real, [sys.base_prefix, os.path.dirname(real)]
 
 
+# Sandboxes closed and not reaped yet: (bwrap's pid, its pidfd, when to kill it if alive).
+_CLOSED: list[tuple[int, int, float]] = []
+_CLOSED_LOCK = threading.Lock()  # jobs may run in threads of one process (Dask)
+CLOSE_GRACE = 10.0
+
+
+def reap_closed(wait: bool = False) -> None:
+    """Reap the closed sandboxes that have ended (all of them when `wait`); one still alive
+    past its grace is killed."""
+    with _CLOSED_LOCK:
+        entries = list(_CLOSED)
+    for entry in entries:
+        pid, pidfd, deadline = entry
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, 9)
+        if not wait and not select.select([pidfd], [], [], 0)[0]:
+            continue
+        with _CLOSED_LOCK:
+            if entry not in _CLOSED:
+                continue
+            _CLOSED.remove(entry)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        os.close(pidfd)
+
+
 class JobSandbox:
     """One sandbox for a job's attempts (a bundle: one transformation of one owner), so a
     trivial task does not pay for namespaces of its own: bwrap with the runner (RUNNER),
@@ -242,6 +271,7 @@ class JobSandbox:
         """Start the sandbox when it is not running; its pid (bwrap's: a process-group leader)."""
         if self.pid:
             return self.pid
+        reap_closed()
         python, needs = runner_python()
         argv = build_argv(
             self.program,
@@ -305,18 +335,17 @@ class JobSandbox:
         os.waitpid(self.pid, 0)
         self._forget()
 
-    def close(self, grace: float = 5.0) -> None:
-        """No more attempts: the runner ends at the end of its input, and the sandbox with it."""
+    def close(self) -> None:
+        """No more attempts: the runner ends at the end of its input, and the sandbox with it.
+        Its namespaces take milliseconds to go: the job need not wait for them (nothing of
+        its attempts runs any more); the sandbox is reaped later (`reap_closed`)."""
         if not self.pid:
             return
         os.close(self.requests)
         self.requests = -1
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        if not poller.poll(grace * 1000):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, 9)
-        os.waitpid(self.pid, 0)
+        with _CLOSED_LOCK:
+            _CLOSED.append((self.pid, self.pidfd, time.monotonic() + CLOSE_GRACE))
+        self.pidfd = -1
         self._forget()
 
     def _forget(self) -> None:

@@ -208,6 +208,8 @@ class _Bundle:
             self.say(f"[metaprod] {self.sandbox.note}")
         last_ran = False
         try:
+            if self.box is not None:
+                self.box.start()  # it boots while the first start lease is asked for
             for entry in self.job["tasks"]:
                 key = (int(entry["task_id"]), int(entry["attempt"]))
                 with self.lock:
