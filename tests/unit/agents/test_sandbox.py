@@ -3,7 +3,11 @@ bwrap works, what a command in it can reach."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,64 @@ def test_a_command_in_the_sandbox_sees_its_work_directory_and_inputs_only(tmp_pa
     assert stored.read_text() == "input\n" and (workdir / "out").read_text() == "mine\n"
     assert int(result.stdout.split()[-1]) < 10  # its own processes, not the host's
     assert set(result.stdout.splitlines()[-2].split()) <= {"GIVEN", "PATH", "PWD", "SHLVL", "_"}
+
+
+def read_all(fd: int, box: sandbox.JobSandbox, timeout: float = 30) -> tuple[bytes, int]:
+    """The output of the running attempt and its exit code, once the runner reports it."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd, box.status, box.pidfd], [], [], 1)
+        if fd in ready:
+            out += os.read(fd, 65536)
+        if box.status in ready or box.pidfd in ready:
+            os.set_blocking(fd, False)
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(fd, 65536):
+                    out += chunk
+            os.set_blocking(fd, True)
+            return out, box.ended()[1]
+    raise TimeoutError(out)
+
+
+@pytest.mark.skipif(not works, reason="bwrap does not work on this machine")
+def test_a_job_sandbox_runs_attempts_one_after_the_other_and_ends_each_ones_processes(tmp_path: Path) -> None:
+    job_dir = tmp_path / "work" / "t1-a1+1"
+    first, second = job_dir / "t1-a1", job_dir / "t2-a1"
+    for d in (first, second):
+        d.mkdir(parents=True)
+    (job_dir / "job.json").write_text('{"token": "worker-secret"}')
+    program = sandbox.choose("auto").program
+    assert program is not None
+    box = sandbox.JobSandbox(
+        program,
+        job_dir=job_dir,
+        inputs=(),
+        hidden=(str(tmp_path),),
+        writable=(),
+        masked=(str(job_dir / "job.json"),),
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        pid = box.start()
+        box.run(first, {"PATH": "/usr/bin:/bin", "WHO": "first"}, "setsid sleep 3001 & echo $WHO; pwd; exit 3")
+        out, code = read_all(box.output, box)
+        assert (out.decode(), code) == (f"first\n{first}\n", 3)
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and b"3001" in _cmdline(p)]
+        box.run(second, {"PATH": "/usr/bin:/bin"}, "cat ../job.json; echo $WHO; ls /proc | grep -c '^[0-9]'")
+        out, code = read_all(box.output, box)
+        lines = out.decode().splitlines()
+        assert "worker-secret" not in out.decode() and "Permission denied" in lines[0]  # covered
+        assert lines[1] == "" and int(lines[2]) <= 5 and code == 0  # no WHO of the first; its own processes
+        assert box.pid == pid  # the same sandbox for both
+    finally:
+        box.close()
+        sandbox.reap_closed(wait=True)
+    assert not sandbox._CLOSED
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
