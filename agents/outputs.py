@@ -23,6 +23,8 @@ def collect(job: dict[str, Any], workdir: Path, sidecar_suffix: str) -> Iterator
     A glob that is absolute or climbs out, a match that is a symbolic link or lies under one
     (the file would be read from outside the work directory), is an error (ValueError)."""
     seen: set[Path] = set()
+    if os.path.islink(workdir):  # made by an earlier attempt of the job: never follow it
+        raise ValueError("the work directory is a symbolic link")
     real_workdir = os.path.realpath(workdir)
     for spec in job["outputs"]:
         pattern = str(spec["glob"])

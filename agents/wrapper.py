@@ -467,6 +467,8 @@ class WorkDirectories:
             with contextlib.suppress(OSError):
                 os.rename(vacated[0], workdir)
                 return
+        if workdir.is_symlink():  # left by an earlier attempt of the job: the directory is ours
+            workdir.unlink()
         workdir.mkdir(parents=True, exist_ok=True)
         if self._mode is None:
             self._mode = os.lstat(workdir).st_mode

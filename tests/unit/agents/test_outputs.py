@@ -80,3 +80,15 @@ def test_remove_stored_leaves_nothing_of_the_attempt(tmp_path: Path) -> None:
         Path(target).write_text("stored")
     outputs.remove_stored(fsspec.filesystem("file"), targets, str(base))
     assert not base.exists() and (tmp_path / "p" / "t" / "000000").is_dir()
+
+
+def test_a_work_directory_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    """An earlier attempt of the job may have made the next one's directory a symlink to a
+    host directory: nothing is read through it."""
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "shadow").write_text("root:secret")
+    work = tmp_path / "t2-a1"
+    work.symlink_to(host)
+    with pytest.raises(ValueError, match="work directory is a symbolic link"):
+        collect(work, "*")

@@ -163,3 +163,13 @@ def test_a_lease_that_ran_out_on_its_way_is_not_used(tmp_path: Path) -> None:
     services = FakeServices(lease_seconds=0.05, delay=0.1)
     run_bundle(tmp_path, services, 2)
     assert services.starts == [(1, 1), (2, 1)] and sorted(services.reported) == [1, 2]
+
+
+def test_a_symlink_in_place_of_a_work_directory_is_replaced_by_a_directory(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    workdir = tmp_path / "job" / "t2-a1"
+    workdir.parent.mkdir()
+    workdir.symlink_to(host)
+    WorkDirectories().take(workdir)
+    assert workdir.is_dir() and not workdir.is_symlink() and host.is_dir()
