@@ -115,6 +115,12 @@ def prepare_job(bundle: Sequence[ClaimedJob], settings: AgentSettings) -> JobSpe
         "token": first.secret,
         "heartbeat_interval": settings.heartbeat_interval,
         "max_runtime": first.max_runtime,
+        "env": dict(first.env),
+        "max_output_bytes": first.max_output_bytes,
+        "data_dir": str(settings.data_dir),
+        "sandbox": settings.sandbox,
+        "sandbox_writable": list(settings.sandbox_writable),
+        "log_keep_bytes": settings.log_keep_bytes,
         "tasks": tasks,
     }
     if settings.job_tls:

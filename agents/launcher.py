@@ -15,6 +15,7 @@ from metaprod.agents.monitor import MonitorAgent
 from metaprod.agents.production import ProductionAgent
 from metaprod.agents.runner import Agent, AgentRunner
 from metaprod.agents.sampler import SamplerAgent
+from metaprod.agents.sandbox import MODES as SANDBOXES
 from metaprod.agents.settings import AgentSettings, agent_settings
 from metaprod.agents.submit import SubmitAgent
 from metaprod.agents.tasks import TaskAgent
@@ -74,7 +75,9 @@ def agent_settings_of(settings: Settings, address: str, tls: dict[str, str] | No
         if not isinstance(loaded, dict):
             raise InvalidArgument(f"agent settings are a JSON object, not {type(loaded).__name__}")
         values.update(loaded)
-    return agent_settings(values, data_dir=settings.data_dir, services_address=address, job_tls=tls)
+    return agent_settings(
+        values, data_dir=settings.data_dir, services_address=address, job_tls=tls, sandbox=settings.sandbox
+    )
 
 
 def up_job_tls(settings: Settings, tls: ServerTls | None) -> dict[str, str]:
@@ -183,6 +186,16 @@ def _job_run(args: argparse.Namespace) -> int:
     return run_job_file(args.job_file)
 
 
+def add_sandbox_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sandbox",
+        default=None,
+        choices=SANDBOXES,
+        help="isolation of the jobs' commands: auto (bwrap where it works), bwrap or none "
+        "(env METAPROD_SANDBOX; default auto)",
+    )
+
+
 def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start services, agents and dashboard in one process")
     add_database_options(up)
@@ -191,6 +204,7 @@ def register(subparsers: Any) -> None:
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
     add_job_tls_options(up, server=True)
+    add_sandbox_option(up)
     up.set_defaults(handler=_up)
     agents = subparsers.add_parser("agents", help="run the agents against a shared database")
     add_database_options(agents)
@@ -200,6 +214,7 @@ def register(subparsers: Any) -> None:
     agents.add_argument(
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
+    add_sandbox_option(agents)
     agents.set_defaults(handler=_agents)
     job = subparsers.add_parser("job", help="job wrapper commands (run on the worker)")
     job_sub = job.add_subparsers(dest="job_command", required=True)

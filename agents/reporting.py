@@ -118,9 +118,17 @@ class ReportSender:
     LINGER_SECONDS = 0.1
     BATCH = 32
 
-    def __init__(self, reporter: Reporter, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        say: Callable[[str], None],
+        refused: Callable[[tpb.ReportTaskResultRequest], None] | None = None,
+    ) -> None:
         self._reporter = reporter
         self._say = say
+        # Called with each report that did not count (refused, or never delivered): what
+        # its attempt stored is dropped.
+        self._refused = refused
         self._pending: list[tpb.ReportTaskResultRequest] = []
         self._oldest = 0.0
         self._cond = threading.Condition()
@@ -167,7 +175,13 @@ class ReportSender:
                     f"in {1000 * (time.monotonic() - sent):.0f} ms {request.error}"
                     for request, outcome in zip(batch, outcomes, strict=True)
                 ]
+                dropped = [request for request, outcome in zip(batch, outcomes, strict=True) if not outcome.accepted]
             except grpc.RpcError as exc:
                 lines = [f"report failed: {exc.code().name}: {exc.details()}"] * len(batch)
+                dropped = list(batch)
+            if self._refused is not None:
+                for request in dropped:
+                    if request.outputs:
+                        self._refused(request)
             for request, line in zip(batch, lines, strict=True):
                 self._say(joblog.tagged(request.task, request.attempt, line))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from metaprod.agents.capture import DEFAULT_KEEP
 from metaprod.core.errors import InvalidArgument
 from pydantic import TypeAdapter, ValidationError
 
@@ -46,6 +47,13 @@ class AgentSettings:
     # How job wrappers reach the services over TLS ({}: plaintext): "ca" (PEM text), and
     # "cert"/"key" (paths) when the services require client certificates. Set by the launcher.
     job_tls: dict[str, str] = field(default_factory=dict)
+    # How commands are isolated (metaprod.agents.sandbox): auto, bwrap or none. Set by the
+    # launcher from the server settings (--sandbox, METAPROD_SANDBOX, `sandbox` in the file).
+    sandbox: str = "auto"
+    # Host paths every sandbox shows read-write besides the work directory (a shared scratch).
+    sandbox_writable: list[str] = field(default_factory=list)
+    # An attempt's log keeps this many bytes of its output's head, and as many of its tail.
+    log_keep_bytes: int = DEFAULT_KEEP
 
     def __post_init__(self) -> None:
         # Absolute once, not per job: jobs run elsewhere, and resolving costs system calls.
@@ -65,7 +73,7 @@ class AgentSettings:
 
 
 # Set by the launcher, never by the user's agent settings.
-_DERIVED = frozenset({"data_dir", "services_address", "job_tls"})
+_DERIVED = frozenset({"data_dir", "services_address", "job_tls", "sandbox"})
 AGENT_SETTING_NAMES = tuple(f.name for f in fields(AgentSettings) if f.name not in _DERIVED)
 
 
@@ -75,6 +83,7 @@ def agent_settings(
     data_dir: Path,
     services_address: str,
     job_tls: Mapping[str, str] | None = None,
+    sandbox: str = "auto",
 ) -> AgentSettings:
     """AgentSettings from user-given values (JSON or a TOML table), type-checked: a wrong type
     or an unknown key is a one-line InvalidArgument naming the key; nothing is coerced from text."""
@@ -93,8 +102,17 @@ def agent_settings(
             error = exc.errors()[0]
             where = ".".join(str(part) for part in (name, *error["loc"]))
             raise InvalidArgument(f"agent setting {where!r}: {error['msg']} (got {error.get('input')!r:.60})") from None
+    if checked.get("log_keep_bytes", 1) < 1:
+        raise InvalidArgument(f"agent setting 'log_keep_bytes': must be at least 1 (got {checked['log_keep_bytes']})")
+    for path in checked.get("sandbox_writable", ()):
+        if not Path(path).is_absolute():
+            raise InvalidArgument(f"agent setting 'sandbox_writable': {path!r} is not an absolute path")
     return AgentSettings(
-        data_dir=Path(data_dir), services_address=services_address, job_tls=dict(job_tls or {}), **checked
+        data_dir=Path(data_dir),
+        services_address=services_address,
+        job_tls=dict(job_tls or {}),
+        sandbox=sandbox,
+        **checked,
     )
 
 

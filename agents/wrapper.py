@@ -17,21 +17,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import fsspec
 import grpc
-from metaprod.agents import proctree
+from metaprod.agents import outputs as job_outputs
+from metaprod.agents import proctree, sandbox
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
+from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
 from metaprod.v1 import catalog_pb2, common_pb2
@@ -55,13 +55,19 @@ def _local_path(pfn: str) -> str:
     return pfn[len("file://") :] if pfn.startswith("file://") else pfn
 
 
+# What a command gets of the environment of the process that launched it (docs/jobs.md).
+PASSED = ("PATH", "HOME", "LANG")
+
+
 def base_environment() -> dict[str, str]:
-    """This process's environment without the wrapper's secrets: what every command starts from."""
-    return {k: v for k, v in os.environ.items() if k not in ("METAPROD_TOKEN", "METAPROD_JOB_FILE")}
+    """What every command starts from: PATH, HOME and LANG of this process, nothing else (its
+    environment may hold the worker token, the database URL and other secrets of `up`)."""
+    return {k: os.environ[k] for k in PASSED if k in os.environ}
 
 
 def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
     env = dict(base)
+    env.update({str(k): str(v) for k, v in (job.get("env") or {}).items()})
     env.update(
         METAPROD_TASK_ID=str(task["task_id"]),
         METAPROD_TASK_INDEX=str(task["task_index"]),
@@ -75,27 +81,9 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
 
 
 def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata."""
-    seen: set[Path] = set()
-    for spec in job["outputs"]:
-        matches = sorted(p for p in workdir.glob(spec["glob"]) if p.is_file() and not p.name.endswith(SIDECAR))
-        if not matches:
-            raise ValueError(f"missing output: no file matches {spec['glob']!r}")
-        for path in matches:
-            if path in seen:
-                continue
-            seen.add(path)
-            metadata = dict(spec.get("metadata") or {})
-            sidecar = path.with_name(path.name + SIDECAR)
-            if sidecar.exists():
-                try:
-                    extra = json.loads(sidecar.read_text())
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"sidecar {sidecar.name} is not JSON: {exc}") from None
-                if not isinstance(extra, dict):
-                    raise ValueError(f"sidecar {sidecar.name} must hold a JSON object")
-                metadata.update(extra)
-            yield path, metadata
+    """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata:
+    regular files inside the work directory only (metaprod.agents.outputs)."""
+    return job_outputs.collect(job, workdir, SIDECAR)
 
 
 def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
@@ -103,24 +91,36 @@ def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> l
         return []
     storage = str(job["storage"]).rstrip("/")
     fs, root = fsspec.core.url_to_fs(storage)
+    found = list(collect_outputs(job, workdir))
+    job_outputs.check_size(job, [path for path, _ in found])
     files: list[catalog_pb2.CatalogFile] = []
-    for path, metadata in collect_outputs(job, workdir):
-        rel = path.relative_to(workdir).as_posix()
-        lfn = task["lfn_prefix"] + rel
-        # Each attempt stores apart: a superseded attempt can never overwrite a registered file.
-        target = f"{root}{task['lfn_prefix']}a{task['attempt']}/{rel}"
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(path), target)
-        data = path.read_bytes()
-        files.append(
-            catalog_pb2.CatalogFile(
-                lfn=lfn,
-                pfn=fs.unstrip_protocol(target) if storage.find("://") > 0 else target,
-                size=len(data),
-                checksum=f"adler32:{zlib.adler32(data):08x}",
-                metadata={k: _meta_value(k, v) for k, v in metadata.items()},
+    stored: list[str] = []
+    base = f"{root}{task['lfn_prefix']}a{task['attempt']}"
+    try:
+        for path, metadata in found:
+            rel = path.relative_to(workdir).as_posix()
+            lfn = task["lfn_prefix"] + rel
+            # Each attempt stores apart: a superseded attempt can never overwrite a registered file.
+            target = f"{base}/{rel}"
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            stored.append(target)
+            fs.put_file(str(path), target)
+            size, checksum = job_outputs.adler32_of(path)
+            files.append(
+                catalog_pb2.CatalogFile(
+                    lfn=lfn,
+                    pfn=fs.unstrip_protocol(target) if storage.find("://") > 0 else target,
+                    size=size,
+                    checksum=checksum,
+                    metadata={k: _meta_value(k, v) for k, v in metadata.items()},
+                )
             )
-        )
+    except OSError as exc:
+        job_outputs.remove_stored(fs, stored, base)
+        raise OSError(f"storing outputs failed: {exc.strerror or exc}") from None
+    except BaseException:
+        job_outputs.remove_stored(fs, stored, base)
+        raise
     return files
 
 
@@ -140,11 +140,12 @@ def run_job_file(job_file: str, log_path: str | None = None) -> int:
     # below this one is then the running attempt's.
     own = os.environ.get("METAPROD_JOB_FILE")
     dedicated = own is not None and Path(own).resolve() == Path(job_file).resolve()
+    path = Path(job_file).resolve()
     if log_path is None:
-        _Bundle(job, job_dir, sys.stdout, dedicated=dedicated).run()
+        _Bundle(job, job_dir, sys.stdout, dedicated=dedicated, job_file=path).run()
     else:
         with open(log_path, "a", buffering=1) as out:
-            _Bundle(job, job_dir, out, dedicated=dedicated).run()
+            _Bundle(job, job_dir, out, dedicated=dedicated, job_file=path).run()
     return 0
 
 
@@ -152,8 +153,11 @@ Key = tuple[int, int]  # (task id, attempt)
 
 
 class _Bundle:
-    def __init__(self, job: dict[str, Any], job_dir: Path, out: TextIO, *, dedicated: bool = False) -> None:
+    def __init__(
+        self, job: dict[str, Any], job_dir: Path, out: TextIO, *, dedicated: bool = False, job_file: Path | None = None
+    ) -> None:
         self.job = job
+        self.job_file = job_file or job_dir / "job.json"
         self.out = out
         self.out_lock = threading.Lock()  # the report thread writes to the log too
         self.reporter = Reporter(job["address"], job["token"], job.get("tls"))
@@ -161,6 +165,10 @@ class _Bundle:
         self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
         self.interval = float(job.get("heartbeat_interval", 5.0))
         self.base_env = base_environment()
+        self.sandbox = sandbox.choose(str(job.get("sandbox", "auto")))
+        self.log_keep = int(job.get("log_keep_bytes") or DEFAULT_KEEP)
+        self.capture: Capture | None = None  # the running command's output
+        self.box = self._job_sandbox()  # None: commands run without a sandbox
         # What the heartbeat covers, and the attempts the services told us to drop.
         self.lock = threading.Lock()
         self.waiting: list[Key] = [(int(t["task_id"]), int(t["attempt"])) for t in job["tasks"]]
@@ -177,7 +185,7 @@ class _Bundle:
         # This process runs this job and nothing else (a pool worker, a batch job): every
         # process below it belongs to the running attempt.
         self.dedicated = dedicated
-        self.sender = ReportSender(self.reporter, self.say)
+        self.sender = ReportSender(self.reporter, self.say, self._drop_outputs)
         self.workdirs = WorkDirectories()
         # The commands' descriptors 0, 1 and 2, set up by run().
         self.spawn_actions: list[tuple[int, int, int]] = []
@@ -193,15 +201,15 @@ class _Bundle:
         # per command costs as much as the command on some file systems.
         pid_fd = os.open(self.pid_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
-        out = self.out.fileno()
-        # What Python opens is close-on-exec: a command gets these three and nothing else of ours.
-        self.spawn_actions = [
-            (os.POSIX_SPAWN_DUP2, devnull, 0),
-            (os.POSIX_SPAWN_DUP2, out, 1),
-            (os.POSIX_SPAWN_DUP2, out, 2),
-        ]
+        # What Python opens is close-on-exec: a command gets these three and nothing else of
+        # ours (1 and 2: the pipe of its output, set by _spawn).
+        self.spawn_actions = [(os.POSIX_SPAWN_DUP2, devnull, 0)]
+        if self.sandbox.note:
+            self.say(f"[metaprod] {self.sandbox.note}")
         last_ran = False
         try:
+            if self.box is not None:
+                self.box.start()  # it boots while the first start lease is asked for
             for entry in self.job["tasks"]:
                 key = (int(entry["task_id"]), int(entry["attempt"]))
                 with self.lock:
@@ -215,6 +223,8 @@ class _Bundle:
                 if request is not None:
                     self.sender.put(request)
         finally:
+            if self.box is not None:
+                self.box.close()
             os.close(pid_fd)
             os.close(devnull)
             self.pid_file.unlink(missing_ok=True)
@@ -228,32 +238,52 @@ class _Bundle:
 
     def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key
+        if self.sandbox.error:
+            self.say(joblog.tagged(task, attempt, f"not started: {self.sandbox.error}"))
+            return tpb.ReportTaskResultRequest(task=task, attempt=attempt, success=False, error=self.sandbox.error)
         workdir = Path(entry["workdir"])
         env = job_environment(self.job, entry, self.base_env)
         pid = self._start(key, workdir, env, pid_fd)
         if pid is None:
             return None
+        capture = self.capture
+        assert capture is not None
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
             _kill_group(pid, signal.SIGTERM)
         marks = tuple(f"{name}={env[name]}".encode() for name in ("METAPROD_TASK_ID", "METAPROD_ATTEMPT"))
-        timed_out = self.max_runtime > 0 and not _ended_within(pid, self.max_runtime)
-        if timed_out:
+        if self.box is not None:
+            # In the job's sandbox: the runner reports the end once every process of the
+            # attempt is gone; a kill (timeout, cancel, superseded) ends the sandbox.
+            timed_out = not capture.wait((self.box.status, self.box.pidfd), self.max_runtime or None)
+            if timed_out:
+                self.box.kill()
+            with self.lock:
+                self.current = None
+            os.ftruncate(pid_fd, 0)
+            code = -9 if timed_out else self.box.ended()[1]
+        else:
+            timed_out = not _ended_within(pid, self.max_runtime, capture)
+        if self.box is None and timed_out:
             # The whole tree, detached processes too; the command itself is reaped below.
             proctree.end_attempt_processes(pid, marks, dedicated=self.dedicated, reap=False)
-        # Wait without reaping, so the pid (and its group id) cannot be reused while the
-        # backend or the heartbeat may still signal it.
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        with self.lock:
-            self.current = None
-        os.ftruncate(pid_fd, 0)
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if self.box is None:
+            # Wait without reaping, so the pid (and its group id) cannot be reused while the
+            # backend or the heartbeat may still signal it.
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            with self.lock:
+                self.current = None
+            os.ftruncate(pid_fd, 0)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         # Its processes end with the attempt, however it ended. Mostly nothing is left: one
         # system call says so, without a walk over /proc.
-        if proctree.has_children():
+        if self.box is None and proctree.has_children():
             left = proctree.end_attempt_processes(pid, marks, dedicated=self.dedicated, reap=True)
             if left:
                 self.say(joblog.tagged(task, attempt, f"killed {left} processes the command left behind"))
-        self.workdirs.vacate(workdir, pid)
+        capture.finish()
+        self.capture = None
+        # In a sandbox, nothing of the attempt runs any more (0: no group to look for).
+        self.workdirs.vacate(workdir, 0 if self.box is not None else pid)
         if key in self.superseded or self.cancelled.exists():
             self.say(joblog.tagged(task, attempt, "superseded or cancelled; no report"))
             return None
@@ -342,13 +372,59 @@ class _Bundle:
         job's log. posix_spawn costs 50 us less per command than subprocess (a twelfth of a
         trivial task's share of this process); as it takes no working directory, the wrapper
         moves there for the call (its threads use absolute paths only)."""
+        if self.box is not None:
+            pid = self.box.start()
+            self.box.run(workdir, env, self.job["command"])
+            self.capture = Capture(
+                os.dup(self.box.output), self._write_log, head=self.log_keep, tail=self.log_keep, linger=0
+            )
+            return pid
+        program, argv = SHELL, [SHELL, "-c", self.job["command"]]
+        read_fd, write_fd = os.pipe()
+        actions = [*self.spawn_actions, (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
         os.chdir(workdir)
         try:
-            return os.posix_spawn(
-                SHELL, [SHELL, "-c", self.job["command"]], env, file_actions=self.spawn_actions, setsid=True
-            )
+            pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
+            os.close(write_fd)
             os.chdir(self.job_dir)
+        self.capture = Capture(read_fd, self._write_log, head=self.log_keep, tail=self.log_keep)
+        return pid
+
+    def _job_sandbox(self) -> sandbox.JobSandbox | None:
+        """The job's sandbox (started with its first command), or None when commands run
+        without one."""
+        if self.sandbox.program is None:
+            return None
+        inputs = [_local_path(i["pfn"] or i["lfn"]) for t in self.job["tasks"] for i in t["inputs"]]
+        return sandbox.JobSandbox(
+            self.sandbox.program,
+            job_dir=self.job_dir,
+            inputs=inputs,
+            hidden=(str(self.job.get("data_dir") or self.job_dir.parent.parent), str(self.job_dir.parent)),
+            writable=[str(p) for p in self.job.get("sandbox_writable") or ()],
+            # The job file holds the worker token; the pid file is the backend's to kill.
+            masked=[str(self.job_file), str(self.pid_file)],
+            env=self.base_env,
+        )
+
+    def _drop_outputs(self, request: tpb.ReportTaskResultRequest) -> None:
+        """The report of an attempt that stored outputs did not count: they go."""
+        fs, _ = fsspec.core.url_to_fs(str(self.job["storage"]).rstrip("/"))
+        pfns = [fsspec.core.url_to_fs(f.pfn)[1] for f in request.outputs]
+        job_outputs.remove_stored(fs, pfns, pfns[0].rsplit("/", 1)[0])
+        self.say(joblog.tagged(request.task, request.attempt, f"removed its {len(pfns)} stored outputs"))
+
+    def _write_log(self, data: bytes) -> None:
+        with self.out_lock:
+            self.out.flush()
+            fd = self.out.fileno()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
 
     def _beat(self) -> None:
         # The first beat comes after at most a second: a job shorter than that costs the
@@ -395,6 +471,8 @@ class WorkDirectories:
             with contextlib.suppress(OSError):
                 os.rename(vacated[0], workdir)
                 return
+        if workdir.is_symlink():  # left by an earlier attempt of the job: the directory is ours
+            workdir.unlink()
         workdir.mkdir(parents=True, exist_ok=True)
         if self._mode is None:
             self._mode = os.lstat(workdir).st_mode
@@ -405,8 +483,9 @@ class WorkDirectories:
 
     def _reusable(self, path: Path, pgid: int) -> bool:
         try:
-            os.killpg(pgid, 0)
-            return False  # a process the command left behind is still alive
+            if pgid:
+                os.killpg(pgid, 0)
+                return False  # a process the command left behind is still alive
         except ProcessLookupError:
             pass
         except PermissionError:
@@ -420,13 +499,12 @@ class WorkDirectories:
             return False
 
 
-def _ended_within(pid: int, seconds: float) -> bool:
-    """Whether the process `pid` (our child, not reaped) ends within `seconds`."""
+def _ended_within(pid: int, seconds: float, capture: Capture) -> bool:
+    """Whether the process `pid` (our child, not reaped) ends within `seconds` (0: no limit),
+    its output read meanwhile."""
     fd = os.pidfd_open(pid)
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(seconds * 1000))
+        return capture.wait(fd, seconds if seconds > 0 else None)
     finally:
         os.close(fd)
 

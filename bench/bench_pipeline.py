@@ -10,9 +10,13 @@
     in the same run and on the same machine, N `/bin/true` processes spawned with
     `subprocess.run` at the same concurrency (os.cpu_count() threads). Prints both rates and
     their ratio (target >= 0.3), the CPU a task costs in `up` and in the jobs, and when (after
-    `production start`) the first attempt was claimed and the last report came in.
+    `production start`) the first attempt was claimed and the last report came in. The jobs
+    run in their sandbox (`--sandbox auto`: bwrap where it works); then, in the same run,
+    (a) is repeated against a second `up` with `--sandbox none`, and the sandbox's cost per
+    task is printed (wall time per task per worker, and CPU in the jobs, on minus off).
 (b) Latency. Against the same `metaprod up`, an Active transformation with input query
-    `{bench: lat}` and group_size 1 whose command appends `date +%s.%N` to a file (its parent,
+    `{bench: lat}` and group_size 1 whose command appends `date +%s.%N` to a file outside the
+    data directory, shown to the sandboxes by the `sandbox_writable` setting (its parent,
     a `sleep 600` task, keeps it Active and holds one of the workers): K files are
     registered one at a time through the client (0.3 s apart); latency = command start -
     time just before the RegisterFiles call. Prints p50/p95/max (target p50 < 1 s) and how
@@ -59,7 +63,7 @@ from runs import Runs
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
-AGENTS = {
+AGENTS: dict[str, Any] = {
     "poll_seconds": 1.0,
     "heartbeat_interval": 5.0,
     "heartbeat_timeout": 120.0,
@@ -95,10 +99,10 @@ def database_url(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def metaprod_up(data_dir: Path, db_url: str) -> Iterator[tuple[Client, int]]:
+def metaprod_up(data_dir: Path, db_url: str, sandbox: str = "auto") -> Iterator[tuple[Client, int]]:
     """`metaprod up` in a subprocess; yields an admin client and the process id."""
     port = free_port()
-    env = dict(os.environ, METAPROD_LOG_LEVEL="WARNING")
+    env = dict(os.environ, METAPROD_LOG_LEVEL="WARNING", METAPROD_SANDBOX=sandbox)
     log = open(data_dir / "up.log", "ab")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
         [
@@ -214,9 +218,12 @@ def timeline(db_url: str, start: float, production: str) -> str:
     return f"first claim at {first.timestamp() - start:.2f} s, last report at {last.timestamp() - start:.2f} s"
 
 
-def bench_throughput(client: Client, pid: int, n: int, db_url: str, runs: Runs, run: int) -> None:
+def bench_throughput(
+    client: Client, pid: int, n: int, db_url: str, runs: Runs, run: int, label: str = ""
+) -> tuple[float, float]:
+    """(a); returns the tasks per second and the CPU per task in the jobs (s)."""
     workers = os.cpu_count() or 1
-    name = f"throughput-{run}"
+    name = f"throughput{label}-{run}"
     spec = {"production": name, "transformations": [{"name": "gen", "tasks": n, "command": "true"}]}
     client.productions.create(spec)
     cpu = tree_cpu_seconds(pid)
@@ -230,7 +237,7 @@ def bench_throughput(client: Client, pid: int, n: int, db_url: str, runs: Runs, 
     assert done == n, progress
     rate = n / (end - start)
     baseline = true_rate(n, workers)
-    print(f"(a) {n} trivial tasks end to end (local backend, max_workers={workers}): {end - start:.2f} s")
+    print(f"(a{label}) {n} trivial tasks end to end (local backend, max_workers={workers}): {end - start:.2f} s")
     print(
         f"    metaprod: {rate:8.1f} tasks/s; CPU per task: {1000 * services / n:.2f} ms in `up` (services, "
         f"agents), {1000 * jobs / n:.2f} ms in the jobs (pool workers, wrappers, commands)"
@@ -238,13 +245,27 @@ def bench_throughput(client: Client, pid: int, n: int, db_url: str, runs: Runs, 
     print(f"    {timeline(db_url, wall_start, name)}, Completed seen at {end - start:.2f} s")
     print(f"    /bin/true x{n}, {workers} at a time: {baseline:8.1f} processes/s")
     print(f"    ratio: {rate / baseline:.3f} (target >= 0.3)")
-    runs.add("(a) tasks/s", rate)
-    runs.add("(a) /bin/true processes/s", baseline)
-    runs.add("(a) ratio", rate / baseline, "{:.3f}")
+    runs.add(f"(a{label}) tasks/s", rate)
+    runs.add(f"(a{label}) /bin/true processes/s", baseline)
+    runs.add(f"(a{label}) ratio", rate / baseline, "{:.3f}")
+    return rate, jobs / n
 
 
-def bench_latency(client: Client, k: int, data_dir: Path, runs: Runs, run: int) -> None:
-    starts = data_dir / f"starts-{run}.txt"
+def sandbox_cost(on: tuple[float, float], off: tuple[float, float], runs: Runs) -> None:
+    """What the sandbox costs a trivial task: wall time per task on one worker, CPU in the jobs."""
+    workers = os.cpu_count() or 1
+    wall = workers * (1 / on[0] - 1 / off[0])
+    cpu = on[1] - off[1]
+    print(
+        f"    sandbox cost per task: {1000 * wall:.2f} ms of a worker's time, {1000 * cpu:.2f} ms CPU in the jobs "
+        f"({on[0]:.0f} tasks/s with the sandbox, {off[0]:.0f} without)"
+    )
+    runs.add("(a) sandbox ms/task (worker time)", 1000 * wall, "{:.2f}")
+    runs.add("(a) sandbox ms/task (CPU)", 1000 * cpu, "{:.2f}")
+
+
+def bench_latency(client: Client, k: int, marks: Path, runs: Runs, run: int) -> None:
+    starts = marks / f"starts-{run}.txt"
     name = f"latency-{run}"
     spec = {
         "production": name,
@@ -379,12 +400,23 @@ def main() -> int:
         if not {"a", "b"} <= skip:
             data_dir = workdir / "data"
             data_dir.mkdir()
+            marks = workdir / "marks"  # written by the latency commands, outside the data directory
+            marks.mkdir()
+            AGENTS["sandbox_writable"] = [str(marks)]
+            measured: list[tuple[float, float]] = []
             with database_url(args.db, workdir) as url, metaprod_up(data_dir, url) as (client, pid):
                 for run in range(args.runs):
                     if "a" not in skip:
-                        bench_throughput(client, pid, args.tasks, url, runs, run)
+                        measured.append(bench_throughput(client, pid, args.tasks, url, runs, run))
                     if "b" not in skip:
-                        bench_latency(client, args.latency_files, data_dir, runs, run)
+                        bench_latency(client, args.latency_files, marks, runs, run)
+            if "a" not in skip:
+                bare = workdir / "data-nosandbox"
+                bare.mkdir()
+                with database_url(args.db, workdir) as url, metaprod_up(bare, url, "none") as (client, pid):
+                    for run in range(args.runs):
+                        off = bench_throughput(client, pid, args.tasks, url, runs, run, " no sandbox")
+                        sandbox_cost(measured[run], off, runs)
         if "c" not in skip:
             for _ in range(args.runs):
                 with database_url(args.db, workdir) as url:

@@ -27,3 +27,13 @@ def output_metadata(inputs: Sequence[Mapping[str, Any]], *layers: Mapping[str, A
 def backoff_seconds(attempt: int, base: float, cap: float = 300.0) -> float:
     """Delay before attempt `attempt + 1`: base, 2*base, 4*base ... capped."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+def glob_problem(pattern: str) -> str:
+    """Why an outputs[].glob may not be used ('' when it may): outputs are files inside the
+    work directory, so a glob is relative and never climbs out with `..`."""
+    if pattern.startswith(("/", "\\")) or (len(pattern) > 1 and pattern[1] == ":"):
+        return "is absolute (outputs are files inside the work directory)"
+    if ".." in pattern.replace("\\", "/").split("/"):
+        return "climbs out of the work directory with '..'"
+    return ""

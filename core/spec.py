@@ -10,6 +10,7 @@ extend `existing_schema`; queries are parsed against the result (dict or compact
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from metaprod.core.limits import (
     text_problem,
 )
 from metaprod.core.metaquery import MetaQuery
+from metaprod.core.outputs import glob_problem
 from metaprod.core.schema import Schema
 from metaprod.core.validation import Finding, TransformationNode, ValidationResult, validate_graph
 
@@ -44,6 +46,8 @@ _RUN_KEYS = (
     "max_runtime",
     "backend",
     "options",
+    "env",
+    "max_output_bytes",
 )
 _TRANSFORMATION_KEYS = _DATA_KEYS + _RUN_KEYS
 _OUTPUT_KEYS = ("glob", "metadata")
@@ -74,6 +78,9 @@ class TransformationSpec:
     max_runtime: int | None = None  # seconds; None: no limit
     backend: str = "local"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Added to the environment of the commands (docs/jobs.md).
+    env: dict[str, str] = field(default_factory=dict, hash=False)
+    max_output_bytes: int | None = None  # an attempt's outputs together; None: no limit
 
     def node(self) -> TransformationNode:
         return TransformationNode(
@@ -116,6 +123,8 @@ class SpecError(InvalidArgument, ValueError):
 # The database keeps names in 128 characters and counts in 32-bit integers.
 MAX_NAME = 128
 MAX_INT = 2**31 - 1
+MAX_BYTES = 2**63 - 1
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _is_int(v: Any) -> bool:
@@ -212,11 +221,40 @@ class _Reader:
             if not isinstance(glob, str) or not glob:
                 self.bad(where, f"{p}glob must be a non-empty string, not {shown(glob)}")
                 continue
+            if problem := glob_problem(glob):
+                self.bad(where, f"{p}glob {glob!r} {problem}")
+                continue
             if not isinstance(md, Mapping) or not all(isinstance(k, str) and k for k in md):
                 self.bad(where, f"{p}metadata must be a map of field name to value, not {shown(md)}")
                 continue
             out.append(OutputSpec(glob, dict(md)))
         return tuple(out)
+
+    def env(self, where: tuple[str, ...], t: Mapping[str, Any], prefix: str) -> dict[str, str]:
+        raw = t.get("env") or {}
+        if not isinstance(raw, Mapping):
+            self.bad(where, f"{prefix}env must be a map of variable name to string value, not {raw!r}")
+            return {}
+        env: dict[str, str] = {}
+        for name, value in raw.items():
+            if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+                self.bad(where, f"{prefix}env: {name!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            elif name.startswith("METAPROD_"):
+                self.bad(where, f"{prefix}env: {name!r} is reserved (METAPROD_* are set by metaprod)")
+            elif not isinstance(value, str) or "\0" in value:
+                self.bad(where, f"{prefix}env: {name} must be a string, not {value!r}")
+            else:
+                env[name] = value
+        return env
+
+    def byte_count(self, where: tuple[str, ...], t: Mapping[str, Any], key: str, prefix: str) -> int | None:
+        v = t.get(key)
+        if v is None:
+            return None
+        if not _is_int(v) or v < 1 or v > MAX_BYTES:
+            self.bad(where, f"{prefix}{key} must be a positive number of bytes up to {MAX_BYTES}, not {v!r}")
+            return None
+        return int(v)
 
     def transformation(self, i: int, t: Any) -> TransformationSpec | None:
         if not isinstance(t, Mapping):
@@ -287,6 +325,8 @@ class _Reader:
             max_runtime=self.positive_int(where, t, "max_runtime", p),
             backend=backend,
             options=dict(options),
+            env=self.env(where, t, p),
+            max_output_bytes=self.byte_count(where, t, "max_output_bytes", p),
         )
 
     def read(self, spec: Any) -> ProductionSpec | None:

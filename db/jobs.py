@@ -9,7 +9,7 @@ reach the catalog only in the transaction that marks the task Done.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -75,6 +75,8 @@ class ClaimedJob:
     inputs: tuple[JobInput, ...]
     max_runtime: int | None = None  # seconds; past it the wrapper kills the attempt
     namespace: str = ""  # the first segment of its output LFNs (output_namespaces)
+    env: Mapping[str, str] = field(default_factory=dict)  # the spec's env: (docs/jobs.md)
+    max_output_bytes: int | None = None
 
     @property
     def lfn_prefix(self) -> str:
@@ -206,6 +208,8 @@ def claim_tasks(
                 outputs=list((t.output_metadata or {}).get("outputs") or []),
                 inputs=tuple(inputs.get(task_id, ())),
                 max_runtime=t.max_runtime,
+                env=dict(t.spec.get("env") or {}),
+                max_output_bytes=t.spec.get("max_output_bytes"),
             )
         )
     return claimed

@@ -48,6 +48,9 @@ class Settings(BaseModel):
     log_level: LogLevel = Field("INFO", description="logging level of the server processes")
     agent_config: str | None = Field(None, description="agent settings: a JSON file or inline JSON")
     agents: dict[str, Any] = Field(default_factory=dict, description="agent settings (file only: an [agents] table)")
+    sandbox: Literal["auto", "bwrap", "none"] = Field(
+        "auto", description="isolation of the jobs' commands: auto (bwrap where it works, else none), bwrap, none"
+    )
 
 
 # Keys that the environment and flags may set (agents: only through agent_config or the file).

@@ -45,6 +45,8 @@ class System:
     port: int = field(default_factory=free_port)
     agent_config: dict[str, Any] = field(default_factory=lambda: dict(FAST_AGENTS))
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Set in the environment of every process and CLI call (e.g. METAPROD_SANDBOX).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -57,6 +59,7 @@ class System:
         if token.exists():
             env["METAPROD_TOKEN"] = token.read_text().strip()
         env["METAPROD_LOG_LEVEL"] = "WARNING"
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:

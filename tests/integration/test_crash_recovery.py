@@ -71,6 +71,13 @@ def spec(name: str, tasks: int, gate: str) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def no_sandbox(system: System) -> None:
+    """The commands write their host pids (`$$`) and look at files of the test: without the
+    sandbox, which hides both on purpose (test_hostile_jobs covers it)."""
+    system.extra_env["METAPROD_SANDBOX"] = "none"
+
+
 @pytest.fixture
 def marks(tmp_path: Path) -> Path:
     path = tmp_path / "marks"

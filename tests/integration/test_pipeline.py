@@ -4,6 +4,8 @@ and provenance; bad jobs; bundles; stop --kill. (kill -9 recovery: test_crash_re
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -12,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.integration.system import System
-from tests.processes import process_alive
+from tests.processes import parent_of, process_alive
 
 CHAIN = {
     "production": "chain",
@@ -121,12 +123,30 @@ BAD = {
             "name": "hang",
             "tasks": 1,
             "max_attempts": 1,
-            # Freezes the wrapper (its pool worker): no heartbeat, and no answer to a cancel.
-            "command": "echo $PPID > ../../../hung-worker.pid; kill -STOP $PPID; sleep 60",
+            # The test freezes its wrapper (the pool worker): no heartbeat, and no answer to a
+            # cancel. (The command itself cannot reach the wrapper: it runs in a sandbox.)
+            "command": "sleep 60",
             "outputs": [{"glob": "*.x", "metadata": {"datatype": "x"}}],
         },
     ],
 }
+
+
+def freeze_wrapper(system: System, production: str, name: str) -> int:
+    """SIGSTOP the wrapper (its pool worker) of the transformation's first task once its
+    command runs: the pid stopped, or 0 if it does not run yet."""
+    tasks = system.json("transformation", "tasks", production, name)
+    if not tasks or tasks[0]["status"] != "Running":
+        return 0
+    try:
+        command = int((system.data_dir / "work" / f"t{tasks[0]['id']}-a1" / "command.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+    wrapper = parent_of(command)
+    if wrapper is None:
+        return 0
+    os.kill(wrapper, signal.SIGSTOP)
+    return wrapper
 
 
 def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> None:
@@ -135,7 +155,10 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     system.cli("production", "start", "bad")
     deadline = time.monotonic() + 120
     reasons: dict[str, str] = {}
+    hung = 0
     while time.monotonic() < deadline:
+        if not hung:
+            hung = freeze_wrapper(system, "bad", "hang")
         reasons = {}
         for name in ("exit", "missing", "outside", "hang"):
             tasks = system.json("transformation", "tasks", "bad", name)
@@ -153,7 +176,6 @@ def test_bad_jobs_fail_with_clear_reasons(system: System, tmp_path: Path) -> Non
     assert {t["name"]: t["status"] for t in ended["transformations"]} == dict.fromkeys(reasons, "Failed")
     assert ended["percent"] == 0.0 and ended["failed_percent"] == 100.0
     # The frozen worker ignored the cancel: the backend killed it after its kill grace.
-    hung = int((system.data_dir / "hung-worker.pid").read_text())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process_alive(hung):
         time.sleep(0.2)

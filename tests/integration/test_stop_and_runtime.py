@@ -54,7 +54,8 @@ def test_stop_during_a_bundle_heavy_run_starts_nothing_and_a_restart_runs_everyt
     starts = tmp_path / "starts"  # one file per attempt started: task.attempt.time
     starts.mkdir()
     total, workers = 300, 2
-    system.agent_config.update(backends={"local": {"max_workers": workers}})
+    # The commands' start marks are written outside their sandboxes, in a path shown to them.
+    system.agent_config.update(backends={"local": {"max_workers": workers}}, sandbox_writable=[str(starts)])
     spec = {
         "production": "busy",
         "fields": {"datatype": "str"},

@@ -191,3 +191,13 @@ def test_a_job_whose_token_died_stops_its_attempts(tmp_path: Path) -> None:
     run_bundle(tmp_path, services, 2, command="sleep 30", heartbeat_interval=0.2)
     assert time.monotonic() - started < 10, "the command ran on after the token died"
     assert services.reported == []  # superseded attempts report nothing; the waiting one never ran
+
+
+def test_a_symlink_in_place_of_a_work_directory_is_replaced_by_a_directory(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    workdir = tmp_path / "job" / "t2-a1"
+    workdir.parent.mkdir()
+    workdir.symlink_to(host)
+    WorkDirectories().take(workdir)
+    assert workdir.is_dir() and not workdir.is_symlink() and host.is_dir()

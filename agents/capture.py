@@ -1,0 +1,128 @@
+"""An attempt's output (its stdout and stderr) on its way to the job's log, capped: the first
+`head` bytes are written as they come, then only the last `tail` bytes are kept (in memory,
+never more than `tail` bytes), written after a marker line saying how many bytes were cut,
+once the output ends. 200 MB of output thus costs the log and the wrapper `head + tail`.
+
+The command writes into a pipe; the wrapper's thread that waits for the command reads it
+(:meth:`Capture.wait`), so no thread is added per attempt."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+CHUNK = 65536
+# Head and tail, each: an attempt's part of the log (both, the marker and its own lines)
+# then fits in what `task log` shows (its last MiB: metaprod.db.transformations.LOG_TAIL_BYTES).
+DEFAULT_KEEP = 256 * 1024
+
+
+def cut_marker(cut: int) -> bytes:
+    return f"\n[metaprod] ... {cut} bytes of output cut (the log keeps its head and its tail) ...\n".encode()
+
+
+class Capture:
+    """Reads a command's output from `read_fd` (the read end of the pipe whose write end is
+    its stdout and stderr) and writes it to `write` (the log), capped. Closes `read_fd`."""
+
+    def __init__(
+        self, read_fd: int, write: Callable[[bytes], None], *, head: int, tail: int, linger: float = 1.0
+    ) -> None:
+        self.fd = read_fd
+        # How long finish() waits for the end of the output (0: what the pipe holds is all,
+        # as when a job's sandbox reports that the attempt's processes are gone).
+        self.linger = linger
+        os.set_blocking(read_fd, False)
+        self.write = write
+        self.head_left = head
+        self.tail_size = tail
+        self.tail: deque[bytes] = deque()
+        self.tail_bytes = 0
+        self.cut = 0
+        self.total = 0
+        self.eof = False
+
+    def _take(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.head_left > 0:
+            now, data = data[: self.head_left], data[self.head_left :]
+            self.head_left -= len(now)
+            self.write(now)
+            if not data:
+                return
+        self.tail.append(data)
+        self.tail_bytes += len(data)
+        while self.tail_bytes > self.tail_size:
+            extra = self.tail_bytes - self.tail_size
+            first = self.tail[0]
+            if len(first) <= extra:
+                self.tail.popleft()
+                self.tail_bytes -= len(first)
+                self.cut += len(first)
+            else:
+                self.tail[0] = first[extra:]
+                self.tail_bytes -= extra
+                self.cut += extra
+
+    def read_available(self) -> None:
+        """Everything the pipe holds now (without blocking)."""
+        while not self.eof:
+            try:
+                data = os.read(self.fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.eof = True
+                return
+            self._take(data)
+
+    def wait(self, stop: int | Sequence[int], timeout: float | None) -> bool:
+        """Read the output until one of the descriptors `stop` (a pidfd: its process ended)
+        is readable: True, or until `timeout` seconds (None: no limit) have passed: False."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stops = {stop} if isinstance(stop, int) else set(stop)
+        poller = select.poll()
+        for fd in stops:
+            poller.register(fd, select.POLLIN)
+        if not self.eof:
+            poller.register(self.fd, select.POLLIN)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = poller.poll(None if left is None else left * 1000)
+            for fd, _ in events:
+                if fd == self.fd:
+                    self.read_available()
+                    if self.eof:
+                        poller.unregister(self.fd)
+            if any(fd in stops for fd, _ in events):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def finish(self) -> None:
+        """The command has ended (and what it left was killed): read what is left, for at
+        most `linger` seconds (a process beyond our reach may hold the pipe open), then
+        write the kept tail after the marker, and close the pipe."""
+        deadline = time.monotonic() + self.linger
+        while not self.eof:
+            self.read_available()
+            left = deadline - time.monotonic()
+            if self.eof or left <= 0:
+                break
+            with contextlib.suppress(InterruptedError):
+                select.select([self.fd], [], [], left)
+        if self.cut:
+            self.write(cut_marker(self.cut))
+        if self.tail:
+            self.write(b"".join(self.tail))
+        self.tail.clear()
+        os.close(self.fd)
+
+
+__all__ = ["CHUNK", "DEFAULT_KEEP", "Capture", "cut_marker"]
