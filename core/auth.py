@@ -39,7 +39,9 @@ SYSTEM = Principal(name="system", role=Role.ADMIN, owner="system")
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(32)
+    # The prefix names what the secret is, and keeps it from starting with "-", which a
+    # command line would take for an option (`--token -x...`).
+    return "mp_" + secrets.token_urlsafe(32)
 
 
 def hash_secret(secret: str) -> str:

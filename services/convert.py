@@ -23,7 +23,10 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def datetime_from_pb(value: Timestamp) -> datetime:
-    return value.ToDatetime(tzinfo=UTC)
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):  # a request's timestamp out of the calendar: bad input
+        raise InvalidArgument(f"timestamp {value.seconds}s {value.nanos}ns is out of range") from None
 
 
 def meta_value_to_pb(value: MetaScalar) -> common_pb2.MetaValue:
