@@ -21,16 +21,16 @@ import select
 import shutil
 import signal
 import sys
+import tarfile
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import fsspec
 import grpc
-from metaprod.agents import proctree
+from metaprod.agents import checkpoints, proctree
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
@@ -39,6 +39,8 @@ from metaprod.v1 import transformation_pb2 as tpb
 
 SIDECAR = ".meta.json"
 SHELL = "/bin/sh"
+# Run instead of the command when its checkpoint or inputs could not be staged.
+STAGING_FAILED = 'echo "$METAPROD_STAGING_ERROR" >&2; exit 75'
 
 
 def _meta_value(key: str, value: Any) -> common_pb2.MetaValue:
@@ -70,6 +72,7 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
         METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in task["inputs"]),
         METAPROD_TRANSFORMATION=job["transformation"],
         METAPROD_PRODUCTION=job["production"],
+        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / checkpoints.CHECKPOINT_DIR),
     )
     return env
 
@@ -78,7 +81,13 @@ def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, 
     """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata."""
     seen: set[Path] = set()
     for spec in job["outputs"]:
-        matches = sorted(p for p in workdir.glob(spec["glob"]) if p.is_file() and not p.name.endswith(SIDECAR))
+        matches = sorted(
+            p
+            for p in workdir.glob(spec["glob"])
+            if p.is_file()
+            and not p.name.endswith(SIDECAR)
+            and p.relative_to(workdir).parts[0] not in checkpoints.PRIVATE
+        )
         if not matches:
             raise ValueError(f"missing output: no file matches {spec['glob']!r}")
         for path in matches:
@@ -111,13 +120,12 @@ def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> l
         target = f"{root}{task['lfn_prefix']}a{task['attempt']}/{rel}"
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(path), target)
-        data = path.read_bytes()
         files.append(
             catalog_pb2.CatalogFile(
                 lfn=lfn,
                 pfn=fs.unstrip_protocol(target) if storage.find("://") > 0 else target,
-                size=len(data),
-                checksum=f"adler32:{zlib.adler32(data):08x}",
+                size=path.stat().st_size,
+                checksum=checkpoints.checksum(path),
                 metadata={k: _meta_value(k, v) for k, v in metadata.items()},
             )
         )
@@ -179,6 +187,7 @@ class _Bundle:
         self.dedicated = dedicated
         self.sender = ReportSender(self.reporter, self.say)
         self.workdirs = WorkDirectories()
+        self.checkpoint: checkpoints.Checkpoint | None = None  # the running attempt's
         # The commands' descriptors 0, 1 and 2, set up by run().
         self.spawn_actions: list[tuple[int, int, int]] = []
 
@@ -230,7 +239,7 @@ class _Bundle:
         task, attempt = key
         workdir = Path(entry["workdir"])
         env = job_environment(self.job, entry, self.base_env)
-        pid = self._start(key, workdir, env, pid_fd)
+        pid = self._start(key, workdir, env, pid_fd, entry)
         if pid is None:
             return None
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
@@ -253,6 +262,7 @@ class _Bundle:
             left = proctree.end_attempt_processes(pid, marks, dedicated=self.dedicated, reap=True)
             if left:
                 self.say(joblog.tagged(task, attempt, f"killed {left} processes the command left behind"))
+        self._end_checkpoint(key)
         self.workdirs.vacate(workdir, pid)
         if key in self.superseded or self.cancelled.exists():
             self.say(joblog.tagged(task, attempt, "superseded or cancelled; no report"))
@@ -270,7 +280,7 @@ class _Bundle:
                 request.success, request.error = False, str(exc)
         return request
 
-    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int) -> int | None:
+    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int, entry: dict[str, Any]) -> int | None:
         """Start the attempt's command under the job's start lease, asking for one when it has
         run out; returns its pid, or None when it may not start. Stop means stop, even for
         attempts waiting in a bundle: a lease is granted only while their tasks are Submitted
@@ -291,6 +301,7 @@ class _Bundle:
                 if granted or time.monotonic() < self.lease_until:
                     self.workdirs.take(workdir)
                     self.say(joblog.section_header(task, attempt))
+                    self._prepare(entry, workdir, env)
                     pid = self._spawn(workdir, env)
                     os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
                     with self.lock:
@@ -312,6 +323,37 @@ class _Bundle:
                     joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})")
                 )
                 return None
+
+    def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
+        """Its checkpoint back in place and its remote inputs fetched, before the command
+        starts (metaprod.agents.checkpoints)."""
+        task, attempt = int(entry["task_id"]), int(entry["attempt"])
+        point = checkpoints.Checkpoint(str(self.job["storage"]), task, workdir)
+        try:
+            restored = point.restore()
+            pfns = [i["pfn"] or i["lfn"] for i in entry["inputs"]]
+            if not all(checkpoints.is_local(p) for p in pfns):
+                env["METAPROD_INPUTS"] = "\n".join(checkpoints.fetch_inputs(pfns, workdir))
+        except (OSError, tarfile.TarError) as exc:
+            # The attempt fails (and is retried) with the reason in its log, its command not run.
+            reason = f"staging the checkpoint or inputs failed: {exc}"
+            env["METAPROD_STAGING_ERROR"] = reason
+            self.say(joblog.tagged(task, attempt, reason))
+            return
+        if restored:
+            self.say(joblog.tagged(task, attempt, f"checkpoint: {restored} files restored"))
+        self.checkpoint = point
+
+    def _end_checkpoint(self, key: Key) -> None:
+        """The command has ended, however: its checkpoint is saved (unless a newer attempt
+        took over) and its directory left."""
+        point, self.checkpoint = self.checkpoint, None
+        if point is None:
+            return
+        if key not in self.superseded and point.save(final=True):
+            self.say(joblog.tagged(*key, "checkpoint saved"))
+        point.ended = True
+        point.leave()
 
     def _ask_lease(self, key: Key) -> None:
         """One lease for this attempt and those still waiting (the answers mark the ones to
@@ -344,9 +386,8 @@ class _Bundle:
         moves there for the call (its threads use absolute paths only)."""
         os.chdir(workdir)
         try:
-            return os.posix_spawn(
-                SHELL, [SHELL, "-c", self.job["command"]], env, file_actions=self.spawn_actions, setsid=True
-            )
+            command = self.job["command"] if "METAPROD_STAGING_ERROR" not in env else STAGING_FAILED
+            return os.posix_spawn(SHELL, [SHELL, "-c", command], env, file_actions=self.spawn_actions, setsid=True)
         finally:
             os.chdir(self.job_dir)
 
@@ -370,6 +411,9 @@ class _Bundle:
                 except grpc.RpcError:
                     continue
                 self._note([(beat.task, beat.attempt) for beat in beats], answers)
+            point = self.checkpoint
+            if point is not None:
+                point.save()
 
 
 class WorkDirectories:

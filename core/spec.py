@@ -34,6 +34,8 @@ _RUN_KEYS = (
     "max_runtime",
     "backend",
     "options",
+    "reuse",
+    "keep_checkpoints",
 )
 _TRANSFORMATION_KEYS = _DATA_KEYS + _RUN_KEYS
 _OUTPUT_KEYS = ("glob", "metadata")
@@ -64,6 +66,9 @@ class TransformationSpec:
     max_runtime: int | None = None  # seconds; None: no limit
     backend: str = "local"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # Reuse by content (docs/jobs.md): None is the default, on for tasks with inputs, off for roots.
+    reuse: bool | None = None
+    keep_checkpoints: bool = False
 
     def node(self) -> TransformationNode:
         return TransformationNode(
@@ -256,6 +261,9 @@ class _Reader:
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             self.bad(where, f"{p}options must be a map, not {options!r}")
             options = {}
+        for flag in ("reuse", "keep_checkpoints"):
+            if t.get(flag) is not None and not isinstance(t.get(flag), bool):
+                self.bad(where, f"{p}{flag} must be true or false, not {t.get(flag)!r}")
         return TransformationSpec(
             name=name,
             command=command,
@@ -272,6 +280,8 @@ class _Reader:
             max_runtime=self.positive_int(where, t, "max_runtime", p),
             backend=backend,
             options=dict(options),
+            reuse=t["reuse"] if isinstance(t.get("reuse"), bool) else None,
+            keep_checkpoints=t.get("keep_checkpoints") is True,
         )
 
     def read(self, spec: Any) -> ProductionSpec | None:

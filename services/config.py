@@ -40,6 +40,9 @@ class Settings(BaseModel):
     address: str = Field("127.0.0.1:50051", description="where agents' job wrappers report (the services)")
     log_level: LogLevel = Field("INFO", description="logging level of the server processes")
     agent_config: str | None = Field(None, description="agent settings: a JSON file or inline JSON")
+    storage: str | None = Field(
+        None, description="fsspec URL of the outputs and checkpoints, e.g. s3://bucket/prefix (default DIR/storage)"
+    )
     agents: dict[str, Any] = Field(default_factory=dict, description="agent settings (file only: an [agents] table)")
 
 
