@@ -36,7 +36,9 @@ def signatures(session: Session, t: Transformation, groups: Sequence[Sequence[in
     for start in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[start : start + LOOKUP_CHUNK]
         checksums.update(
-            session.execute(select(CatalogFile.id, CatalogFile.checksum).where(CatalogFile.id.in_(chunk))).tuples()
+            session.execute(select(CatalogFile.id, CatalogFile.checksum).where(CatalogFile.id.in_(chunk)))
+            .tuples()
+            .all()
         )
     return [task_signature(made, [checksums.get(fid, "") for fid in group]) for group in groups]
 
@@ -84,7 +86,9 @@ def reuse_done(
                 select(Task.signature, func.min(Task.id))
                 .where(Task.signature.in_(chunk), Task.status == TaskStatus.DONE.value)
                 .group_by(Task.signature)
-            ).tuples()  # type: ignore[arg-type]
+            )
+            .tuples()
+            .all()  # type: ignore[arg-type]
         )
     wanted = [c for c in wanted if c.signature in originals and originals[c.signature] != c.task_id]
     if not wanted:
@@ -97,7 +101,9 @@ def reuse_done(
     produced = dict(
         session.execute(
             select(CatalogFile.id, CatalogFile.producer_task_id).where(CatalogFile.producer_task_id.in_(original_ids))
-        ).tuples()  # type: ignore[arg-type]
+        )
+        .tuples()
+        .all()  # type: ignore[arg-type]
     )
     if produced:
         for record in catalog._records(session, list(produced), catalog.load_fields(session), with_metadata=True):
