@@ -485,6 +485,11 @@ def get_file(*, session: Session, lfn: str) -> FileRecord:
     return dataclasses.replace(record, provenance=provenance)
 
 
+def file_records(*, session: Session, ids: list[int]) -> list[FileRecord]:
+    """These files with their metadata (no provenance), in id order."""
+    return _records(session, ids, load_fields(session), with_metadata=True)
+
+
 def _records(
     session: Session, ids: list[int], fields: Mapping[str, FieldInfo], *, with_metadata: bool
 ) -> list[FileRecord]:

@@ -98,15 +98,15 @@ def reuse_done(
 
     original_ids = sorted({originals[c.signature] for c in wanted})
     outputs: dict[int, list[catalog.FileRecord]] = {tid: [] for tid in original_ids}
-    produced = dict(
-        session.execute(
+    produced: dict[int, int] = {
+        fid: tid
+        for fid, tid in session.execute(
             select(CatalogFile.id, CatalogFile.producer_task_id).where(CatalogFile.producer_task_id.in_(original_ids))
-        )
-        .tuples()
-        .all()  # type: ignore[arg-type]
-    )
+        ).tuples()
+        if tid is not None
+    }
     if produced:
-        for record in catalog._records(session, list(produced), catalog.load_fields(session), with_metadata=True):
+        for record in catalog.file_records(session=session, ids=list(produced)):
             outputs[produced[record.id]].append(record)
     input_md = _input_metadata(session, [c.task_id for c in wanted] + original_ids)
     schema = catalog.catalog_schema(session=session)
@@ -114,11 +114,11 @@ def reuse_done(
     for c in wanted:
         t = transformations[c.transformation_id]
         original = originals[c.signature]
-        files = outputs[original]
-        if (t.output_metadata or {}).get("outputs") and not files:
+        stored = outputs[original]
+        if (t.output_metadata or {}).get("outputs") and not stored:
             continue  # its outputs left the catalog (purged): this one runs
         files = _reused_outputs(
-            c, t, namespaces[t.production_id], files, input_md.get(c.task_id, []), input_md.get(original, []), schema
+            c, t, namespaces[t.production_id], stored, input_md.get(c.task_id, []), input_md.get(original, []), schema
         )
         if files is None:
             continue
@@ -134,9 +134,9 @@ def reuse_done(
     ids = list(reused)
     now = utcnow()
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        chunk = ids[start : start + LOOKUP_CHUNK]
-        for original in sorted({reused[i] for i in chunk}):
-            same = [i for i in chunk if reused[i] == original]
+        some = ids[start : start + LOOKUP_CHUNK]
+        for original in sorted({reused[i] for i in some}):
+            same = [i for i in some if reused[i] == original]
             session.execute(
                 update(Task)
                 .where(Task.id.in_(same))
