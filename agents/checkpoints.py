@@ -75,8 +75,9 @@ def fetch_inputs(pfns: Sequence[str], workdir: Path) -> list[str]:
 class Checkpoint:
     """One attempt's checkpoint directory and its saved archive."""
 
-    def __init__(self, storage: str, task_id: int, workdir: Path) -> None:
-        self.url = checkpoint_url(storage, task_id)
+    def __init__(self, storage: str | None, task_id: int, workdir: Path) -> None:
+        # No storage (a job file without one): the directory is there, never saved.
+        self.url = checkpoint_url(storage, task_id) if storage else None
         self.directory = workdir / CHECKPOINT_DIR
         self.scratch = workdir.parent / f".t{task_id}-{ARCHIVE}"  # built outside the work directory
         self._saved: Fingerprint = ()
@@ -87,6 +88,8 @@ class Checkpoint:
         """Make the checkpoint directory, with the last saved content if any; returns the
         number of files restored."""
         self.directory.mkdir(exist_ok=True)
+        if self.url is None:
+            return 0
         fs, root = fsspec.core.url_to_fs(self.url)
         archive = f"{root}/{ARCHIVE}"
         try:
@@ -116,7 +119,7 @@ class Checkpoint:
         """Save the directory's content when it changed since it was saved or restored
         (`final`: the command has ended; no later save). Returns whether it saved."""
         with self._lock:
-            if self.ended:
+            if self.ended or self.url is None:
                 return False
             self.ended = final
             try:

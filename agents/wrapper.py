@@ -328,7 +328,7 @@ class _Bundle:
         """Its checkpoint back in place and its remote inputs fetched, before the command
         starts (metaprod.agents.checkpoints)."""
         task, attempt = int(entry["task_id"]), int(entry["attempt"])
-        point = checkpoints.Checkpoint(str(self.job["storage"]), task, workdir)
+        point = checkpoints.Checkpoint(self.job.get("storage"), task, workdir)
         try:
             restored = point.restore()
             pfns = [i["pfn"] or i["lfn"] for i in entry["inputs"]]

@@ -35,11 +35,10 @@ def signatures(session: Session, t: Transformation, groups: Sequence[Sequence[in
     checksums: dict[int, str] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[start : start + LOOKUP_CHUNK]
-        checksums.update(
-            session.execute(select(CatalogFile.id, CatalogFile.checksum).where(CatalogFile.id.in_(chunk)))
-            .tuples()
-            .all()
-        )
+        for fid, checksum in session.execute(
+            select(CatalogFile.id, CatalogFile.checksum).where(CatalogFile.id.in_(chunk))
+        ):
+            checksums[fid] = checksum
     return [task_signature(made, [checksums.get(fid, "") for fid in group]) for group in groups]
 
 
@@ -81,15 +80,13 @@ def reuse_done(
     sigs = sorted({c.signature for c in wanted})
     for start in range(0, len(sigs), LOOKUP_CHUNK):
         chunk = sigs[start : start + LOOKUP_CHUNK]
-        originals.update(
-            session.execute(
-                select(Task.signature, func.min(Task.id))
-                .where(Task.signature.in_(chunk), Task.status == TaskStatus.DONE.value)
-                .group_by(Task.signature)
-            )
-            .tuples()
-            .all()  # type: ignore[arg-type]
-        )
+        for signature, first in session.execute(
+            select(Task.signature, func.min(Task.id))
+            .where(Task.signature.in_(chunk), Task.status == TaskStatus.DONE.value)
+            .group_by(Task.signature)
+        ):
+            if signature is not None:
+                originals[signature] = first
     wanted = [c for c in wanted if c.signature in originals and originals[c.signature] != c.task_id]
     if not wanted:
         return []
@@ -102,7 +99,7 @@ def reuse_done(
         fid: tid
         for fid, tid in session.execute(
             select(CatalogFile.id, CatalogFile.producer_task_id).where(CatalogFile.producer_task_id.in_(original_ids))
-        ).tuples()
+        )
         if tid is not None
     }
     if produced:

@@ -20,18 +20,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tasks") as batch:
-        batch.add_column(sa.Column("signature", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("reused_from", sa.Integer(), nullable=True))
-        batch.create_index(op.f("ix_tasks_signature"), ["signature", "status"])
-    with op.batch_alter_table("files") as batch:
-        batch.add_column(sa.Column("reused_from", sa.Integer(), nullable=True))
+    # Plain ALTER TABLEs, never a batch copy: on SQLite, copying `tasks` or `files` would
+    # cascade into the tables that reference them.
+    op.add_column("tasks", sa.Column("signature", sa.String(64), nullable=True))
+    op.add_column("tasks", sa.Column("reused_from", sa.Integer(), nullable=True))
+    op.create_index(op.f("ix_tasks_signature"), "tasks", ["signature", "status"])
+    op.add_column("files", sa.Column("reused_from", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("files") as batch:
-        batch.drop_column("reused_from")
-    with op.batch_alter_table("tasks") as batch:
-        batch.drop_index(op.f("ix_tasks_signature"))
-        batch.drop_column("reused_from")
-        batch.drop_column("signature")
+    op.drop_index(op.f("ix_tasks_signature"), table_name="tasks")
+    for table, column in (("files", "reused_from"), ("tasks", "reused_from"), ("tasks", "signature")):
+        # SQLite (3.35+) drops a column in place; Alembic's SQLite dialect would copy the table.
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        else:
+            op.drop_column(table, column)
