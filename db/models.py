@@ -182,7 +182,7 @@ class CatalogFile(Base):
     producer_production: Mapped[str | None] = mapped_column(_str(128, binary=True))
     producer_transformation: Mapped[str | None] = mapped_column(_str(128, binary=True))
     # Reuse by content: the task whose outputs (same content, same PFN) this file stands for.
-    reused_from: Mapped[int | None] = mapped_column(Integer)
+    reused_from: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

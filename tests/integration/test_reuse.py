@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.integration.system import System
 from tests.integration.test_pipeline import write_spec
+from tests.integration.test_production_delete import delete_and_wait
 
 Spec = dict[str, Any]
 FIELDS = {"datatype": "str", "set": "int", "n": "int"}
@@ -141,6 +142,11 @@ def test_a_repeated_production_runs_nothing_and_changes_run_again(system: System
     reco = outputs(system, "d", "reco")
     assert [f["provenance"]["reused_from"] is not None for f in reco] == [True, True, False]
     assert [f["metadata"]["set"] for f in reco] == [2, 2, 2]  # inherited from its own inputs
+
+    # Purging b's outputs keeps the content a's files (which b's reused) still name.
+    delete_and_wait(system, "b", "--purge-outputs")
+    assert not outputs(system, "b", "reco")
+    assert all(Path(f["pfn"]).is_file() for f in originals.values())
 
     # Opting out: everything runs.
     spec = chain("e", 1, counter)

@@ -26,10 +26,12 @@ def upgrade() -> None:
     op.add_column("tasks", sa.Column("reused_from", sa.Integer(), nullable=True))
     op.create_index(op.f("ix_tasks_signature"), "tasks", ["signature", "status"])
     op.add_column("files", sa.Column("reused_from", sa.Integer(), nullable=True))
+    op.create_index(op.f("ix_files_reused_from"), "files", ["reused_from"])
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_tasks_signature"), table_name="tasks")
+    op.drop_index(op.f("ix_files_reused_from"), table_name="files")
     for table, column in (("files", "reused_from"), ("tasks", "reused_from"), ("tasks", "signature")):
         # SQLite (3.35+) drops a column in place; Alembic's SQLite dialect would copy the table.
         if op.get_bind().dialect.name == "sqlite":
