@@ -174,7 +174,9 @@ def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_p
             {
                 "name": "gen",
                 "tasks": 8,
-                "command": 'echo "task $METAPROD_TASK_INDEX holding $(ls -A | grep -vx .checkpoint | wc -l) in $(pwd)"; sleep 0.8; '
+                "command": 'echo "task $METAPROD_TASK_INDEX holding $(ls -A | grep -vx .checkpoint | wc -l) '
+                'in $(pwd)"; '
+                "sleep 0.8; "
                 'if [ "$METAPROD_TASK_INDEX" = 1 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then exit 5; fi; '
                 'echo x > out.sim; printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json',
                 "outputs": [{"glob": "*.sim", "metadata": {"datatype": "sim"}}],
