@@ -3,12 +3,16 @@ query, all at once, with provenance), mark inputs Processed, dispose of the scra
 
 from __future__ import annotations
 
+import logging
 import shutil
 
+from metaprod.agents.checkpoints import remove_checkpoints
 from metaprod.agents.settings import AgentSettings
 from metaprod.db.finalize import finalize_reported
 from metaprod.db.session import Database
 from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 
 class FinalizeAgent:
@@ -22,6 +26,7 @@ class FinalizeAgent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._scratch: list[str] = []
+        self._checkpoints: list[int] = []
 
     def run_once(self, session: Session) -> str:
         summary = finalize_reported(
@@ -29,6 +34,7 @@ class FinalizeAgent:
         )
         session.flush()
         self._scratch = summary.scratch
+        self._checkpoints = summary.checkpoints
         if not (summary.done or summary.failed):
             return "idle"
         return f"finalized {summary.done} tasks ({summary.outputs} outputs), {summary.failed} failed"
@@ -39,3 +45,8 @@ class FinalizeAgent:
         scratch, self._scratch = self._scratch, []
         for workdir in scratch:
             shutil.rmtree(workdir, ignore_errors=True)
+        done, self._checkpoints = self._checkpoints, []
+        try:
+            remove_checkpoints(self.settings.storage, done)
+        except OSError as exc:  # kept: they cost space, not correctness
+            log.warning("saved checkpoints of %d Done tasks not removed: %s", len(done), exc)

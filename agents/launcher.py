@@ -28,6 +28,7 @@ from metaprod.services.launcher import (
     add_database_options,
     add_job_tls_options,
     add_server_options,
+    add_storage_option,
     configure_logging,
     ensure_port_free,
     open_database,
@@ -75,6 +76,8 @@ def agent_settings_of(settings: Settings, address: str, tls: dict[str, str] | No
         if not isinstance(loaded, dict):
             raise InvalidArgument(f"agent settings are a JSON object, not {type(loaded).__name__}")
         values.update(loaded)
+    if settings.storage:
+        values["storage_url"] = settings.storage
     return agent_settings(
         values, data_dir=settings.data_dir, services_address=address, job_tls=tls, sandbox=settings.sandbox
     )
@@ -200,6 +203,7 @@ def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start services, agents and dashboard in one process")
     add_database_options(up)
     add_server_options(up)
+    add_storage_option(up)
     up.add_argument(
         "--agent-config", default=None, help="JSON file (or inline JSON) of agent settings (env METAPROD_AGENT_CONFIG)"
     )
@@ -209,6 +213,7 @@ def register(subparsers: Any) -> None:
     agents = subparsers.add_parser("agents", help="run the agents against a shared database")
     add_database_options(agents)
     add_job_tls_options(agents, server=False)
+    add_storage_option(agents)
     agents.add_argument("--only", default="", help=f"comma-separated subset of {','.join(AGENT_NAMES)}")
     agents.add_argument("--once", action="store_true", help="run one cycle of each agent and exit")
     agents.add_argument(

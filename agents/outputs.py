@@ -18,8 +18,11 @@ from metaprod.core.outputs import glob_problem
 CHUNK = 1 << 20
 
 
-def collect(job: dict[str, Any], workdir: Path, sidecar_suffix: str) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata.
+def collect(
+    job: dict[str, Any], workdir: Path, sidecar_suffix: str, *, private: frozenset[str] = frozenset()
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Files matching each outputs[].glob (sidecars and the work directory's `private`
+    entries excluded), with their explicit metadata.
     A glob that is absolute or climbs out, a match that is a symbolic link or lies under one
     (the file would be read from outside the work directory), is an error (ValueError)."""
     seen: set[Path] = set()
@@ -36,6 +39,8 @@ def collect(job: dict[str, Any], workdir: Path, sidecar_suffix: str) -> Iterator
             if path.name.endswith(sidecar_suffix):
                 continue
             rel = path.relative_to(workdir).as_posix()
+            if rel.split("/", 1)[0] in private:
+                continue
             try:
                 mode = os.lstat(path).st_mode
             except OSError:

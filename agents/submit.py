@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 class SubmitAgent:
     name = "submit"
     wakes_on = frozenset({"tasks", "production", "transformation", "done"})
-    produces = frozenset({"submitted"})
+    # Tasks that reuse a Done task's outputs are Done at once, with new files.
+    produces = frozenset({"submitted", "files", "done"})
 
     # Under load, fewer and larger cycles: each has a fixed cost (a transaction, a few queries).
     min_gap = 0.1
@@ -51,12 +52,14 @@ class SubmitAgent:
         return _Caps(self.settings.max_queued_per_backend, self.backends, self._own)
 
     def run_once(self, session: Session) -> str:
+        reused: list[int] = []
         claimed = jobs.claim_tasks(
             session=session,
             limit=self.settings.batch_size,
             max_queued_per_backend=self._caps(),
             max_queued_per_transformation=self.settings.max_queued_per_transformation,
             own_queued=self._own.queued(self.backends),
+            reused=reused,
         )
         bundles = plan_bundles(claimed, self._capacity, self.settings.max_bundle)
         plans = []
@@ -74,6 +77,8 @@ class SubmitAgent:
             bundle if secret is None else [replace(job, secret=secret) for job in bundle]
             for bundle, secret in zip(bundles, secrets, strict=True)
         ]
+        if reused and not claimed:
+            return f"reused the outputs of Done tasks for {len(reused)} tasks"
         return f"claimed {len(claimed)} tasks in {len(bundles)} jobs" if claimed else "idle"
 
     def _capacity(self, backend: str) -> int:

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,8 +29,8 @@ from typing import Any, TextIO
 
 import fsspec
 import grpc
+from metaprod.agents import checkpoints, proctree, sandbox
 from metaprod.agents import outputs as job_outputs
-from metaprod.agents import proctree, sandbox
 from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.reporting import Reporter, ReportSender
@@ -39,6 +40,8 @@ from metaprod.v1 import transformation_pb2 as tpb
 
 SIDECAR = ".meta.json"
 SHELL = "/bin/sh"
+# Run instead of the command when its checkpoint or inputs could not be staged.
+STAGING_FAILED = 'echo "$METAPROD_STAGING_ERROR" >&2; exit 75'
 
 
 def _meta_value(key: str, value: Any) -> common_pb2.MetaValue:
@@ -76,6 +79,7 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
         METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in task["inputs"]),
         METAPROD_TRANSFORMATION=job["transformation"],
         METAPROD_PRODUCTION=job["production"],
+        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / checkpoints.CHECKPOINT_DIR),
     )
     return env
 
@@ -83,7 +87,7 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
 def collect_outputs(job: dict[str, Any], workdir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Files matching each outputs[].glob (sidecars excluded), with their explicit metadata:
     regular files inside the work directory only (metaprod.agents.outputs)."""
-    return job_outputs.collect(job, workdir, SIDECAR)
+    return job_outputs.collect(job, workdir, SIDECAR, private=checkpoints.PRIVATE)
 
 
 def store_outputs(job: dict[str, Any], task: dict[str, Any], workdir: Path) -> list[catalog_pb2.CatalogFile]:
@@ -187,6 +191,7 @@ class _Bundle:
         self.dedicated = dedicated
         self.sender = ReportSender(self.reporter, self.say, self._drop_outputs)
         self.workdirs = WorkDirectories()
+        self.checkpoint: checkpoints.Checkpoint | None = None  # the running attempt's
         # The commands' descriptors 0, 1 and 2, set up by run().
         self.spawn_actions: list[tuple[int, int, int]] = []
 
@@ -243,7 +248,7 @@ class _Bundle:
             return tpb.ReportTaskResultRequest(task=task, attempt=attempt, success=False, error=self.sandbox.error)
         workdir = Path(entry["workdir"])
         env = job_environment(self.job, entry, self.base_env)
-        pid = self._start(key, workdir, env, pid_fd)
+        pid = self._start(key, workdir, env, pid_fd, entry)
         if pid is None:
             return None
         capture = self.capture
@@ -281,6 +286,7 @@ class _Bundle:
             if left:
                 self.say(joblog.tagged(task, attempt, f"killed {left} processes the command left behind"))
         capture.finish()
+        self._end_checkpoint(key)
         self.capture = None
         # In a sandbox, nothing of the attempt runs any more (0: no group to look for).
         self.workdirs.vacate(workdir, 0 if self.box is not None else pid)
@@ -300,7 +306,7 @@ class _Bundle:
                 request.success, request.error = False, str(exc)
         return request
 
-    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int) -> int | None:
+    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int, entry: dict[str, Any]) -> int | None:
         """Start the attempt's command under the job's start lease, asking for one when it has
         run out; returns its pid, or None when it may not start. Stop means stop, even for
         attempts waiting in a bundle: a lease is granted only while their tasks are Submitted
@@ -321,6 +327,7 @@ class _Bundle:
                 if granted or time.monotonic() < self.lease_until:
                     self.workdirs.take(workdir)
                     self.say(joblog.section_header(task, attempt))
+                    self._prepare(entry, workdir, env)
                     pid = self._spawn(workdir, env)
                     os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
                     with self.lock:
@@ -342,6 +349,37 @@ class _Bundle:
                     joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})")
                 )
                 return None
+
+    def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
+        """Its checkpoint back in place and its remote inputs fetched, before the command
+        starts (metaprod.agents.checkpoints)."""
+        task, attempt = int(entry["task_id"]), int(entry["attempt"])
+        point = checkpoints.Checkpoint(self.job.get("storage"), task, workdir)
+        try:
+            restored = point.restore()
+            pfns = [i["pfn"] or i["lfn"] for i in entry["inputs"]]
+            if not all(checkpoints.is_local(p) for p in pfns):
+                env["METAPROD_INPUTS"] = "\n".join(checkpoints.fetch_inputs(pfns, workdir))
+        except (OSError, tarfile.TarError) as exc:
+            # The attempt fails (and is retried) with the reason in its log, its command not run.
+            reason = f"staging the checkpoint or inputs failed: {exc}"
+            env["METAPROD_STAGING_ERROR"] = reason
+            self.say(joblog.tagged(task, attempt, reason))
+            return
+        if restored:
+            self.say(joblog.tagged(task, attempt, f"checkpoint: {restored} files restored"))
+        self.checkpoint = point
+
+    def _end_checkpoint(self, key: Key) -> None:
+        """The command has ended, however: its checkpoint is saved (unless a newer attempt
+        took over) and its directory left."""
+        point, self.checkpoint = self.checkpoint, None
+        if point is None:
+            return
+        if key not in self.superseded and point.save(final=True):
+            self.say(joblog.tagged(*key, "checkpoint saved"))
+        point.ended = True
+        point.leave()
 
     def _ask_lease(self, key: Key) -> None:
         """One lease for this attempt and those still waiting (the answers mark the ones to
@@ -372,14 +410,15 @@ class _Bundle:
         job's log. posix_spawn costs 50 us less per command than subprocess (a twelfth of a
         trivial task's share of this process); as it takes no working directory, the wrapper
         moves there for the call (its threads use absolute paths only)."""
+        command = self.job["command"] if "METAPROD_STAGING_ERROR" not in env else STAGING_FAILED
         if self.box is not None:
             pid = self.box.start()
-            self.box.run(workdir, env, self.job["command"])
+            self.box.run(workdir, env, command)
             self.capture = Capture(
                 os.dup(self.box.output), self._write_log, head=self.log_keep, tail=self.log_keep, linger=0
             )
             return pid
-        program, argv = SHELL, [SHELL, "-c", self.job["command"]]
+        program, argv = SHELL, [SHELL, "-c", command]
         read_fd, write_fd = os.pipe()
         actions = [*self.spawn_actions, (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
         os.chdir(workdir)
@@ -450,6 +489,9 @@ class _Bundle:
                     # none of them is live any more, so none runs on.
                     answers = [tpb.HeartbeatResponse(proceed=False) for _ in beats]
                 self._note([(beat.task, beat.attempt) for beat in beats], answers)
+            point = self.checkpoint
+            if point is not None:
+                point.save()
 
 
 class WorkDirectories:

@@ -139,6 +139,7 @@ def provenance_from_proto(msg: catalog_pb2.Provenance) -> t.Provenance:
         task=msg.task,
         attempt=msg.attempt,
         inputs=tuple(msg.inputs),
+        reused_from=msg.reused_from or None,
     )
 
 
@@ -210,6 +211,7 @@ def catalog_file_to_proto(item: t.FileInput) -> catalog_pb2.CatalogFile:
                 task=provenance.task,
                 attempt=provenance.attempt,
                 inputs=list(provenance.inputs),
+                reused_from=provenance.reused_from or 0,
             )
         )
         msg.has_provenance = True
@@ -318,6 +320,7 @@ def progress_from_proto(msg: production_pb2.Progress) -> t.Progress:
                 percent=tp.percent,
                 failed_percent=tp.failed_percent,
                 skipped_files=tp.skipped_files,
+                reused_tasks=tp.reused_tasks,
             )
             for tp in msg.transformations
         ),

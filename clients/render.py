@@ -45,6 +45,7 @@ def provenance_json(p: t.Provenance | None) -> dict[str, Any] | None:
         "task": p.task,
         "attempt": p.attempt,
         "inputs": list(p.inputs),
+        "reused_from": p.reused_from,
     }
 
 
@@ -150,6 +151,7 @@ def progress_json(p: t.Progress) -> dict[str, Any]:
                 "files": status_counts(tp.files, FILE_STATUSES),
                 "tasks": status_counts(tp.tasks, TASK_STATUSES),
                 "skipped_files": tp.skipped_files,
+                "reused": tp.reused_tasks,
             }
             for tp in p.transformations
         ],
@@ -290,7 +292,8 @@ def file_table(f: t.CatalogFile) -> Table:
     if p is None:
         pairs.append(("provenance", "- (imported)"))
     else:
-        pairs.append(("provenance", f"{p.production}/{p.transformation} task {p.task} attempt {p.attempt}"))
+        made = f"attempt {p.attempt}" if p.reused_from is None else f"reused from task {p.reused_from}"
+        pairs.append(("provenance", f"{p.production}/{p.transformation} task {p.task} {made}"))
         pairs += [("  input", lfn) for lfn in p.inputs]
     return key_values(None, pairs)
 
@@ -341,7 +344,9 @@ def progress_summary(done: float, failed: float) -> str:
 def progress_table(p: t.Progress) -> Table:
     # Skipped: files descending from the transformation's own outputs (data cycles), when any.
     skipped = ("Skipped",) if any(tp.skipped_files for tp in p.transformations) else ()
-    columns = ["Transformation", "Status", *FILE_STATUSES, *skipped, "Tasks", "Done %", "Failed %"]
+    # Reused: Done tasks that took a Done task's outputs instead of running (reuse by content).
+    reused = ("Reused",) if any(tp.reused_tasks for tp in p.transformations) else ()
+    columns = ["Transformation", "Status", *FILE_STATUSES, *skipped, "Tasks", *reused, "Done %", "Failed %"]
     rows = (
         (
             tp.name,
@@ -349,6 +354,7 @@ def progress_table(p: t.Progress) -> Table:
             *(tp.files.get(s, 0) for s in FILE_STATUSES),
             *((tp.skipped_files,) if skipped else ()),
             tasks_summary(tp.tasks),
+            *((tp.reused_tasks,) if reused else ()),
             f"{tp.percent:.1f}",
             f"{tp.failed_percent:.1f}",
         )

@@ -34,6 +34,7 @@ class Provenance:
     task: int
     attempt: int
     inputs: tuple[str, ...] = ()
+    reused_from: int | None = None  # reuse by content: the task whose outputs this file reuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ class TransformationProgress:
     percent: float = 0.0  # share done
     failed_percent: float = 0.0  # share failed; the rest is pending
     skipped_files: int = 0  # matching files that descend from its own outputs (data cycles)
+    reused_tasks: int = 0  # Done by reusing a Done task's outputs: no command ran
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ class TransformationProgress:
     # Files matching its input that descend from its own outputs (data cycles): never taken,
     # so not part of its work either.
     skipped_files: int = 0
+    # Done tasks that reused a Done task's outputs (reuse by content) instead of running.
+    reused_tasks: int = 0
     percent: float = field(init=False)  # share of the work done
     failed_percent: float = field(init=False)  # share of the work that failed: never shown as done
 

@@ -48,6 +48,8 @@ _RUN_KEYS = (
     "options",
     "env",
     "max_output_bytes",
+    "reuse",
+    "keep_checkpoints",
 )
 _TRANSFORMATION_KEYS = _DATA_KEYS + _RUN_KEYS
 _OUTPUT_KEYS = ("glob", "metadata")
@@ -81,6 +83,9 @@ class TransformationSpec:
     # Added to the environment of the commands (docs/jobs.md).
     env: dict[str, str] = field(default_factory=dict, hash=False)
     max_output_bytes: int | None = None  # an attempt's outputs together; None: no limit
+    # Reuse by content (docs/jobs.md): None is the default, on for tasks with inputs, off for roots.
+    reuse: bool | None = None
+    keep_checkpoints: bool = False
 
     def node(self) -> TransformationNode:
         return TransformationNode(
@@ -309,6 +314,9 @@ class _Reader:
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             self.bad(where, f"{p}options must be a map, not {shown(options)}")
             options = {}
+        for flag in ("reuse", "keep_checkpoints"):
+            if t.get(flag) is not None and not isinstance(t.get(flag), bool):
+                self.bad(where, f"{p}{flag} must be true or false, not {t.get(flag)!r}")
         return TransformationSpec(
             name=name,
             command=command,
@@ -327,6 +335,8 @@ class _Reader:
             options=dict(options),
             env=self.env(where, t, p),
             max_output_bytes=self.byte_count(where, t, "max_output_bytes", p),
+            reuse=t["reuse"] if isinstance(t.get("reuse"), bool) else None,
+            keep_checkpoints=t.get("keep_checkpoints") is True,
         )
 
     def read(self, spec: Any) -> ProductionSpec | None:

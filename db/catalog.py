@@ -106,6 +106,7 @@ class Provenance:
     task: int
     attempt: int
     inputs: tuple[str, ...]
+    reused_from: int | None = None  # reuse by content: the original task
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,9 +551,9 @@ def get_file(*, session: Session, lfn: str) -> FileRecord:
     # task inputs) that `production delete` removes. An input since purged is left out.
     f = CatalogFile
     row = session.execute(
-        select(f.producer_task_id, f.producer_attempt, f.producer_production, f.producer_transformation).where(
-            f.id == file_id
-        )
+        select(
+            f.producer_task_id, f.producer_attempt, f.producer_production, f.producer_transformation, f.reused_from
+        ).where(f.id == file_id)
     ).one()
     if row.producer_task_id is None:
         return record
@@ -568,8 +569,14 @@ def get_file(*, session: Session, lfn: str) -> FileRecord:
         row.producer_task_id,
         row.producer_attempt or 0,
         tuple(inputs),
+        row.reused_from,
     )
     return dataclasses.replace(record, provenance=provenance)
+
+
+def file_records(*, session: Session, ids: list[int]) -> list[FileRecord]:
+    """These files with their metadata (no provenance), in id order."""
+    return _records(session, ids, load_fields(session), with_metadata=True)
 
 
 def _records(

@@ -127,7 +127,19 @@ def _purge_outputs(session: Session, production_id: int, dispose: Dispose, batch
         ).all()
         if not chunk:
             return purged
-        dispose(Disposal(stored=tuple(pfn for _, pfn in chunk if pfn)))
+        # Reuse by content shares stored content between files: content another file (of
+        # another production, or not purged yet) still names stays.
+        ids = [file_id for file_id, _ in chunk]
+        pfns = sorted({pfn for _, pfn in chunk if pfn})
+        # The sharers are reused files (indexed) and the originals of reused ones (by producer).
+        originals = select(CatalogFile.reused_from).where(CatalogFile.id.in_(ids), CatalogFile.reused_from.is_not(None))
+        sharers = CatalogFile.reused_from.is_not(None) | CatalogFile.producer_task_id.in_(originals)
+        shared = set(
+            session.scalars(
+                select(CatalogFile.pfn).where(sharers, CatalogFile.pfn.in_(pfns), CatalogFile.id.not_in(ids))
+            )
+        )
+        dispose(Disposal(stored=tuple(pfn for pfn in pfns if pfn not in shared)))
         session.execute(
             delete(CatalogFile)
             .where(CatalogFile.id.in_([file_id for file_id, _ in chunk]))

@@ -42,6 +42,8 @@ class FinalizeSummary:
     failed: int = 0
     outputs: int = 0
     scratch: list[str] = field(default_factory=list)
+    # Done tasks whose saved checkpoints go (their transformation does not keep_checkpoints).
+    checkpoints: list[int] = field(default_factory=list)
 
 
 def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> FinalizeSummary:
@@ -130,6 +132,8 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
     by_transformation: dict[int, list[int]] = {}
     for _, task_id in done:
         by_transformation.setdefault(tasks[task_id].transformation_id, []).append(task_id)
+        if not (transformations[tasks[task_id].transformation_id].spec or {}).get("keep_checkpoints"):
+            summary.checkpoints.append(task_id)
     for transformation_id, done_ids in by_transformation.items():
         session.execute(
             update(TransformationFile)

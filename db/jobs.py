@@ -22,7 +22,7 @@ from metaprod.core.statuses import (
     TaskStatus,
     TransformationStatus,
 )
-from metaprod.db import events
+from metaprod.db import events, reuse
 from metaprod.db.bulk import update_rows
 from metaprod.db.locking import claim
 from metaprod.db.models import (
@@ -90,11 +90,13 @@ def claim_tasks(
     max_queued_per_backend: Mapping[str, int],
     max_queued_per_transformation: int = 0,
     own_queued: Mapping[str, int] | None = None,
+    reused: list[int] | None = None,
 ) -> list[ClaimedJob]:
-    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps.
-    `own_queued`: for backends whose queue belongs to the calling process (the local pool of
-    one agents process), the attempts queued there, which its cap applies to instead of the
-    count of every process's attempts."""
+    """Turn up to `limit` due Created tasks into Submitted attempts, within the caps. Those
+    that reuse a Done task's outputs instead (metaprod.db.reuse) are Done: their ids are
+    added to `reused`. `own_queued`: for backends whose queue belongs to the calling process
+    (the local pool of one agents process), the attempts queued there, which its cap applies
+    to instead of the count of every process's attempts."""
     now = utcnow()
     # Queued: attempts handed to a backend that have not reported. A reported attempt has
     # left its backend, though its task stays Submitted or Running until it is finalized:
@@ -113,7 +115,7 @@ def claim_tasks(
     candidates = session.execute(
         claim(  # type: ignore[type-var]
             session,
-            select(Task.id, Task.backend, Task.transformation_id)
+            select(Task.id, Task.backend, Task.transformation_id, Task.task_index, Task.signature)
             .join(Transformation, Transformation.id == Task.transformation_id)
             .where(
                 Task.status == TaskStatus.CREATED.value,
@@ -124,9 +126,28 @@ def claim_tasks(
             .limit(limit * 4),
         )
     ).all()
+    transformations, namespaces = transformations_of(session, {row.transformation_id for row in candidates})
+    # Reuse by content: a task whose signature is that of a Done task takes its outputs and
+    # is Done now, without an attempt (one lookup for the batch).
+    taken = set(
+        reuse.reuse_done(
+            session=session,
+            candidates=[
+                reuse.Candidate(row.id, row.task_index, row.transformation_id, row.signature)
+                for row in candidates
+                if row.signature is not None
+            ],
+            transformations=transformations,
+            namespaces=namespaces,
+        )
+    )
+    if reused is not None:
+        reused.extend(sorted(taken))
     chosen_ids: list[int] = []
     caps: dict[str, int] = {}
-    for task_id, backend, transformation_id in candidates:
+    for task_id, backend, transformation_id, _, _ in candidates:
+        if task_id in taken:
+            continue
         if backend not in caps:
             caps[backend] = max_queued_per_backend.get(backend, 0)
             if own_queued is not None and backend in own_queued:
@@ -152,7 +173,6 @@ def claim_tasks(
         .where(Task.id.in_(chosen_ids))
         .order_by(Task.id)
     ).all()
-    transformations, namespaces = transformations_of(session, {row.transformation_id for row in chosen})
     production_names = production_names_of(namespaces)
     inputs = _inputs_of(session, chosen_ids)
     session.execute(

@@ -192,6 +192,8 @@ class CatalogFile(Base):
     producer_production_id: Mapped[int | None] = mapped_column(Integer, index=True)
     producer_production: Mapped[str | None] = mapped_column(_str(128, binary=True))
     producer_transformation: Mapped[str | None] = mapped_column(_str(128, binary=True))
+    # Reuse by content: the task whose outputs (same content, same PFN) this file stands for.
+    reused_from: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Who may change or remove it: the importer's owner, or its production's owner. NULL:
     # admin only (files imported before the catalog had owners).
@@ -285,6 +287,7 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("transformation_id", "task_index"),
         Index("ix_tasks_status", "status", "not_before"),
+        Index("ix_tasks_signature", "signature", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -299,6 +302,10 @@ class Task(Base):
     backend: Mapped[str] = mapped_column(String(32), default="local")
     backend_job_id: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Reuse by content (metaprod.db.reuse): a hash of what the task computes from what (NULL:
+    # an input without a checksum); and the Done task whose outputs it took instead of running.
+    signature: Mapped[str | None] = mapped_column(String(64))
+    reused_from: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -318,6 +318,13 @@ def production_progress(*, session: Session, name: str, principal: Principal) ->
     files = _counts(session, TransformationFile.transformation_id, TransformationFile.status, ids)
     tasks = _counts(session, Task.transformation_id, Task.status, ids)
     skipped = ancestry.skipped_counts(session=session, transformation_ids=ids)
+    reused: dict[int, int] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Task.transformation_id, func.count())
+            .where(Task.transformation_id.in_(ids), Task.reused_from.is_not(None))
+            .group_by(Task.transformation_id)
+        ).all()
+    )
     return ProductionProgress(
         name=production.name,
         status=production.status,
@@ -329,6 +336,7 @@ def production_progress(*, session: Session, name: str, principal: Principal) ->
                 tasks=complete_counts(tasks.get(t.id, {}), TASK_KEYS),
                 task_count=t.task_count if t.input_query is None else None,
                 skipped_files=skipped.get(t.id, 0),
+                reused_tasks=reused.get(t.id, 0),
             )
             for t in transformations
         ),

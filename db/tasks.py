@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, group_ids, needs_metadata
 from metaprod.core.statuses import TRANSFORMATION_OUTCOMES, FileStatus, TaskStatus, TransformationStatus
+from metaprod.db import reuse
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -89,7 +90,7 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
         if short <= 0:
             return TaskCreation(t.id, 0, 0)
         wanted = min(short, ROOT_TASKS_PER_CYCLE)
-        _insert_tasks(session, t, next_index, wanted)
+        _insert_tasks(session, t, next_index, wanted, reuse.root_signatures(t, next_index, wanted))
         return TaskCreation(t.id, wanted, 0, more=wanted < short)
     flush = flush or input_ended(session=session, transformation=t)
     if t.plugin == "standard":
@@ -103,7 +104,7 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
         groups = group_files(t.plugin, _unused_candidates(session, t), params, flush)
     if not groups:
         return TaskCreation(t.id, 0, 0)
-    first_id = _insert_tasks(session, t, next_index, len(groups))
+    first_id = _insert_tasks(session, t, next_index, len(groups), reuse.signatures(session, t, groups))
     task_ids = list(
         session.scalars(
             select(Task.id)
@@ -137,10 +138,23 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
     return TaskCreation(t.id, len(groups), len(inputs))
 
 
-def _insert_tasks(session: Session, t: Transformation, first_index: int, count: int) -> int:
+def _insert_tasks(
+    session: Session, t: Transformation, first_index: int, count: int, signatures: list[str | None]
+) -> int:
     now = bind_value(session, Task.__table__.c.created_at, utcnow())
-    rows = [(t.id, first_index + i, TaskStatus.CREATED.value, 0, t.backend, now, now) for i in range(count)]
-    columns = ("transformation_id", "task_index", "status", "attempt", "backend", "created_at", "updated_at")
+    rows = [
+        (t.id, first_index + i, TaskStatus.CREATED.value, 0, t.backend, signatures[i], now, now) for i in range(count)
+    ]
+    columns = (
+        "transformation_id",
+        "task_index",
+        "status",
+        "attempt",
+        "backend",
+        "signature",
+        "created_at",
+        "updated_at",
+    )
     executemany(session, Task.__table__, columns, rows)  # type: ignore[arg-type]
     first = session.scalar(select(Task.id).where(Task.transformation_id == t.id, Task.task_index == first_index))
     assert first is not None

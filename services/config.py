@@ -47,6 +47,9 @@ class Settings(BaseModel):
     insecure_listen_anywhere: bool = Field(False, description="allow a non-loopback listen address without TLS")
     log_level: LogLevel = Field("INFO", description="logging level of the server processes")
     agent_config: str | None = Field(None, description="agent settings: a JSON file or inline JSON")
+    storage: str | None = Field(
+        None, description="fsspec URL of the outputs and checkpoints, e.g. s3://bucket/prefix (default DIR/storage)"
+    )
     agents: dict[str, Any] = Field(default_factory=dict, description="agent settings (file only: an [agents] table)")
     sandbox: Literal["auto", "bwrap", "none"] = Field(
         "auto", description="isolation of the jobs' commands: auto (bwrap where it works, else none), bwrap, none"

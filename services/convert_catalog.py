@@ -32,6 +32,7 @@ def provenance_to_pb(provenance: Provenance) -> catalog_pb2.Provenance:
         task=provenance.task,
         attempt=provenance.attempt,
         inputs=list(provenance.inputs),
+        reused_from=provenance.reused_from or 0,
     )
 
 

@@ -85,6 +85,7 @@ def progress_to_pb(progress: ProductionProgress) -> production_pb2.Progress:
                 percent=t.percent,
                 failed_percent=t.failed_percent,
                 skipped_files=t.skipped_files,
+                reused_tasks=t.reused_tasks,
             )
             for t in progress.transformations
         ],

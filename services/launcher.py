@@ -45,6 +45,25 @@ def add_database_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="fsspec URL of the outputs and checkpoints, e.g. s3://bucket/prefix (env METAPROD_STORAGE; "
+        "default DIR/storage)",
+    )
+
+
+def storage_of(settings: config.Settings) -> str:
+    """Where outputs and checkpoints are stored: --storage, else the agents' storage_url, else DIR/storage."""
+    return (
+        settings.storage
+        or str(settings.agents.get("storage_url") or "")
+        or str(settings.data_dir.resolve() / "storage")
+    )
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="gRPC port (env METAPROD_PORT; default 50051)")
     parser.add_argument("--host", default=None, help="address to listen on (env METAPROD_HOST; default 127.0.0.1)")
@@ -322,6 +341,7 @@ def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the gRPC services against a shared database")
     add_database_options(serve)
     add_server_options(serve)
+    add_storage_option(serve)
     serve.set_defaults(handler=_serve)
     db = subparsers.add_parser(
         "db", help="database schema: upgrade to head, show the revision, check (at head, not damaged)"

@@ -196,7 +196,9 @@ def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_p
             {
                 "name": "gen",
                 "tasks": 8,
-                "command": 'echo "task $METAPROD_TASK_INDEX holding $(ls -A | wc -l) in $(pwd)"; sleep 0.8; '
+                "command": 'echo "task $METAPROD_TASK_INDEX holding $(ls -A | grep -vx .checkpoint | wc -l) '
+                'in $(pwd)"; '
+                "sleep 0.8; "
                 'if [ "$METAPROD_TASK_INDEX" = 1 ] && [ "$METAPROD_ATTEMPT" = 1 ]; then exit 5; fi; '
                 'echo x > out.sim; printf \'{"seed": %d}\' "$METAPROD_TASK_INDEX" > out.sim.meta.json',
                 "outputs": [{"glob": "*.sim", "metadata": {"datatype": "sim"}}],
@@ -215,7 +217,8 @@ def test_bundled_attempts_beat_report_and_retry_one_by_one(system: System, tmp_p
     assert max(jobs.values()) >= 3  # attempts shared jobs
     for index, task in tasks.items():
         log = system.cli("task", "log", str(task["id"]), "--attempt", "1").stdout
-        # Its own output only, from its own work directory, empty when it started (the failed
+        # Its own output only, from its own work directory, empty when it started but for the
+        # (empty) checkpoint directory (the failed
         # attempt left its directory empty: the next attempt's is that one, renamed).
         assert f"task {index} holding 0 in " in log and f"/t{task['id']}-a1\n" in log
         assert all(f"task {other} holding" not in log for other in range(8) if other != index)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from metaprod.v1 import common_pb2 as metaprod_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19metaprod/v1/catalog.proto\x12\x0bmetaprod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metaprod/v1/common.proto\"#\n\x05\x46ield\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"g\n\nProvenance\x12\x12\n\nproduction\x18\x01 \x01(\t\x12\x16\n\x0etransformation\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x0e\n\x06inputs\x18\x05 \x03(\t\"\xce\x02\n\x0b\x43\x61talogFile\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x0b\n\x03pfn\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t\x12\x38\n\x08metadata\x18\x05 \x03(\x0b\x32&.metaprod.v1.CatalogFile.MetadataEntry\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nprovenance\x18\x07 \x01(\x0b\x32\x17.metaprod.v1.Provenance\x12\x16\n\x0ehas_provenance\x18\x08 \x01(\x08\x12\r\n\x05owner\x18\t \x01(\t\x1aG\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.metaprod.v1.MetaValue:\x02\x38\x01\"-\n\x0f\x41\x64\x64\x46ieldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"F\n\x10\x41\x64\x64\x46ieldResponse\x12!\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Field\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x13\n\x11ListFieldsRequest\"8\n\x12ListFieldsResponse\x12\"\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Field\"V\n\x14RegisterFilesRequest\x12\'\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x18.metaprod.v1.CatalogFile\x12\x15\n\rskip_existing\x18\x02 \x01(\x08\"N\n\x15RegisterFilesResponse\x12\x12\n\nregistered\x18\x01 \x01(\x03\x12\x10\n\x08\x61ttached\x18\x02 \x01(\x03\x12\x0f\n\x07skipped\x18\x03 \x01(\x03\"G\n\x10\x46indFilesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x15\n\rwith_metadata\x18\x03 \x01(\x08\"<\n\x11\x46indFilesResponse\x12\'\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x18.metaprod.v1.CatalogFile\"\x1d\n\x0eGetFileRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\"9\n\x0fGetFileResponse\x12&\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x18.metaprod.v1.CatalogFile\"\xab\x01\n\x12SetMetadataRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.metaprod.v1.SetMetadataRequest.MetadataEntry\x1aG\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.metaprod.v1.MetaValue:\x02\x38\x01\"=\n\x13SetMetadataResponse\x12&\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x18.metaprod.v1.CatalogFile\"3\n\x11GetLineageRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"\\\n\x12GetLineageResponse\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x11\n\tancestors\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scendants\x18\x03 \x03(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x32\xb4\x04\n\x0b\x46ileCatalog\x12G\n\x08\x41\x64\x64\x46ield\x12\x1c.metaprod.v1.AddFieldRequest\x1a\x1d.metaprod.v1.AddFieldResponse\x12M\n\nListFields\x12\x1e.metaprod.v1.ListFieldsRequest\x1a\x1f.metaprod.v1.ListFieldsResponse\x12X\n\rRegisterFiles\x12!.metaprod.v1.RegisterFilesRequest\x1a\".metaprod.v1.RegisterFilesResponse(\x01\x12L\n\tFindFiles\x12\x1d.metaprod.v1.FindFilesRequest\x1a\x1e.metaprod.v1.FindFilesResponse0\x01\x12\x44\n\x07GetFile\x12\x1b.metaprod.v1.GetFileRequest\x1a\x1c.metaprod.v1.GetFileResponse\x12P\n\x0bSetMetadata\x12\x1f.metaprod.v1.SetMetadataRequest\x1a .metaprod.v1.SetMetadataResponse\x12M\n\nGetLineage\x12\x1e.metaprod.v1.GetLineageRequest\x1a\x1f.metaprod.v1.GetLineageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19metaprod/v1/catalog.proto\x12\x0bmetaprod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metaprod/v1/common.proto\"#\n\x05\x46ield\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"|\n\nProvenance\x12\x12\n\nproduction\x18\x01 \x01(\t\x12\x16\n\x0etransformation\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x0e\n\x06inputs\x18\x05 \x03(\t\x12\x13\n\x0breused_from\x18\x06 \x01(\x03\"\xce\x02\n\x0b\x43\x61talogFile\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x0b\n\x03pfn\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t\x12\x38\n\x08metadata\x18\x05 \x03(\x0b\x32&.metaprod.v1.CatalogFile.MetadataEntry\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nprovenance\x18\x07 \x01(\x0b\x32\x17.metaprod.v1.Provenance\x12\x16\n\x0ehas_provenance\x18\x08 \x01(\x08\x12\r\n\x05owner\x18\t \x01(\t\x1aG\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.metaprod.v1.MetaValue:\x02\x38\x01\"-\n\x0f\x41\x64\x64\x46ieldRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"F\n\x10\x41\x64\x64\x46ieldResponse\x12!\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x12.metaprod.v1.Field\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x13\n\x11ListFieldsRequest\"8\n\x12ListFieldsResponse\x12\"\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x12.metaprod.v1.Field\"V\n\x14RegisterFilesRequest\x12\'\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x18.metaprod.v1.CatalogFile\x12\x15\n\rskip_existing\x18\x02 \x01(\x08\"N\n\x15RegisterFilesResponse\x12\x12\n\nregistered\x18\x01 \x01(\x03\x12\x10\n\x08\x61ttached\x18\x02 \x01(\x03\x12\x0f\n\x07skipped\x18\x03 \x01(\x03\"G\n\x10\x46indFilesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x15\n\rwith_metadata\x18\x03 \x01(\x08\"<\n\x11\x46indFilesResponse\x12\'\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x18.metaprod.v1.CatalogFile\"\x1d\n\x0eGetFileRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\"9\n\x0fGetFileResponse\x12&\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x18.metaprod.v1.CatalogFile\"\xab\x01\n\x12SetMetadataRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12?\n\x08metadata\x18\x02 \x03(\x0b\x32-.metaprod.v1.SetMetadataRequest.MetadataEntry\x1aG\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.metaprod.v1.MetaValue:\x02\x38\x01\"=\n\x13SetMetadataResponse\x12&\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x18.metaprod.v1.CatalogFile\"3\n\x11GetLineageRequest\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x11\n\tmax_depth\x18\x02 \x01(\x05\"\\\n\x12GetLineageResponse\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x11\n\tancestors\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scendants\x18\x03 \x03(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x32\xb4\x04\n\x0b\x46ileCatalog\x12G\n\x08\x41\x64\x64\x46ield\x12\x1c.metaprod.v1.AddFieldRequest\x1a\x1d.metaprod.v1.AddFieldResponse\x12M\n\nListFields\x12\x1e.metaprod.v1.ListFieldsRequest\x1a\x1f.metaprod.v1.ListFieldsResponse\x12X\n\rRegisterFiles\x12!.metaprod.v1.RegisterFilesRequest\x1a\".metaprod.v1.RegisterFilesResponse(\x01\x12L\n\tFindFiles\x12\x1d.metaprod.v1.FindFilesRequest\x1a\x1e.metaprod.v1.FindFilesResponse0\x01\x12\x44\n\x07GetFile\x12\x1b.metaprod.v1.GetFileRequest\x1a\x1c.metaprod.v1.GetFileResponse\x12P\n\x0bSetMetadata\x12\x1f.metaprod.v1.SetMetadataRequest\x1a .metaprod.v1.SetMetadataResponse\x12M\n\nGetLineage\x12\x1e.metaprod.v1.GetLineageRequest\x1a\x1f.metaprod.v1.GetLineageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,41 +40,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FIELD']._serialized_start=101
   _globals['_FIELD']._serialized_end=136
   _globals['_PROVENANCE']._serialized_start=138
-  _globals['_PROVENANCE']._serialized_end=241
-  _globals['_CATALOGFILE']._serialized_start=244
-  _globals['_CATALOGFILE']._serialized_end=578
-  _globals['_CATALOGFILE_METADATAENTRY']._serialized_start=507
-  _globals['_CATALOGFILE_METADATAENTRY']._serialized_end=578
-  _globals['_ADDFIELDREQUEST']._serialized_start=580
-  _globals['_ADDFIELDREQUEST']._serialized_end=625
-  _globals['_ADDFIELDRESPONSE']._serialized_start=627
-  _globals['_ADDFIELDRESPONSE']._serialized_end=697
-  _globals['_LISTFIELDSREQUEST']._serialized_start=699
-  _globals['_LISTFIELDSREQUEST']._serialized_end=718
-  _globals['_LISTFIELDSRESPONSE']._serialized_start=720
-  _globals['_LISTFIELDSRESPONSE']._serialized_end=776
-  _globals['_REGISTERFILESREQUEST']._serialized_start=778
-  _globals['_REGISTERFILESREQUEST']._serialized_end=864
-  _globals['_REGISTERFILESRESPONSE']._serialized_start=866
-  _globals['_REGISTERFILESRESPONSE']._serialized_end=944
-  _globals['_FINDFILESREQUEST']._serialized_start=946
-  _globals['_FINDFILESREQUEST']._serialized_end=1017
-  _globals['_FINDFILESRESPONSE']._serialized_start=1019
-  _globals['_FINDFILESRESPONSE']._serialized_end=1079
-  _globals['_GETFILEREQUEST']._serialized_start=1081
-  _globals['_GETFILEREQUEST']._serialized_end=1110
-  _globals['_GETFILERESPONSE']._serialized_start=1112
-  _globals['_GETFILERESPONSE']._serialized_end=1169
-  _globals['_SETMETADATAREQUEST']._serialized_start=1172
-  _globals['_SETMETADATAREQUEST']._serialized_end=1343
-  _globals['_SETMETADATAREQUEST_METADATAENTRY']._serialized_start=507
-  _globals['_SETMETADATAREQUEST_METADATAENTRY']._serialized_end=578
-  _globals['_SETMETADATARESPONSE']._serialized_start=1345
-  _globals['_SETMETADATARESPONSE']._serialized_end=1406
-  _globals['_GETLINEAGEREQUEST']._serialized_start=1408
-  _globals['_GETLINEAGEREQUEST']._serialized_end=1459
-  _globals['_GETLINEAGERESPONSE']._serialized_start=1461
-  _globals['_GETLINEAGERESPONSE']._serialized_end=1553
-  _globals['_FILECATALOG']._serialized_start=1556
-  _globals['_FILECATALOG']._serialized_end=2120
+  _globals['_PROVENANCE']._serialized_end=262
+  _globals['_CATALOGFILE']._serialized_start=265
+  _globals['_CATALOGFILE']._serialized_end=599
+  _globals['_CATALOGFILE_METADATAENTRY']._serialized_start=528
+  _globals['_CATALOGFILE_METADATAENTRY']._serialized_end=599
+  _globals['_ADDFIELDREQUEST']._serialized_start=601
+  _globals['_ADDFIELDREQUEST']._serialized_end=646
+  _globals['_ADDFIELDRESPONSE']._serialized_start=648
+  _globals['_ADDFIELDRESPONSE']._serialized_end=718
+  _globals['_LISTFIELDSREQUEST']._serialized_start=720
+  _globals['_LISTFIELDSREQUEST']._serialized_end=739
+  _globals['_LISTFIELDSRESPONSE']._serialized_start=741
+  _globals['_LISTFIELDSRESPONSE']._serialized_end=797
+  _globals['_REGISTERFILESREQUEST']._serialized_start=799
+  _globals['_REGISTERFILESREQUEST']._serialized_end=885
+  _globals['_REGISTERFILESRESPONSE']._serialized_start=887
+  _globals['_REGISTERFILESRESPONSE']._serialized_end=965
+  _globals['_FINDFILESREQUEST']._serialized_start=967
+  _globals['_FINDFILESREQUEST']._serialized_end=1038
+  _globals['_FINDFILESRESPONSE']._serialized_start=1040
+  _globals['_FINDFILESRESPONSE']._serialized_end=1100
+  _globals['_GETFILEREQUEST']._serialized_start=1102
+  _globals['_GETFILEREQUEST']._serialized_end=1131
+  _globals['_GETFILERESPONSE']._serialized_start=1133
+  _globals['_GETFILERESPONSE']._serialized_end=1190
+  _globals['_SETMETADATAREQUEST']._serialized_start=1193
+  _globals['_SETMETADATAREQUEST']._serialized_end=1364
+  _globals['_SETMETADATAREQUEST_METADATAENTRY']._serialized_start=528
+  _globals['_SETMETADATAREQUEST_METADATAENTRY']._serialized_end=599
+  _globals['_SETMETADATARESPONSE']._serialized_start=1366
+  _globals['_SETMETADATARESPONSE']._serialized_end=1427
+  _globals['_GETLINEAGEREQUEST']._serialized_start=1429
+  _globals['_GETLINEAGEREQUEST']._serialized_end=1480
+  _globals['_GETLINEAGERESPONSE']._serialized_start=1482
+  _globals['_GETLINEAGERESPONSE']._serialized_end=1574
+  _globals['_FILECATALOG']._serialized_start=1577
+  _globals['_FILECATALOG']._serialized_end=2141
 # @@protoc_insertion_point(module_scope)

@@ -19,18 +19,20 @@ class Field(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class Provenance(_message.Message):
-    __slots__ = ("production", "transformation", "task", "attempt", "inputs")
+    __slots__ = ("production", "transformation", "task", "attempt", "inputs", "reused_from")
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
     TRANSFORMATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     production: str
     transformation: str
     task: int
     attempt: int
     inputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, production: _Optional[str] = ..., transformation: _Optional[str] = ..., task: _Optional[int] = ..., attempt: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    reused_from: int
+    def __init__(self, production: _Optional[str] = ..., transformation: _Optional[str] = ..., task: _Optional[int] = ..., attempt: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., reused_from: _Optional[int] = ...) -> None: ...
 
 class CatalogFile(_message.Message):
     __slots__ = ("lfn", "pfn", "size", "checksum", "metadata", "created_at", "provenance", "has_provenance", "owner")

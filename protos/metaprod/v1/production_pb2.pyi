@@ -70,7 +70,7 @@ class Production(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., status: _Optional[str] = ..., owner: _Optional[str] = ..., transformations: _Optional[_Iterable[_Union[_transformation_pb2.Transformation, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class TransformationProgress(_message.Message):
-    __slots__ = ("name", "status", "files", "tasks", "percent", "failed_percent", "skipped_files")
+    __slots__ = ("name", "status", "files", "tasks", "percent", "failed_percent", "skipped_files", "reused_tasks")
     class FilesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class TransformationProgress(_message.Message):
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_PERCENT_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FILES_FIELD_NUMBER: _ClassVar[int]
+    REUSED_TASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     files: _containers.ScalarMap[str, int]
@@ -99,7 +100,8 @@ class TransformationProgress(_message.Message):
     percent: float
     failed_percent: float
     skipped_files: int
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ..., percent: _Optional[float] = ..., failed_percent: _Optional[float] = ..., skipped_files: _Optional[int] = ...) -> None: ...
+    reused_tasks: int
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., files: _Optional[_Mapping[str, int]] = ..., tasks: _Optional[_Mapping[str, int]] = ..., percent: _Optional[float] = ..., failed_percent: _Optional[float] = ..., skipped_files: _Optional[int] = ..., reused_tasks: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("name", "status", "percent", "transformations", "failed_percent", "skipped_files")
