@@ -74,6 +74,11 @@ class Checkpoint:
         self._lock = threading.Lock()
         self.ended = False
 
+    def make(self) -> int:
+        """Make the (empty) checkpoint directory; returns 0, the number of files restored."""
+        self.directory.mkdir(exist_ok=True)
+        return 0
+
     def restore(self) -> int:
         """Make the checkpoint directory, with the last saved content if any; returns the
         number of files restored."""
@@ -137,11 +142,11 @@ class Checkpoint:
             return True
 
     def leave(self) -> None:
-        """After the final save: an empty checkpoint directory goes (so the work directory
-        can be reused), as do fetched inputs."""
-        with contextlib.suppress(OSError):
-            self.directory.rmdir()
-        shutil.rmtree(self.directory.parent / INPUTS_DIR, ignore_errors=True)
+        """After the final save: fetched inputs go; an empty checkpoint directory stays for
+        the next attempt that reuses the work directory (metaprod.agents.wrapper.WorkDirectories)."""
+        inputs = self.directory.parent / INPUTS_DIR
+        if os.path.lexists(inputs):
+            shutil.rmtree(inputs, ignore_errors=True)
 
 
 def list_checkpoint(storage: str, task_id: int) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ class Agent(Protocol):
     wakes_on: frozenset[str]
     # What this agent's cycle makes, so the runner can wake the agents downstream at once.
     produces: frozenset[str]
+    # An agent may also define `produced() -> frozenset[str]`: what its last cycle did make.
 
     def run_once(self, session: Session) -> str:
         """One cycle in one transaction; returns a short status line for the heartbeat."""
@@ -72,7 +73,10 @@ class AgentRunner:
             self._beat_apart(agent.name, status)
         else:
             if status and not status.startswith("idle"):
-                self.wake(agent.produces)
+                # What this cycle made happen, when the agent says (a subset of `produces`):
+                # waking agents for events that did not occur costs them idle cycles.
+                produced = getattr(agent, "produced", None)
+                self.wake(agent.produces if produced is None else produced())
             # Only after a commit: what a rolled-back cycle prepared must not be acted upon
             # (its next cycle starts afresh).
             after_commit = getattr(agent, "after_commit", None)

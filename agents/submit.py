@@ -47,6 +47,10 @@ class SubmitAgent:
         self.backends = backends
         self._bundles: list[list[jobs.ClaimedJob]] = []
         self._own = OwnQueues()
+        self._reused = False
+
+    def produced(self) -> frozenset[str]:
+        return self.produces if self._reused else frozenset({"submitted"})
 
     def _caps(self) -> Mapping[str, int]:
         return _Caps(self.settings.max_queued_per_backend, self.backends, self._own)
@@ -77,6 +81,7 @@ class SubmitAgent:
             bundle if secret is None else [replace(job, secret=secret) for job in bundle]
             for bundle, secret in zip(bundles, secrets, strict=True)
         ]
+        self._reused = bool(reused)
         if reused and not claimed:
             return f"reused the outputs of Done tasks for {len(reused)} tasks"
         return f"claimed {len(claimed)} tasks in {len(bundles)} jobs" if claimed else "idle"

@@ -16,9 +16,15 @@ class TaskAgent:
     wakes_on = frozenset({"files", "production", "transformation", "completed", "tasks_due"})
     produces = frozenset({"tasks", "tasks_due"})
 
+    def __init__(self) -> None:
+        self._more = False
+
+    def produced(self) -> frozenset[str]:
+        return self.produces if self._more else frozenset({"tasks"})
+
     def run_once(self, session: Session) -> str:
         created = files = 0
-        more = False
+        more = self._more = False
         for transformation_id in tasks.transformations_needing_tasks(session=session):
             result = tasks.create_tasks(session=session, transformation_id=transformation_id)
             if result is not None:
@@ -27,4 +33,5 @@ class TaskAgent:
                 more = more or result.more
         if not created:
             return "idle"
+        self._more = more
         return f"created {created} tasks over {files} files" + (" (more due)" if more else "")

@@ -15,6 +15,7 @@ a report still counts.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -356,7 +357,8 @@ class _Bundle:
         task, attempt = int(entry["task_id"]), int(entry["attempt"])
         point = checkpoints.Checkpoint(self.job.get("storage"), task, workdir)
         try:
-            restored = point.restore()
+            # A task's first attempt has nothing saved before it: no storage call.
+            restored = point.restore() if attempt > 1 else point.make()
             pfns = [i["pfn"] or i["lfn"] for i in entry["inputs"]]
             if not all(checkpoints.is_local(p) for p in pfns):
                 env["METAPROD_INPUTS"] = "\n".join(checkpoints.fetch_inputs(pfns, workdir))
@@ -495,7 +497,8 @@ class _Bundle:
 
 
 class WorkDirectories:
-    """Gives each attempt of a job its own empty work directory, named for the attempt.
+    """Gives each attempt of a job its own empty work directory (but for an empty checkpoint
+    directory), named for the attempt.
 
     When the previous attempt's command left its directory empty and nothing of it still
     runs, that directory is renamed for the next attempt instead of a new one being made: on
@@ -536,8 +539,17 @@ class WorkDirectories:
             if os.lstat(path).st_mode != self._mode:  # not a directory (a symlink?), or chmod-ed
                 return False
             with os.scandir(path) as entries:
-                return next(entries, None) is None
-        except OSError:
+                left = list(itertools.islice(entries, 2))
+            if not left:
+                return True
+            # The attempt's checkpoint directory, left empty, is the next attempt's (no rmdir
+            # and mkdir per attempt); one with anything in it makes the directory not reusable.
+            (entry,) = left
+            if entry.name != checkpoints.CHECKPOINT_DIR or not entry.is_dir(follow_symlinks=False):
+                return False
+            with os.scandir(entry.path) as inside:
+                return next(inside, None) is None
+        except (OSError, ValueError):
             return False
 
 

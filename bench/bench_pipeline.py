@@ -223,7 +223,7 @@ def bench_throughput(
 ) -> tuple[float, float]:
     """(a); returns the tasks per second and the CPU per task in the jobs (s)."""
     workers = os.cpu_count() or 1
-    name = f"throughput{label}-{run}"
+    name = "-".join(["throughput", *label.split(), str(run)])
     spec = {"production": name, "transformations": [{"name": "gen", "tasks": n, "command": "true"}]}
     client.productions.create(spec)
     cpu = tree_cpu_seconds(pid)
