@@ -130,6 +130,7 @@ MIN_DEFAULT_CAP = 400
 # enough to never starve it, little enough that other agents processes get the rest.
 OWN_QUEUE_SECONDS = 2.0
 _PACE_WINDOW = 2.0
+_MIN_SPAN = 0.05
 
 
 class OwnQueues:
@@ -140,10 +141,17 @@ class OwnQueues:
     def __init__(self) -> None:
         self._jobs: dict[str, dict[str, int]] = {}  # backend -> {job id: attempts}
         self._ended: deque[tuple[float, str, int]] = deque()  # (monotonic time, backend, attempts)
+        # When each backend's queue last went from empty to busy: the pace is measured since
+        # then (at most _PACE_WINDOW), so that it is known after one cycle, not after the window.
+        self._busy_since: dict[str, float] = {}
 
     def submitted(self, backends: BackendPool, backend: str, job_id: str, attempts: int) -> None:
         if backends.get(backend).per_process_queue:
-            self._jobs.setdefault(backend, {})[job_id] = attempts
+            jobs_of = self._jobs.setdefault(backend, {})
+            if not jobs_of:
+                self._busy_since[backend] = time.monotonic()
+                self._ended = deque(e for e in self._ended if e[1] != backend)
+            jobs_of[job_id] = attempts
 
     def queued(self, backends: BackendPool) -> Mapping[str, int]:
         """Attempts still queued or running per backend with a per-process queue (ended jobs
@@ -165,8 +173,12 @@ class OwnQueues:
         return out
 
     def pace(self, backend: str) -> float:
-        """Attempts per second that ended in this backend lately."""
-        return sum(n for _, name, n in self._ended if name == backend) / _PACE_WINDOW
+        """Attempts per second that ended in this backend lately (since it last became busy)."""
+        since = self._busy_since.get(backend)
+        if since is None:
+            return 0.0
+        span = max(min(_PACE_WINDOW, time.monotonic() - since), _MIN_SPAN)
+        return sum(n for _, name, n in self._ended if name == backend) / span
 
 
 class _OwnCounts(Mapping[str, int]):
