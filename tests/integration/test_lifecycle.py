@@ -86,6 +86,8 @@ def spec_failing_until(flag: Path, *, failing_index: str = "") -> dict[str, Any]
 
 def test_every_task_failed_is_failed_and_retry_recovers(system: System, tmp_path: Path) -> None:
     flag = tmp_path / "fixed"
+    # The commands look for the flag outside their work directory: the sandbox must show it.
+    system.agent_config["sandbox_writable"] = [str(tmp_path)]
     system.up()
     system.cli("production", "create", "-f", write_spec(tmp_path, spec_failing_until(flag)))
     system.cli("production", "start", "recover")
