@@ -105,6 +105,21 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def path_directories(path: str, hidden: Iterable[str]) -> list[str]:
+    """The directories of a PATH that the commands should see besides the system paths (a
+    user's own bin, a conda or virtual environment): absolute, existing, and neither inside
+    nor holding a hidden path (the data directory stays invisible)."""
+    hidden = [h for h in hidden if h]
+    out = []
+    for entry in path.split(":"):
+        if not os.path.isabs(entry) or not os.path.isdir(entry):
+            continue
+        if any(_under(entry, h) or _under(h, entry) for h in hidden):
+            continue
+        out.append(os.path.normpath(entry))
+    return out
+
+
 def build_argv(
     program: str,
     inner: Sequence[str],
@@ -273,6 +288,7 @@ class JobSandbox:
             return self.pid
         reap_closed()
         python, needs = runner_python()
+        needs = [*needs, *path_directories(self.env.get("PATH", ""), self.hidden)]
         argv = build_argv(
             self.program,
             [python, "-I", "-S", "-c", RUNNER],

@@ -167,3 +167,13 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_the_directories_of_path_are_shown_but_never_the_data_directory(tmp_path: Path) -> None:
+    """A user's own bin on PATH (a conda env, ~/bin) is shown read-only; a PATH entry inside
+    the data directory, or holding it, is not (it would show the data directory)."""
+    bin_dir, data = tmp_path / "bin", tmp_path / "data"
+    (data / "bin").mkdir(parents=True)
+    bin_dir.mkdir()
+    path = ":".join([str(bin_dir), str(data / "bin"), str(tmp_path), "relative/bin", str(tmp_path / "missing")])
+    assert sandbox.path_directories(path, [str(data)]) == [str(bin_dir)]
