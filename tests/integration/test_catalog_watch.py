@@ -73,7 +73,7 @@ def catalogued(system: System) -> dict[str, dict[str, Any]]:
     return {f["lfn"]: f for f in system.json("catalog", "find", "{}") if f["lfn"].startswith("/lab/")}
 
 
-def wait_until(check: Any, timeout: float = 30.0) -> float:
+def wait_until(check: Any, timeout: float = 90.0) -> float:
     """Seconds until check() is true."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
