@@ -111,11 +111,11 @@ def claim_tasks(
     ):
         queued[backend] = queued.get(backend, 0) + count
         per_transformation[transformation_id] = per_transformation.get(transformation_id, 0) + count
-    # Plain rows first (cheap), then ORM objects for the chosen tasks only.
+    # Plain rows first (cheap, only what the caps need), then the chosen tasks' own.
     candidates = session.execute(
         claim(  # type: ignore[type-var]
             session,
-            select(Task.id, Task.backend, Task.transformation_id, Task.task_index, Task.signature)
+            select(Task.id, Task.backend, Task.transformation_id)
             .join(Transformation, Transformation.id == Task.transformation_id)
             .where(
                 Task.status == TaskStatus.CREATED.value,
@@ -126,28 +126,10 @@ def claim_tasks(
             .limit(limit * 4),
         )
     ).all()
-    transformations, namespaces = transformations_of(session, {row.transformation_id for row in candidates})
-    # Reuse by content: a task whose signature is that of a Done task takes its outputs and
-    # is Done now, without an attempt (one lookup for the batch).
-    taken = set(
-        reuse.reuse_done(
-            session=session,
-            candidates=[
-                reuse.Candidate(row.id, row.task_index, row.transformation_id, row.signature)
-                for row in candidates
-                if row.signature is not None
-            ],
-            transformations=transformations,
-            namespaces=namespaces,
-        )
-    )
-    if reused is not None:
-        reused.extend(sorted(taken))
     chosen_ids: list[int] = []
+    chosen_transformations: set[int] = set()
     caps: dict[str, int] = {}
-    for task_id, backend, transformation_id, _, _ in candidates:
-        if task_id in taken:
-            continue
+    for task_id, backend, transformation_id in candidates:
         if backend not in caps:
             caps[backend] = max_queued_per_backend.get(backend, 0)
             if own_queued is not None and backend in own_queued:
@@ -163,16 +145,40 @@ def claim_tasks(
         queued[backend] = queued.get(backend, 0) + 1
         per_transformation[transformation_id] = per_transformation.get(transformation_id, 0) + 1
         chosen_ids.append(task_id)
+        chosen_transformations.add(transformation_id)
         if len(chosen_ids) >= limit:
             break
     if not chosen_ids:
         return []
+    transformations, namespaces = transformations_of(session, chosen_transformations)
     # Plain rows and set-based writes: ORM objects would cost more than the rest of a claim.
     chosen = session.execute(
-        select(Task.id, Task.task_index, Task.attempt + 1, Task.backend, Task.transformation_id)
+        select(Task.id, Task.task_index, Task.attempt + 1, Task.backend, Task.transformation_id, Task.signature)
         .where(Task.id.in_(chosen_ids))
         .order_by(Task.id)
     ).all()
+    # Reuse by content: a chosen task whose signature is that of a Done task takes its outputs
+    # and is Done now, without an attempt (one lookup for the batch; none when no chosen
+    # task's transformation reuses, as for roots, which opt in).
+    taken = set(
+        reuse.reuse_done(
+            session=session,
+            candidates=[
+                reuse.Candidate(row[0], row[1], row[4], row[5])
+                for row in chosen
+                if row[5] is not None and reuse.reuses(transformations[row[4]])
+            ],
+            transformations=transformations,
+            namespaces=namespaces,
+        )
+    )
+    if taken:
+        if reused is not None:
+            reused.extend(sorted(taken))
+        chosen = [row for row in chosen if row[0] not in taken]
+        chosen_ids = [row[0] for row in chosen]
+        if not chosen_ids:
+            return []
     production_names = production_names_of(namespaces)
     inputs = _inputs_of(session, chosen_ids)
     session.execute(
@@ -200,7 +206,7 @@ def claim_tasks(
                 "token_hash": hash_secret(secrets[task_id]),
                 "submitted_at": now,
             }
-            for task_id, _, attempt, backend, _ in chosen
+            for task_id, _, attempt, backend, _, _ in chosen
         ],
     )
     attempt_ids: dict[tuple[int, int], int] = {
@@ -210,7 +216,7 @@ def claim_tasks(
         )
     }
     claimed: list[ClaimedJob] = []
-    for task_id, task_index, attempt, backend, transformation_id in chosen:
+    for task_id, task_index, attempt, backend, transformation_id, _ in chosen:
         t = transformations[transformation_id]
         claimed.append(
             ClaimedJob(

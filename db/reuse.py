@@ -47,6 +47,11 @@ def root_signatures(t: Transformation, first_index: int, count: int) -> list[str
     return [task_signature(made, None, first_index + i) for i in range(count)]
 
 
+def reuses(t: Transformation) -> bool:
+    """Whether `t`'s tasks may take a Done task's outputs (roots opt in: docs/jobs.md)."""
+    return reuse_enabled(t.spec or {}, t.input_query is None)
+
+
 @dataclass(frozen=True)
 class Candidate:
     task_id: int
@@ -67,13 +72,7 @@ def reuse_done(
     running: the same content (PFN, size, checksum) under their own LFNs, with their own
     metadata and `reused_from` provenance; they are Done with no attempt. Returns their ids.
     One query finds the Done tasks for the whole batch, one reads their outputs."""
-    wanted = [
-        c
-        for c in candidates
-        if reuse_enabled(
-            transformations[c.transformation_id].spec or {}, transformations[c.transformation_id].input_query is None
-        )
-    ]
+    wanted = [c for c in candidates if reuses(transformations[c.transformation_id])]
     if not wanted:
         return []
     originals: dict[str, int] = {}
