@@ -174,9 +174,15 @@ def build_argv(
 # /bin/sh in a session of its own with that environment (its stdout and stderr: the
 # runner's, the job's output pipe), and once it has ended kills every other process of the
 # namespace (kill(-1) spares only init and the caller) until none is left, then writes the
-# exit code on a line to fd 4. End of input ends it, and so the sandbox.
+# exit code on a line to fd 4. End of input ends it, and so the sandbox. Its commands get
+# descriptors 0, 1 and 2 only: with the pipes, one could read the next attempt's request or
+# forge the end of its own.
 RUNNER = r"""
 import os, time
+# The pipes are the runner's alone, and nothing else of bwrap's reaches a command.
+os.closerange(5, 1 << 20)
+os.set_inheritable(3, False)
+os.set_inheritable(4, False)
 def read(n):
     data = b""
     while len(data) < n:

@@ -30,7 +30,7 @@ class AgentSettings:
     batch_size: int = 500
     # At most this many task attempts of one transformation run one after the other in one
     # job (a bundle) when more are due than their backend runs at once; 1: one job per task.
-    max_bundle: int = 32
+    max_bundle: int = 128
     retry_backoff_seconds: float = 5.0
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0

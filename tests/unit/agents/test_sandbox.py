@@ -162,6 +162,29 @@ def test_a_job_sandbox_runs_attempts_one_after_the_other_and_ends_each_ones_proc
     assert not sandbox._CLOSED
 
 
+def test_a_command_cannot_reach_the_runners_pipes(tmp_path: Path) -> None:
+    """The runner's request and status pipes (fds 3 and 4) are its own: a command that could
+    read the next attempt's request or write a forged end would break the attempts apart."""
+    job_dir = tmp_path / "work" / "t1-a1+1"
+    work = job_dir / "t1-a1"
+    work.mkdir(parents=True)
+    program = sandbox.choose("auto").program
+    assert program is not None
+    box = sandbox.JobSandbox(
+        program, job_dir=job_dir, inputs=(), hidden=(str(tmp_path),), writable=(), masked=(), env={"PATH": "/bin"}
+    )
+    try:
+        box.start()
+        box.run(work, {"PATH": "/usr/bin:/bin"}, "ls /proc/$$/fd; echo 0 >&4 && echo forged")
+        out, code = read_all(box.output, box)
+        fds = [line for line in out.decode().splitlines() if line.isdigit()]
+        assert fds == ["0", "1", "2"] and "forged" not in out.decode(), out
+        assert code != 0  # the shell's redirection failed, and the runner reported that
+    finally:
+        box.close()
+        sandbox.reap_closed(wait=True)
+
+
 def _cmdline(pid: str) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
