@@ -30,7 +30,15 @@ class Capture:
     its stdout and stderr) and writes it to `write` (the log), capped. Closes `read_fd`."""
 
     def __init__(
-        self, read_fd: int, write: Callable[[bytes], None], *, head: int, tail: int, linger: float = 1.0
+        self,
+        read_fd: int,
+        write: Callable[[bytes], None],
+        *,
+        head: int,
+        tail: int,
+        linger: float = 1.0,
+        mark: bytes | None = None,
+        ahead: bytes = b"",
     ) -> None:
         self.fd = read_fd
         # How long finish() waits for the end of the output (0: what the pipe holds is all,
@@ -45,6 +53,33 @@ class Capture:
         self.cut = 0
         self.total = 0
         self.eof = False
+        # A pipe that carries several attempts' output one after the other (a job's sandbox):
+        # this attempt's ends at `mark`; what came after it is the next one's (`ahead`), as
+        # `ahead` given here is what the previous attempt's capture read past its own mark.
+        self.mark = mark
+        self.held = b""  # the last bytes read, held back while they may begin the mark
+        self.ahead = b""
+        if mark is not None and ahead:
+            self._scan(ahead)
+
+    def _scan(self, data: bytes) -> None:
+        assert self.mark is not None
+        data = self.held + data
+        at = data.find(self.mark)
+        if at >= 0:
+            self.held, self.ahead, self.eof = b"", data[at + len(self.mark) :], True
+            if at:
+                self._take(data[:at])
+            return
+        # Held back: only an end of the data that may begin the mark (output is written on
+        # as it comes, so a line is not cut where the wrapper's own lines could come between).
+        start = max(0, len(data) - len(self.mark) + 1)
+        held = len(data)
+        if self.mark[:1] in data[start:]:
+            held = next((i for i in range(start, len(data)) if self.mark.startswith(data[i:])), held)
+        self.held = data[held:]
+        if held:
+            self._take(data[:held])
 
     def _take(self, data: bytes) -> None:
         self.total += len(data)
@@ -79,8 +114,14 @@ class Capture:
                 data = b""
             if not data:
                 self.eof = True
+                if self.held:  # no mark came (the sandbox died): what was held is output
+                    self._take(self.held)
+                    self.held = b""
                 return
-            self._take(data)
+            if self.mark is not None:
+                self._scan(data)
+            else:
+                self._take(data)
 
     def wait(self, stop: int | Sequence[int], timeout: float | None) -> bool:
         """Read the output until one of the descriptors `stop` (a pidfd: its process ended)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import select
 import shutil
 import subprocess
@@ -169,14 +170,18 @@ def build_argv(
 
 
 # The runner: the sandbox's first process after bwrap's init (so pid 2), in Python with
-# nothing but `os` imported (a few ms to start). It reads attempts from fd 3 (12 digits of
-# length, then cwd, command and NAME=value pairs, NUL-separated), runs each command by
-# /bin/sh in a session of its own with that environment (its stdout and stderr: the
-# runner's, the job's output pipe), and once it has ended kills every other process of the
-# namespace (kill(-1) spares only init and the caller) until none is left, then writes the
-# exit code on a line to fd 4. End of input ends it, and so the sandbox. Its commands get
-# descriptors 0, 1 and 2 only: with the pipes, one could read the next attempt's request or
-# forge the end of its own.
+# nothing but `os` and `time` imported (a few ms to start). It reads attempts from fd 3 (12
+# digits of length, then cwd, command, start deadline, end mark and NAME=value pairs,
+# NUL-separated), runs each command by /bin/sh in a session of its own with that environment
+# (its stdout and stderr: the runner's, the job's output pipe), and once it has ended kills
+# every other process of the namespace (kill(-1) spares only init and the caller) until none
+# is left, then writes the attempt's end mark to the output pipe and its exit code on a line
+# to fd 4. An attempt whose start deadline (time.monotonic(): one clock for the whole
+# machine) has passed does not start: "skip". So the wrapper may hand over the next attempt
+# while one runs (under a start lease, which the deadline keeps), and the runner goes on at
+# once. End of input ends it, and so the sandbox. Its commands get descriptors 0, 1 and 2
+# only: with the pipes, one could read the next attempt's request or forge the end of its
+# own; the end mark is random, so no command can forge it in the output either.
 RUNNER = r"""
 import os, time
 # The pipes are the runner's alone, and nothing else of bwrap's reaches a command.
@@ -191,13 +196,21 @@ def read(n):
             return None
         data += chunk
     return data
+def write(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
 null = os.open("/dev/null", os.O_RDONLY)
 while True:
     head = read(12)
     body = head and read(int(head))
     if not body:
         break
-    cwd, command, *pairs = body.decode("utf-8", "surrogateescape").split("\0")
+    cwd, command, deadline, nonce, *pairs = body.decode("utf-8", "surrogateescape").split("\0")
+    mark = b"\0metaprod-end-" + nonce.encode() + b"\0"
+    if deadline and time.monotonic() > float(deadline):
+        write(1, mark)
+        write(4, b"skip\n")
+        continue
     env = dict(pair.split("=", 1) for pair in pairs)
     try:
         os.chdir(cwd)
@@ -219,8 +232,16 @@ while True:
         except ChildProcessError:
             pass
         time.sleep(0.0005)
-    os.write(4, b"%d\n" % code)
+    write(1, mark)
+    write(4, b"%d\n" % code)
 """
+# What the runner says of an attempt whose start deadline had passed: it did not start.
+SKIPPED = "skip"
+
+
+def end_mark(nonce: str) -> bytes:
+    """What the runner writes to the output pipe once an attempt's processes are gone."""
+    return b"\0metaprod-end-" + nonce.encode() + b"\0"
 
 
 def runner_python() -> tuple[str, list[str]]:
@@ -287,6 +308,9 @@ class JobSandbox:
         self.env = env  # the runner's own (the commands get theirs with each request)
         self.pid = 0  # bwrap's (0: not running)
         self.pidfd = self.requests = self.status = self.output = -1
+        self._status_read = b""  # read from the status pipe, not yet taken
+        # Read from the output pipe past an attempt's end mark: the next attempt's output.
+        self.output_ahead = b""
 
     def start(self) -> int:
         """Start the sandbox when it is not running; its pid (bwrap's: a process-group leader)."""
@@ -325,9 +349,13 @@ class JobSandbox:
         self.pidfd = os.pidfd_open(self.pid)
         return self.pid
 
-    def run(self, workdir: Path, env: dict[str, str], command: str) -> None:
-        """Hand an attempt's command to the runner (the sandbox is running)."""
-        fields = [str(workdir), command, *(f"{k}={v}" for k, v in env.items())]
+    def run(self, workdir: Path, env: dict[str, str], command: str, *, deadline: float | None = None) -> bytes:
+        """Hand an attempt's command to the runner (the sandbox is running), to start once
+        the attempts handed before it have ended, and not after `deadline` (time.monotonic();
+        None: whenever). Returns the mark that ends its output in the output pipe."""
+        nonce = secrets.token_hex(16)
+        fields = [str(workdir), command, "" if deadline is None else repr(deadline), nonce]
+        fields += [f"{k}={v}" for k, v in env.items()]
         body = "\0".join(fields).encode("utf-8", "surrogateescape")
         data = b"%012d" % len(body) + body
         try:
@@ -335,18 +363,30 @@ class JobSandbox:
                 data = data[os.write(self.requests, data) :]
         except BrokenPipeError:
             pass  # the sandbox died: wait() says so
+        return end_mark(nonce)
 
-    def ended(self) -> tuple[bool, int]:
+    def has_ended(self) -> bool:
+        """Whether an attempt's end was read already and not yet taken by `ended`: the
+        status pipe need not be readable for it."""
+        return b"\n" in self._status_read
+
+    def ended(self) -> tuple[bool, int | None]:
         """After the status pipe or the sandbox's pidfd became readable: (True, exit code) when
-        the runner reported the attempt's end, else (False, -9): the sandbox is gone."""
-        try:
-            line = os.read(self.status, 64)
-        except OSError:
-            line = b""
-        if line.strip():
-            return True, int(line)
-        self.kill()
-        return False, -9
+        the runner reported the attempt's end, (True, None) when it did not start it (its
+        start deadline had passed), else (False, -9): the sandbox is gone."""
+        while b"\n" not in self._status_read:
+            try:
+                chunk = os.read(self.status, 64)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.kill()
+                return False, -9
+            self._status_read += chunk
+        line, self._status_read = self._status_read.split(b"\n", 1)
+        if line.decode() == SKIPPED:
+            return True, None
+        return True, int(line)
 
     def kill(self) -> None:
         """End the sandbox and everything in it, and forget it (the next attempt starts one)."""
@@ -377,12 +417,14 @@ class JobSandbox:
                     os.close(fd)
         self.pid = 0
         self.pidfd = self.requests = self.status = self.output = -1
+        self._status_read = self.output_ahead = b""
 
 
 __all__ = [
     "BWRAP",
     "MODES",
     "RUNNER",
+    "SKIPPED",
     "SYSTEM_PATHS",
     "Choice",
     "JobSandbox",

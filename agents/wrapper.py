@@ -25,6 +25,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,6 +42,23 @@ from metaprod.v1 import transformation_pb2 as tpb
 
 SIDECAR = ".meta.json"
 SHELL = "/bin/sh"
+# The next attempt is handed to the sandbox's runner ahead when the last command took less
+# than this (seconds), and the start lease has at least as long left.
+HAND_OVER_BELOW = 0.05
+# How long an attempt's capture waits for its end mark once the runner reported its end.
+CAPTURE_LINGER = 10.0
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """An attempt handed to the sandbox's runner ahead of its turn."""
+
+    key: tuple[int, int]
+    box_pid: int  # the sandbox that holds it
+    mark: bytes  # the end of its output
+    checkpoint: checkpoints.Checkpoint
+
+
 # Run instead of the command when its checkpoint or inputs could not be staged.
 STAGING_FAILED = 'echo "$METAPROD_STAGING_ERROR" >&2; exit 75'
 
@@ -165,6 +183,7 @@ class _Bundle:
         self.job_file = job_file or job_dir / "job.json"
         self.out = out
         self.out_lock = threading.Lock()  # the report thread writes to the log too
+        self.log_mid_line = False  # the log's last byte, a command's, ends no line
         self.reporter = Reporter(job["address"], job["token"], job.get("tls"))
         self.job_dir = job_dir
         self.cancelled, self.pid_file = job_dir / CANCEL_FILE, job_dir / PID_FILE
@@ -195,9 +214,18 @@ class _Bundle:
         self.checkpoint: checkpoints.Checkpoint | None = None  # the running attempt's
         # The commands' descriptors 0, 1 and 2, set up by run().
         self.spawn_actions: list[tuple[int, int, int]] = []
+        # The next attempt, handed to the sandbox's runner while this one runs (_hand_over),
+        # and how long the last attempt's command took (None: none ran yet).
+        self.handed: HandedOver | None = None
+        self.ran_for: float | None = None
 
     def say(self, line: str) -> None:
         with self.out_lock:
+            # Our lines start lines of their own, so that `task log` finds them (and a header
+            # is never taken for the end of the output before it).
+            if self.log_mid_line:
+                line = "\n" + line
+                self.log_mid_line = False
             print(line, file=self.out, flush=True)
 
     def run(self) -> None:
@@ -216,7 +244,8 @@ class _Bundle:
         try:
             if self.box is not None:
                 self.box.start()  # it boots while the first start lease is asked for
-            for entry in self.job["tasks"]:
+            tasks = self.job["tasks"]
+            for position, entry in enumerate(tasks):
                 key = (int(entry["task_id"]), int(entry["attempt"]))
                 with self.lock:
                     self.waiting.remove(key)
@@ -224,7 +253,8 @@ class _Bundle:
                 if self.cancelled.exists():
                     self.say(joblog.tagged(*key, "not started: the job was cancelled"))
                     continue
-                request = self._run_task(entry, key, pid_fd)
+                upcoming = tasks[position + 1] if position + 1 < len(tasks) else None
+                request = self._run_task(entry, key, pid_fd, upcoming)
                 last_ran = request is not None
                 if request is not None:
                     self.sender.put(request)
@@ -242,14 +272,17 @@ class _Bundle:
             # finalized; it will not be (withdrawn, superseded or cancelled): it goes now.
             shutil.rmtree(self.job_dir, ignore_errors=True)
 
-    def _run_task(self, entry: dict[str, Any], key: Key, pid_fd: int) -> tpb.ReportTaskResultRequest | None:
+    def _run_task(
+        self, entry: dict[str, Any], key: Key, pid_fd: int, upcoming: dict[str, Any] | None = None
+    ) -> tpb.ReportTaskResultRequest | None:
         task, attempt = key
         if self.sandbox.error:
             self.say(joblog.tagged(task, attempt, f"not started: {self.sandbox.error}"))
             return tpb.ReportTaskResultRequest(task=task, attempt=attempt, success=False, error=self.sandbox.error)
         workdir = Path(entry["workdir"])
         env = job_environment(self.job, entry, self.base_env)
-        pid = self._start(key, workdir, env, pid_fd, entry)
+        adopted = self._adopt(key, pid_fd)
+        pid = adopted if adopted is not None else self._start(key, workdir, env, pid_fd, entry)
         if pid is None:
             return None
         capture = self.capture
@@ -257,16 +290,38 @@ class _Bundle:
         if self.cancelled.exists():  # the backend may have looked for the pid before it was written
             _kill_group(pid, signal.SIGTERM)
         marks = tuple(f"{name}={env[name]}".encode() for name in ("METAPROD_TASK_ID", "METAPROD_ATTEMPT"))
+        began = time.monotonic()
         if self.box is not None:
+            if upcoming is not None:
+                self._hand_over(upcoming)
             # In the job's sandbox: the runner reports the end once every process of the
             # attempt is gone; a kill (timeout, cancel, superseded) ends the sandbox.
-            timed_out = not capture.wait((self.box.status, self.box.pidfd), self.max_runtime or None)
+            box = self.box
+            timed_out = not (box.has_ended() or capture.wait((box.status, box.pidfd), self.max_runtime or None))
             if timed_out:
                 self.box.kill()
+            code: int | None = -9 if timed_out else self.box.ended()[1]
+            if code is None:
+                # Handed over ahead, its start deadline (the lease) ran out before its turn:
+                # it never started; it starts now like any other, under a lease.
+                capture.finish()
+                self.box.output_ahead = capture.ahead
+                self.capture = None
+                pid = self._start(key, workdir, env, pid_fd, entry, prepared=True)
+                if pid is None:
+                    self._end_checkpoint(key)
+                    return None
+                capture = self.capture
+                assert capture is not None
+                began = time.monotonic()
+                timed_out = not capture.wait((box.status, box.pidfd), self.max_runtime or None)
+                if timed_out:
+                    self.box.kill()
+                code = -9 if timed_out else self.box.ended()[1]
             with self.lock:
                 self.current = None
             os.ftruncate(pid_fd, 0)
-            code = -9 if timed_out else self.box.ended()[1]
+            code = -9 if code is None else code
         else:
             timed_out = not _ended_within(pid, self.max_runtime, capture)
         if self.box is None and timed_out:
@@ -287,6 +342,9 @@ class _Bundle:
             if left:
                 self.say(joblog.tagged(task, attempt, f"killed {left} processes the command left behind"))
         capture.finish()
+        if self.box is not None:
+            self.box.output_ahead = capture.ahead
+        self.ran_for = time.monotonic() - began
         self._end_checkpoint(key)
         self.capture = None
         # In a sandbox, nothing of the attempt runs any more (0: no group to look for).
@@ -307,7 +365,16 @@ class _Bundle:
                 request.success, request.error = False, str(exc)
         return request
 
-    def _start(self, key: Key, workdir: Path, env: dict[str, str], pid_fd: int, entry: dict[str, Any]) -> int | None:
+    def _start(
+        self,
+        key: Key,
+        workdir: Path,
+        env: dict[str, str],
+        pid_fd: int,
+        entry: dict[str, Any],
+        *,
+        prepared: bool = False,
+    ) -> int | None:
         """Start the attempt's command under the job's start lease, asking for one when it has
         run out; returns its pid, or None when it may not start. Stop means stop, even for
         attempts waiting in a bundle: a lease is granted only while their tasks are Submitted
@@ -326,9 +393,10 @@ class _Bundle:
                     self.say(joblog.tagged(task, attempt, f"not started: {why}"))
                     return None
                 if granted or time.monotonic() < self.lease_until:
-                    self.workdirs.take(workdir)
-                    self.say(joblog.section_header(task, attempt))
-                    self._prepare(entry, workdir, env)
+                    if not prepared:  # else its directory, header and checkpoint are there
+                        self.workdirs.take(workdir)
+                        self.say(joblog.section_header(task, attempt))
+                        self.checkpoint = self._prepare(entry, workdir, env)
                     pid = self._spawn(workdir, env)
                     os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
                     with self.lock:
@@ -351,7 +419,7 @@ class _Bundle:
                 )
                 return None
 
-    def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
+    def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> checkpoints.Checkpoint | None:
         """Its checkpoint back in place and its remote inputs fetched, before the command
         starts (metaprod.agents.checkpoints)."""
         task, attempt = int(entry["task_id"]), int(entry["attempt"])
@@ -367,10 +435,10 @@ class _Bundle:
             reason = f"staging the checkpoint or inputs failed: {exc}"
             env["METAPROD_STAGING_ERROR"] = reason
             self.say(joblog.tagged(task, attempt, reason))
-            return
+            return None
         if restored:
             self.say(joblog.tagged(task, attempt, f"checkpoint: {restored} files restored"))
-        self.checkpoint = point
+        return point
 
     def _end_checkpoint(self, key: Key) -> None:
         """The command has ended, however: its checkpoint is saved (unless a newer attempt
@@ -415,10 +483,8 @@ class _Bundle:
         command = self.job["command"] if "METAPROD_STAGING_ERROR" not in env else STAGING_FAILED
         if self.box is not None:
             pid = self.box.start()
-            self.box.run(workdir, env, command)
-            self.capture = Capture(
-                os.dup(self.box.output), self._write_log, head=self.log_keep, tail=self.log_keep, linger=0
-            )
+            mark = self.box.run(workdir, env, command)
+            self.capture = self._box_capture(mark)
             return pid
         program, argv = SHELL, [SHELL, "-c", command]
         read_fd, write_fd = os.pipe()
@@ -434,6 +500,71 @@ class _Bundle:
             os.chdir(self.job_dir)
         self.capture = Capture(read_fd, self._write_log, head=self.log_keep, tail=self.log_keep)
         return pid
+
+    def _box_capture(self, mark: bytes) -> Capture:
+        """The capture of an attempt's output in the sandbox's output pipe: it ends at the
+        attempt's end mark (the runner writes it once its processes are gone), and begins
+        with what the previous attempt's capture read past its own."""
+        assert self.box is not None
+        ahead, self.box.output_ahead = self.box.output_ahead, b""
+        return Capture(
+            os.dup(self.box.output),
+            self._write_log,
+            head=self.log_keep,
+            tail=self.log_keep,
+            linger=CAPTURE_LINGER,
+            mark=mark,
+            ahead=ahead,
+        )
+
+    def _hand_over(self, entry: dict[str, Any]) -> None:
+        """Hand the next attempt to the sandbox's runner now, while this one runs, so that it
+        starts the moment this one ends (no round trip through the wrapper between two
+        trivial commands): only when the commands of this job are short (the last took less
+        than HAND_OVER_BELOW), the start lease has time left (the runner starts nothing after
+        it) and nothing needs staging (a first attempt with inputs in place)."""
+        assert self.box is not None
+        key = (int(entry["task_id"]), int(entry["attempt"]))
+        if self.ran_for is None or self.ran_for >= HAND_OVER_BELOW or key[1] != 1:
+            return
+        if not all(checkpoints.is_local(i["pfn"] or i["lfn"]) for i in entry["inputs"]):
+            return
+        workdir = Path(entry["workdir"])
+        env = job_environment(self.job, entry, self.base_env)
+        with self.start_lock:
+            deadline = self.lease_until
+            if key in self.superseded or deadline - time.monotonic() < HAND_OVER_BELOW or self.cancelled.exists():
+                return
+            self.workdirs.take(workdir)
+            point = checkpoints.Checkpoint(self.job.get("storage"), key[0], workdir)
+            try:
+                point.make()
+            except OSError:
+                return  # staged the usual way when its turn comes
+            mark = self.box.run(workdir, env, self.job["command"], deadline=deadline)
+            self.handed = HandedOver(key, self.box.pid, mark, point)
+
+    def _adopt(self, key: Key, pid_fd: int) -> int | None:
+        """The attempt, handed over to the runner ahead (see _hand_over), becomes the running
+        one: its pid (the sandbox's), or None when it was not handed over or the sandbox that
+        held it is gone (killed: the attempt starts the usual way)."""
+        handed, self.handed = self.handed, None
+        if handed is None or handed.key != key:
+            return None
+        box = self.box
+        assert box is not None
+        if box.pid != handed.box_pid:
+            return None
+        if key in self.superseded:
+            box.kill()  # it may have started: the sandbox goes with it, as for a running one
+            return None
+        self.say(joblog.section_header(*key))
+        self.checkpoint = handed.checkpoint
+        self.capture = self._box_capture(handed.mark)
+        os.pwrite(pid_fd, f"{box.pid}\n".encode(), 0)
+        with self.lock:
+            self.current = (key, box.pid)
+        return box.pid
 
     def _job_sandbox(self) -> sandbox.JobSandbox | None:
         """The job's sandbox (started with its first command), or None when commands run
@@ -466,6 +597,8 @@ class _Bundle:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if data:
+                self.log_mid_line = not data.endswith(b"\n")
 
     def _beat(self) -> None:
         # The first beat comes after at most a second: a job shorter than that costs the

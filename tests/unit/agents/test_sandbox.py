@@ -3,7 +3,6 @@ bwrap works, what a command in it can reach."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import subprocess
@@ -108,22 +107,24 @@ def test_a_command_in_the_sandbox_sees_its_work_directory_and_inputs_only(tmp_pa
     assert set(result.stdout.splitlines()[-2].split()) <= {"GIVEN", "PATH", "PWD", "SHLVL", "_"}
 
 
-def read_all(fd: int, box: sandbox.JobSandbox, timeout: float = 30) -> tuple[bytes, int]:
-    """The output of the running attempt and its exit code, once the runner reports it."""
-    out = b""
+def read_all(fd: int, box: sandbox.JobSandbox, mark: bytes, timeout: float = 30) -> tuple[bytes, int | None]:
+    """The output of the attempt (up to its end mark, which the runner writes once its
+    processes are gone: what comes after it is the next attempt's, kept for it in the box's
+    `output_ahead`) and its exit code, once the runner reports it."""
+    out, box.output_ahead = box.output_ahead, b""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd, box.status, box.pidfd], [], [], 1)
+    while mark not in out and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd, box.pidfd], [], [], 1)
         if fd in ready:
             out += os.read(fd, 65536)
-        if box.status in ready or box.pidfd in ready:
-            os.set_blocking(fd, False)
-            with contextlib.suppress(BlockingIOError):
-                while chunk := os.read(fd, 65536):
-                    out += chunk
-            os.set_blocking(fd, True)
-            return out, box.ended()[1]
-    raise TimeoutError(out)
+        elif box.pidfd in ready:
+            break
+    if mark not in out:
+        raise TimeoutError(out)
+    out, box.output_ahead = out.split(mark, 1)
+    if not box.has_ended():  # an end read with the one before needs no wait
+        select.select([box.status, box.pidfd], [], [], timeout)
+    return out, box.ended()[1]
 
 
 @pytest.mark.skipif(not works, reason="bwrap does not work on this machine")
@@ -146,12 +147,12 @@ def test_a_job_sandbox_runs_attempts_one_after_the_other_and_ends_each_ones_proc
     )
     try:
         pid = box.start()
-        box.run(first, {"PATH": "/usr/bin:/bin", "WHO": "first"}, "setsid sleep 3001 & echo $WHO; pwd; exit 3")
-        out, code = read_all(box.output, box)
+        mark = box.run(first, {"PATH": "/usr/bin:/bin", "WHO": "first"}, "setsid sleep 3001 & echo $WHO; pwd; exit 3")
+        out, code = read_all(box.output, box, mark)
         assert (out.decode(), code) == (f"first\n{first}\n", 3)
         assert not [p for p in os.listdir("/proc") if p.isdigit() and b"3001" in _cmdline(p)]
-        box.run(second, {"PATH": "/usr/bin:/bin"}, "cat ../job.json; echo $WHO; ls /proc | grep -c '^[0-9]'")
-        out, code = read_all(box.output, box)
+        mark = box.run(second, {"PATH": "/usr/bin:/bin"}, "cat ../job.json; echo $WHO; ls /proc | grep -c '^[0-9]'")
+        out, code = read_all(box.output, box, mark)
         lines = out.decode().splitlines()
         assert "worker-secret" not in out.decode() and "Permission denied" in lines[0]  # covered
         assert lines[1] == "" and int(lines[2]) <= 5 and code == 0  # no WHO of the first; its own processes
@@ -175,8 +176,8 @@ def test_a_command_cannot_reach_the_runners_pipes(tmp_path: Path) -> None:
     )
     try:
         box.start()
-        box.run(work, {"PATH": "/usr/bin:/bin"}, "ls /proc/$$/fd; echo 0 >&4 && echo forged")
-        out, code = read_all(box.output, box)
+        mark = box.run(work, {"PATH": "/usr/bin:/bin"}, "ls /proc/$$/fd; echo 0 >&4 && echo forged")
+        out, code = read_all(box.output, box, mark)
         fds = [line for line in out.decode().splitlines() if line.isdigit()]
         assert fds == ["0", "1", "2"] and "forged" not in out.decode(), out
         assert code != 0  # the shell's redirection failed, and the runner reported that
@@ -200,3 +201,35 @@ def test_the_directories_of_path_are_shown_but_never_the_data_directory(tmp_path
     bin_dir.mkdir()
     path = ":".join([str(bin_dir), str(data / "bin"), str(tmp_path), "relative/bin", str(tmp_path / "missing")])
     assert sandbox.path_directories(path, [str(data)]) == [str(bin_dir)]
+
+
+@pytest.mark.skipif(not works, reason="bwrap does not work on this machine")
+def test_attempts_handed_over_ahead_run_in_turn_and_none_starts_after_its_deadline(tmp_path: Path) -> None:
+    """The wrapper may hand the next attempt to the runner while one runs: it starts once the
+    one before has ended (and its processes are gone), never after its start deadline (the
+    start lease): then the runner says "skip" and the command does not run."""
+    job_dir = tmp_path / "work" / "t1-a1+2"
+    dirs = [job_dir / f"t{i}-a1" for i in range(3)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    program = sandbox.choose("auto").program
+    assert program is not None
+    box = sandbox.JobSandbox(
+        program, job_dir=job_dir, inputs=(), hidden=(str(tmp_path),), writable=(), masked=(), env={"PATH": "/bin"}
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    try:
+        box.start()
+        first = box.run(dirs[0], env, "sleep 0.3 & echo one; wait; touch ran")
+        second = box.run(dirs[1], env, "ls ../t0-a1; echo two", deadline=time.monotonic() + 30)
+        third = box.run(dirs[2], env, "touch ran", deadline=time.monotonic() + 0.1)
+        out, code = read_all(box.output, box, first)
+        assert (out, code) == (b"one\n", 0)
+        out, code = read_all(box.output, box, second)
+        assert (out, code) == (b"ran\ntwo\n", 0)  # it started after the first had ended
+        out, code = read_all(box.output, box, third)
+        assert (out, code) == (b"", None)  # its deadline passed while the first ran
+        assert not (dirs[2] / "ran").exists()
+    finally:
+        box.close()
+        sandbox.reap_closed(wait=True)

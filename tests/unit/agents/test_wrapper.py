@@ -3,7 +3,6 @@ leases (one call per lease, not per attempt), never once withdrawn."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import time
@@ -14,6 +13,7 @@ import grpc
 import pytest
 from metaprod.agents.reporting import ReportSender
 from metaprod.agents.wrapper import WorkDirectories, _Bundle
+from metaprod.core import joblog
 from metaprod.v1 import transformation_pb2 as tpb
 
 
@@ -126,14 +126,14 @@ def run_bundle(
             for task in range(1, count + 1)
         ],
     }
-    out = io.StringIO()
-    out.fileno = lambda: 1  # type: ignore[method-assign]  # the commands' output: ours
-    bundle = _Bundle(job, job_dir, out)
-    bundle.sender.close()
-    bundle.reporter = services  # type: ignore[assignment]
-    bundle.sender = ReportSender(services, bundle.say)  # type: ignore[arg-type]
-    bundle.run()
-    return out.getvalue()
+    log = tmp_path / "job.log"  # the job's log: the wrapper's lines and the commands' output
+    with open(log, "a", buffering=1) as out:
+        bundle = _Bundle(job, job_dir, out)
+        bundle.sender.close()
+        bundle.reporter = services  # type: ignore[assignment]
+        bundle.sender = ReportSender(services, bundle.say)  # type: ignore[arg-type]
+        bundle.run()
+    return log.read_text()
 
 
 def test_a_bundle_asks_once_for_a_lease_not_once_per_attempt(tmp_path: Path) -> None:
@@ -201,3 +201,30 @@ def test_a_symlink_in_place_of_a_work_directory_is_replaced_by_a_directory(tmp_p
     workdir.symlink_to(host)
     WorkDirectories().take(workdir)
     assert workdir.is_dir() and not workdir.is_symlink() and host.is_dir()
+
+
+def test_attempts_handed_over_ahead_keep_their_own_sections(tmp_path: Path) -> None:
+    """In the job's sandbox the next attempt is handed to the runner while one runs: each
+    attempt's output still lands in its own section of the log, whole, once."""
+    services = FakeServices(lease_seconds=60.0)
+    log = run_bundle(tmp_path, services, 20, command='echo "out of $METAPROD_TASK_ID"; printf tail')
+    assert sorted(services.reported) == list(range(1, 21))
+    for task in range(1, 21):
+        part = joblog.attempt_part(log, task, 1)
+        assert part.count(f"out of {task}\ntail") == 1, part
+        assert all(f"out of {other}\n" not in part for other in range(1, 21) if other != task)
+        assert log.count(joblog.section_header(task, 1)) == 1
+
+
+def test_an_attempt_handed_over_whose_lease_ran_out_in_the_queue_starts_under_a_new_one(tmp_path: Path) -> None:
+    """Handed over while a long command ran, the next attempt's start deadline (its lease)
+    passed before its turn: the runner did not start it, and the wrapper starts it the
+    usual way, under a new lease, with one section in the log."""
+    services = FakeServices(lease_seconds=0.3)
+    command = 'if [ "$METAPROD_TASK_ID" = 3 ]; then sleep 0.6; fi; echo "ran $METAPROD_TASK_ID"'
+    log = run_bundle(tmp_path, services, 5, command=command)
+    assert sorted(services.reported) == [1, 2, 3, 4, 5]
+    assert len(services.leases) >= 2  # the one after the long command asked again
+    for task in range(1, 6):
+        part = joblog.attempt_part(log, task, 1)
+        assert part.count(f"ran {task}\n") == 1 and log.count(joblog.section_header(task, 1)) == 1, log
