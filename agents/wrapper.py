@@ -36,6 +36,7 @@ from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
+from metaprod.core.checkpoints import CHECKPOINT_DIR
 from metaprod.v1 import catalog_pb2, common_pb2
 from metaprod.v1 import transformation_pb2 as tpb
 
@@ -80,7 +81,7 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
         METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in task["inputs"]),
         METAPROD_TRANSFORMATION=job["transformation"],
         METAPROD_PRODUCTION=job["production"],
-        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / checkpoints.CHECKPOINT_DIR),
+        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / CHECKPOINT_DIR),
     )
     return env
 
@@ -545,7 +546,7 @@ class WorkDirectories:
             # The attempt's checkpoint directory, left empty, is the next attempt's (no rmdir
             # and mkdir per attempt); one with anything in it makes the directory not reusable.
             (entry,) = left
-            if entry.name != checkpoints.CHECKPOINT_DIR or not entry.is_dir(follow_symlinks=False):
+            if entry.name != CHECKPOINT_DIR or not entry.is_dir(follow_symlinks=False):
                 return False
             with os.scandir(entry.path) as inside:
                 return next(inside, None) is None
