@@ -317,6 +317,15 @@ class _Bundle:
         all the attempts still to start, at most once per lease (a fraction of a second), not
         one per attempt; a refusal tells which were withdrawn, so those do not ask again."""
         task, attempt = key
+        with self.start_lock:
+            staged = key not in self.superseded
+        if staged:
+            # Staged before the lease is taken (the checkpoint restored, remote inputs fetched:
+            # storage calls that may take long), so the lease covers only the command's start
+            # and never runs out while an object store answers.
+            self.workdirs.take(workdir)
+            self.say(joblog.section_header(task, attempt))
+            self._prepare(entry, workdir, env)
         asked = granted = False
         while True:
             with self.start_lock:
@@ -325,11 +334,9 @@ class _Bundle:
                     if key in self.withdrawn:
                         why = "withdrawn (its transformation was stopped)"
                     self.say(joblog.tagged(task, attempt, f"not started: {why}"))
+                    self._unstage(workdir, staged)
                     return None
                 if granted or time.monotonic() < self.lease_until:
-                    self.workdirs.take(workdir)
-                    self.say(joblog.section_header(task, attempt))
-                    self._prepare(entry, workdir, env)
                     pid = self._spawn(workdir, env)
                     os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
                     with self.lock:
@@ -350,7 +357,17 @@ class _Bundle:
                 self.say(
                     joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})")
                 )
+                self._unstage(workdir, staged)
                 return None
+
+    def _unstage(self, workdir: Path, staged: bool) -> None:
+        """An attempt staged but not started leaves nothing: no checkpoint saved (its command
+        changed nothing), its work directory and fetched inputs gone, as if never staged."""
+        point, self.checkpoint = self.checkpoint, None
+        if point is not None:
+            point.ended = True
+        if staged:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
         """Its checkpoint back in place and its remote inputs fetched, before the command
