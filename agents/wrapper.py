@@ -6,11 +6,11 @@ environment of docs/jobs.md and its output in its own section of the job's log. 
 only under a start lease from the services (one call for all the attempts still to start, good
 for a fraction of a second: see metaprod.services.leases), so none starts once a stop has
 returned; an attempt is staged (its checkpoint restored, remote inputs fetched) before its lease
-is asked for, so the lease covers only the command's start. While the bundle runs, one heartbeat covers all its attempts not yet reported (the
-waiting ones as queued); the outputs are stored through fsspec and each attempt's report (or
-failure) is sent over gRPC with the bundle's worker token as soon as it is known, several at
-once when they pile up. The wrapper never touches the database: the services decide whether
-a report still counts.
+is asked for, so the lease covers only the command's start. While the bundle runs, one
+heartbeat covers all its attempts not yet reported (the waiting ones as queued); the outputs are
+stored through fsspec and each attempt's report (or failure) is sent over gRPC with the
+bundle's worker token as soon as it is known, several at once when they pile up. The wrapper
+never touches the database: the services decide whether a report still counts.
 """
 
 from __future__ import annotations
