@@ -6,7 +6,7 @@ at each heartbeat when it changed and when the attempt's command has ended, what
 outcome (a failure, `max_runtime`); an attempt lost with its node keeps what its last
 heartbeat saved. The next attempt of the task gets it back, unpacked in the same place, before
 its command starts. The finalize agent removes it when the task is Done (unless
-`keep_checkpoints`), and `metaprod task show ID` lists it.
+`keep_checkpoints`), and `metaprod task show ID` lists it (metaprod.services.storage).
 
 Inputs whose PFN is not a local path (`s3://...`) are fetched into `<work directory>/.inputs/`
 before the command starts. Both directories are never outputs.
@@ -22,24 +22,16 @@ import tarfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import fsspec
+from metaprod.core.checkpoints import ARCHIVE, CHECKPOINT_DIR, INPUTS_DIR, checkpoint_url, checkpoints_root
 
-CHECKPOINT_DIR = ".checkpoint"
-INPUTS_DIR = ".inputs"
-ARCHIVE = "checkpoint.tar"
 PRIVATE = frozenset({CHECKPOINT_DIR, INPUTS_DIR})  # work-directory entries that are never outputs
 CHUNK = 1 << 20
 
 log = logging.getLogger(__name__)
 
 Fingerprint = tuple[tuple[str, int, int], ...]
-
-
-def checkpoint_url(storage: str, task_id: int) -> str:
-    """Where a task's checkpoints are kept: a directory of the storage."""
-    return f"{storage.rstrip('/')}/checkpoints/{task_id}"
 
 
 def is_local(pfn: str) -> bool:
@@ -149,37 +141,12 @@ class Checkpoint:
             shutil.rmtree(inputs, ignore_errors=True)
 
 
-def list_checkpoint(storage: str, task_id: int) -> list[dict[str, Any]]:
-    """The saved checkpoint of a task: the archive (size, time) and the files in it."""
-    fs, root = fsspec.core.url_to_fs(checkpoint_url(storage, task_id))
-    archive = f"{root}/{ARCHIVE}"
-    try:
-        info = fs.info(archive)
-    except FileNotFoundError:
-        return []
-    entries: list[dict[str, Any]] = [
-        {"path": fs.unstrip_protocol(archive), "size": int(info.get("size") or 0), "modified": _modified(fs, archive)}
-    ]
-    with fs.open(archive, "rb") as fh, tarfile.open(fileobj=fh) as tar:
-        entries += [
-            {"path": m.name, "size": m.size, "modified": float(m.mtime)} for m in tar.getmembers() if m.isfile()
-        ]
-    return entries
-
-
-def _modified(fs: Any, path: str) -> float:
-    try:
-        return float(fs.modified(path).timestamp())
-    except (NotImplementedError, OSError, AttributeError):
-        return 0.0
-
-
 def remove_checkpoints(storage: str, task_ids: Sequence[int]) -> None:
     """The saved checkpoints of these (Done) tasks go: one listing finds those that have any
     (most have none), not a look-up per task."""
     if not task_ids:
         return
-    fs, root = fsspec.core.url_to_fs(f"{storage.rstrip('/')}/checkpoints")
+    fs, root = fsspec.core.url_to_fs(checkpoints_root(storage))
     fs.invalidate_cache(root)  # a listing cache (s3fs) would hide new ones
     try:
         saved = {str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}

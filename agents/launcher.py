@@ -139,7 +139,9 @@ def _run_up(
     settings: Settings, database: Database, data_dir: Path, tls: ServerTls | None, jobs_tls: dict[str, str]
 ) -> int:
     token_path = write_admin_token(database, data_dir)
-    server = start_services(database, settings, tls)
+    # The services list the checkpoints where the agents store them (--agent-config may name it).
+    storage = agent_settings_of(settings, settings.address, jobs_tls).storage
+    server = start_services(database, settings, tls, storage=storage)
     agent_settings = agent_settings_of(settings, server.address, jobs_tls)
     runner, backends = make_runner(database, agent_settings, None)
     backends.warm("local")  # the default backend: its first jobs start at once

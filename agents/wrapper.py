@@ -5,11 +5,12 @@ Each attempt's command runs by /bin/sh in an empty work directory of its own, wi
 environment of docs/jobs.md and its output in its own section of the job's log. A command starts
 only under a start lease from the services (one call for all the attempts still to start, good
 for a fraction of a second: see metaprod.services.leases), so none starts once a stop has
-returned. While the bundle runs, one heartbeat covers all its attempts not yet reported (the
-waiting ones as queued); the outputs are stored through fsspec and each attempt's report (or
-failure) is sent over gRPC with the bundle's worker token as soon as it is known, several at
-once when they pile up. The wrapper never touches the database: the services decide whether
-a report still counts.
+returned; an attempt is staged (its checkpoint restored, remote inputs fetched) before its lease
+is asked for, so the lease covers only the command's start. While the bundle runs, one
+heartbeat covers all its attempts not yet reported (the waiting ones as queued); the outputs are
+stored through fsspec and each attempt's report (or failure) is sent over gRPC with the
+bundle's worker token as soon as it is known, several at once when they pile up. The wrapper
+never touches the database: the services decide whether a report still counts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from metaprod.agents.backends.base import CANCEL_FILE, PID_FILE
 from metaprod.agents.capture import DEFAULT_KEEP, Capture
 from metaprod.agents.reporting import Reporter, ReportSender
 from metaprod.core import joblog
+from metaprod.core.checkpoints import CHECKPOINT_DIR
 from metaprod.v1 import catalog_pb2, common_pb2
 from metaprod.v1 import transformation_pb2 as tpb
 
@@ -98,7 +100,7 @@ def job_environment(job: dict[str, Any], task: dict[str, Any], base: dict[str, s
         METAPROD_INPUT_LFNS="\n".join(i["lfn"] for i in task["inputs"]),
         METAPROD_TRANSFORMATION=job["transformation"],
         METAPROD_PRODUCTION=job["production"],
-        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / checkpoints.CHECKPOINT_DIR),
+        METAPROD_CHECKPOINT_DIR=str(Path(task["workdir"]) / CHECKPOINT_DIR),
     )
     return env
 
@@ -309,7 +311,6 @@ class _Bundle:
                 self.capture = None
                 pid = self._start(key, workdir, env, pid_fd, entry, prepared=True)
                 if pid is None:
-                    self._end_checkpoint(key)
                     return None
                 capture = self.capture
                 assert capture is not None
@@ -383,6 +384,15 @@ class _Bundle:
         all the attempts still to start, at most once per lease (a fraction of a second), not
         one per attempt; a refusal tells which were withdrawn, so those do not ask again."""
         task, attempt = key
+        with self.start_lock:
+            staged = prepared or key not in self.superseded
+        if staged and not prepared:  # else its directory, header and checkpoint are there
+            # Staged before the lease is taken (the checkpoint restored, remote inputs fetched:
+            # storage calls that may take long), so the lease covers only the command's start
+            # and never runs out while an object store answers.
+            self.workdirs.take(workdir)
+            self.say(joblog.section_header(task, attempt))
+            self.checkpoint = self._prepare(entry, workdir, env)
         asked = granted = False
         while True:
             with self.start_lock:
@@ -391,12 +401,9 @@ class _Bundle:
                     if key in self.withdrawn:
                         why = "withdrawn (its transformation was stopped)"
                     self.say(joblog.tagged(task, attempt, f"not started: {why}"))
+                    self._unstage(workdir, staged)
                     return None
                 if granted or time.monotonic() < self.lease_until:
-                    if not prepared:  # else its directory, header and checkpoint are there
-                        self.workdirs.take(workdir)
-                        self.say(joblog.section_header(task, attempt))
-                        self.checkpoint = self._prepare(entry, workdir, env)
                     pid = self._spawn(workdir, env)
                     os.pwrite(pid_fd, f"{pid}\n".encode(), 0)
                     with self.lock:
@@ -417,7 +424,17 @@ class _Bundle:
                 self.say(
                     joblog.tagged(task, attempt, f"not started: the services refused the start ({exc.code().name})")
                 )
+                self._unstage(workdir, staged)
                 return None
+
+    def _unstage(self, workdir: Path, staged: bool) -> None:
+        """An attempt staged but not started leaves nothing: no checkpoint saved (its command
+        changed nothing), its work directory and fetched inputs gone, as if never staged."""
+        point, self.checkpoint = self.checkpoint, None
+        if point is not None:
+            point.ended = True
+        if staged:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def _prepare(self, entry: dict[str, Any], workdir: Path, env: dict[str, str]) -> checkpoints.Checkpoint | None:
         """Its checkpoint back in place and its remote inputs fetched, before the command
@@ -678,7 +695,7 @@ class WorkDirectories:
             # The attempt's checkpoint directory, left empty, is the next attempt's (no rmdir
             # and mkdir per attempt); one with anything in it makes the directory not reusable.
             (entry,) = left
-            if entry.name != checkpoints.CHECKPOINT_DIR or not entry.is_dir(follow_symlinks=False):
+            if entry.name != CHECKPOINT_DIR or not entry.is_dir(follow_symlinks=False):
                 return False
             with os.scandir(entry.path) as inside:
                 return next(inside, None) is None

@@ -242,6 +242,11 @@ class TransformationsAPI:
         resp = self._t.unary(TRANSFORMATIONS, "GetTaskLog", request, transformation_pb2.GetTaskLogResponse)
         return t.TaskLog(task=resp.task, attempt=resp.attempt, log=resp.log)
 
+    def task(self, task: int) -> t.TaskDetail:
+        request = transformation_pb2.GetTaskRequest(task=task)
+        resp = self._t.unary(TRANSFORMATIONS, "GetTask", request, transformation_pb2.GetTaskResponse)
+        return convert.task_detail_from_proto(resp)
+
     def heartbeat(self, task: int, attempt: int) -> bool:
         """True while the attempt should go on; False when it was superseded or killed."""
         request = transformation_pb2.HeartbeatRequest(task=task, attempt=attempt)

@@ -1,4 +1,4 @@
-"""`metaprod transformation ...` and `metaprod task log`."""
+"""`metaprod transformation ...` and `metaprod task show|log|retry`."""
 
 from __future__ import annotations
 
@@ -77,6 +77,9 @@ def register(subparsers: SubParsers) -> None:
     p.set_defaults(handler=cmd_flush)
 
     task = add_group(subparsers, "task", "tasks")
+    p = task.add_parser("show", help="a task: its attempts, inputs, outputs and saved checkpoint")
+    p.add_argument("task", type=int, metavar="TASK_ID")
+    p.set_defaults(handler=cmd_task_show)
     p = task.add_parser("retry", help="run a Failed or Killed task again with a fresh attempt budget")
     p.add_argument("task", type=int, metavar="TASK_ID")
     p.set_defaults(handler=cmd_task_retry)
@@ -224,6 +227,18 @@ def cmd_flush(args: argparse.Namespace) -> int:
         emit_json({"tasks": made})
     else:
         console().print(f"flushed {args.production}/{args.name}: {made} task(s) made of its partial groups")
+    return 0
+
+
+def cmd_task_show(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        detail = client.transformations.task(args.task)
+    if args.json:
+        emit_json(render.task_detail_json(detail))
+    else:
+        out = console()
+        for part in render.task_detail_tables(detail):
+            out.print(part)
     return 0
 
 

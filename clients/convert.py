@@ -290,6 +290,46 @@ def task_from_proto(msg: transformation_pb2.Task) -> t.Task:
     )
 
 
+def _when(msg: Any, name: str) -> datetime | None:
+    return timestamp(getattr(msg, name)) if msg.HasField(name) else None
+
+
+def task_detail_from_proto(msg: transformation_pb2.GetTaskResponse) -> t.TaskDetail:
+    def file(f: transformation_pb2.GetTaskResponse.CheckpointFile) -> t.CheckpointFile:
+        return t.CheckpointFile(path=f.path, size=f.size, modified=_when(f, "modified"))
+
+    c = msg.checkpoint
+    return t.TaskDetail(
+        task=task_from_proto(msg.task),
+        production=msg.production,
+        reused_from=msg.reused_from or None,
+        attempts=tuple(
+            t.TaskAttempt(
+                attempt=a.attempt,
+                status=a.status,
+                backend=a.backend,
+                backend_job_id=a.backend_job_id,
+                exit_code=a.exit_code if a.HasField("exit_code") else None,
+                error=a.error,
+                submitted_at=_when(a, "submitted_at"),
+                started_at=_when(a, "started_at"),
+                heartbeat_at=_when(a, "heartbeat_at"),
+                finished_at=_when(a, "finished_at"),
+            )
+            for a in msg.attempts
+        ),
+        outputs=tuple(msg.outputs),
+        checkpoint=t.Checkpoint(
+            state=c.state,
+            location=c.location,
+            keep=c.keep,
+            archive=file(c.archive) if c.HasField("archive") else None,
+            files=tuple(file(f) for f in c.files),
+            error=c.error,
+        ),
+    )
+
+
 # --- productions and progress ------------------------------------------------------------
 
 

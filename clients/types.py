@@ -161,6 +161,47 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskAttempt:
+    attempt: int
+    status: str
+    backend: str = ""
+    backend_job_id: str = ""
+    exit_code: int | None = None
+    error: str = ""
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointFile:
+    path: str
+    size: int
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    state: str  # saved, removed, none or unknown (see GetTaskResponse.Checkpoint)
+    location: str = ""
+    keep: bool = False
+    archive: CheckpointFile | None = None
+    files: tuple[CheckpointFile, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    task: Task
+    production: str
+    reused_from: int | None
+    attempts: tuple[TaskAttempt, ...]
+    outputs: tuple[str, ...]
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
 class TaskLog:
     task: int
     attempt: int

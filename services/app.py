@@ -29,8 +29,9 @@ def build_server(
     address: str = "127.0.0.1:50051",
     max_workers: int = 32,
     credentials: grpc.ServerCredentials | None = None,
+    storage: str = "",
 ) -> MetaprodServer:
-    context = ServiceContext(database=database, authenticator=Authenticator(database))
+    context = ServiceContext(database=database, authenticator=Authenticator(database), storage=storage)
     context.on_close.append(context.authenticator.close)
     return MetaprodServer(
         context, build_bindings(context), address=address, max_workers=max_workers, credentials=credentials

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from metaprod.core.checkpoints import CheckpointFile, CheckpointView
 from metaprod.core.progress import ProductionProgress
 from metaprod.db import reports
 from metaprod.db.events import HistoryEntry
-from metaprod.db.models import Production, Task, Transformation
+from metaprod.db.models import JobAttempt, Production, Task, Transformation
 from metaprod.db.recovery import RetryResult
+from metaprod.db.task_detail import TaskDetail
 from metaprod.db.transformations import FileRow, TaskRow
 from metaprod.services.convert import timestamp
 from metaprod.services.convert_catalog import file_input_from_pb
@@ -134,3 +136,47 @@ def report_from_pb(request: transformation_pb2.ReportTaskResultRequest) -> repor
 
 def outcome_to_pb(outcome: reports.ReportOutcome) -> transformation_pb2.ReportTaskResultResponse:
     return transformation_pb2.ReportTaskResultResponse(accepted=outcome.accepted, status=outcome.status)
+
+
+TaskPb = transformation_pb2.GetTaskResponse
+
+
+def attempt_to_pb(a: JobAttempt) -> TaskPb.Attempt:
+    return TaskPb.Attempt(
+        attempt=a.attempt,
+        status=a.status,
+        backend=a.backend,
+        backend_job_id=a.backend_job_id or "",
+        exit_code=a.exit_code,
+        error=a.error or "",
+        submitted_at=timestamp(a.submitted_at),
+        started_at=timestamp(a.started_at),
+        heartbeat_at=timestamp(a.heartbeat_at),
+        finished_at=timestamp(a.finished_at),
+    )
+
+
+def checkpoint_file_to_pb(f: CheckpointFile) -> TaskPb.CheckpointFile:
+    return TaskPb.CheckpointFile(path=f.path, size=f.size, modified=timestamp(f.modified))
+
+
+def checkpoint_to_pb(view: CheckpointView) -> TaskPb.Checkpoint:
+    return TaskPb.Checkpoint(
+        state=view.state,
+        location=view.location,
+        keep=view.keep,
+        archive=checkpoint_file_to_pb(view.archive) if view.archive is not None else None,
+        files=[checkpoint_file_to_pb(f) for f in view.files],
+        error=view.error,
+    )
+
+
+def task_detail_to_pb(d: TaskDetail) -> transformation_pb2.GetTaskResponse:
+    """All but the checkpoint, which the storage gives (checkpoint_to_pb)."""
+    return transformation_pb2.GetTaskResponse(
+        task=task_to_pb(d.task, d.inputs, d.transformation),
+        production=d.production,
+        reused_from=d.task.reused_from or 0,
+        attempts=[attempt_to_pb(a) for a in d.attempts],
+        outputs=d.outputs,
+    )

@@ -261,8 +261,16 @@ def server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
     )
 
 
-def start_services(database: Database, settings: config.Settings, tls: ServerTls | None = None) -> MetaprodServer:
-    server = build_server(database, address=f"{settings.host}:{settings.port}", credentials=server_credentials(tls))
+def start_services(
+    database: Database, settings: config.Settings, tls: ServerTls | None = None, storage: str | None = None
+) -> MetaprodServer:
+    """`storage`: where outputs and checkpoints are (default: storage_of(settings))."""
+    server = build_server(
+        database,
+        address=f"{settings.host}:{settings.port}",
+        credentials=server_credentials(tls),
+        storage=storage or storage_of(settings),
+    )
     server.start()
     if settings.http_port:
         from metaprod.services.dashboard import start_dashboard

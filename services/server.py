@@ -31,6 +31,8 @@ class ServiceContext:
 
     database: Database
     authenticator: Authenticator
+    # fsspec URL of the outputs and checkpoints ("": unknown, e.g. a test's bare server).
+    storage: str = ""
     on_new_work: list[Callable[[str], None]] = field(default_factory=list)
     # Called once the server has stopped taking calls (background writers flush and stop).
     on_close: list[Callable[[], None]] = field(default_factory=list)

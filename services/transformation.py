@@ -7,17 +7,20 @@ from collections.abc import Sequence
 
 import grpc
 from metaprod.core.auth import Principal, ensure_can_read
+from metaprod.core.checkpoints import CheckpointListing, checkpoint_view
 from metaprod.core.statuses import TransformationStatus
-from metaprod.db import productions, recovery, reports, transformations
+from metaprod.db import productions, recovery, reports, task_detail, transformations
 from metaprod.db.models import Transformation
-from metaprod.services import convert, leases
+from metaprod.services import convert, leases, storage
 from metaprod.services.batching import GroupCommitter
 from metaprod.services.convert_production import (
     beat_from_pb,
+    checkpoint_to_pb,
     file_row_to_pb,
     outcome_to_pb,
     report_from_pb,
     retry_result_to_pb,
+    task_detail_to_pb,
     task_row_to_pb,
     transformation_to_pb,
 )
@@ -222,6 +225,21 @@ class TransformationServicer(pb_grpc.TransformationServiceServicer):
                 session=session, task_id=request.task, attempt=request.attempt, principal=principal
             )
         return pb.GetTaskLogResponse(task=request.task, attempt=attempt, log=text)
+
+    def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.GetTaskResponse:
+        principal = self._principal(context)
+        with self.ctx.database.session_scope(readonly=True) as session:
+            detail = task_detail.task_detail(session=session, task_id=request.task, principal=principal)
+            response = task_detail_to_pb(detail)
+            task_id, status, keep = detail.task.id, detail.task.status, detail.keep_checkpoints
+        # The storage is read outside the transaction: a slow object store holds no connection.
+        listing = (
+            storage.list_checkpoint(self.ctx.storage, task_id)
+            if self.ctx.storage
+            else CheckpointListing("", error="this server was started without a storage")
+        )
+        response.checkpoint.CopyFrom(checkpoint_to_pb(checkpoint_view(listing, task_status=status, keep=keep)))
+        return response
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         (outcome,) = self._beat([request], context)

@@ -163,6 +163,7 @@ ACCESS: dict[str, tuple[str, Callable[[Target], Message]]] = {
     "TransformationService.ListTasks": ("read", lambda t: T.ListTasksRequest(ref=ref(t))),
     "TransformationService.ResetFiles": ("own", lambda t: T.ResetFilesRequest(ref=ref(t))),
     "TransformationService.GetTaskLog": ("read", lambda t: T.GetTaskLogRequest(task=t.task)),
+    "TransformationService.GetTask": ("read", lambda t: T.GetTaskRequest(task=t.task)),
     "TransformationService.CloseTransformation": ("own", lambda t: T.CloseTransformationRequest(ref=ref(t))),
     "TransformationService.RetryTransformation": ("own", lambda t: T.RetryTransformationRequest(ref=ref(t))),
     "TransformationService.RetryTask": ("own", lambda t: T.RetryTaskRequest(task_id=t.task)),

@@ -1,11 +1,14 @@
 """Object storage, end to end through the CLI against `metaprod up` with `METAPROD_STORAGE`
 (`--storage`) an s3:// URL on a moto S3 server (a subprocess on a free port): inputs catalogued
 with s3:// PFNs are fetched into the work directory, outputs and checkpoints go to S3 and
-nothing to the data directory's storage; the next step reads its inputs from S3 too."""
+nothing to the data directory's storage; the next step reads its inputs from S3 too; `task show`
+lists the checkpoint from S3. The same chain on the Slurm backend (skipped when Slurm is not
+running, unless METAPROD_REQUIRE_SLURM=1)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ import pytest
 
 from tests.integration.system import System, free_port
 from tests.integration.test_pipeline import write_spec
+from tests.integration.test_pipeline_backends import slurm_ready
 
 s3fs = pytest.importorskip("s3fs")
 
@@ -59,9 +63,40 @@ def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         server.wait(timeout=30)
 
 
+# A command that finds its inputs anywhere but in its work directory's .inputs/ (fetched from
+# S3) fails: nothing is read through a shared file system.
+FETCHED = 'case "$METAPROD_INPUTS" in /*/.inputs/*) ;; *) exit 9;; esac\n'
+
+
 def test_a_chain_runs_with_inputs_outputs_and_checkpoints_on_s3(
     system: System, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    run_chain_on_s3(system, tmp_path, s3, monkeypatch, backend="local", options={})
+
+
+@pytest.mark.skipif(
+    not slurm_ready() and os.environ.get("METAPROD_REQUIRE_SLURM") != "1",
+    reason="Slurm is not running (deploy/slurm/setup-single-node.sh starts it)",
+)
+def test_the_chain_on_s3_runs_on_slurm(
+    system: System, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on the Slurm backend: its jobs (sbatch) reach S3 with the environment they
+    inherit, store outputs and checkpoints there and fetch their inputs from there."""
+    jobs = run_chain_on_s3(system, tmp_path, s3, monkeypatch, backend="slurm", options={"time": "5"})
+    assert all(job.isdigit() for job in jobs), jobs  # Slurm job ids, not local pids
+
+
+def run_chain_on_s3(
+    system: System,
+    tmp_path: Path,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    backend: str,
+    options: dict[str, Any],
+) -> list[str]:
+    """Runs the chain; returns the backend job ids of its tasks."""
     monkeypatch.setenv("METAPROD_STORAGE", f"s3://{BUCKET}/prod")
     blob = b"raw content\n"
     s3.pipe(f"{BUCKET}/raw/0.dat", blob)
@@ -84,9 +119,11 @@ def test_a_chain_runs_with_inputs_outputs_and_checkpoints_on_s3(
             {
                 "name": "reco",
                 "input_query": {"datatype": "raw"},
+                "backend": backend,
+                "options": options,
                 # Its first attempt checkpoints, then fails; the second finds the checkpoint.
-                "command": 'case "$METAPROD_INPUTS" in /*/.inputs/*) ;; *) exit 9;; esac\n'
-                'if [ "$METAPROD_ATTEMPT" = 1 ]; then echo half > "$METAPROD_CHECKPOINT_DIR/half"; exit 1; fi\n'
+                "command": FETCHED
+                + 'if [ "$METAPROD_ATTEMPT" = 1 ]; then echo half > "$METAPROD_CHECKPOINT_DIR/half"; exit 1; fi\n'
                 'cat "$METAPROD_CHECKPOINT_DIR/half" $METAPROD_INPUTS > out.reco',
                 "outputs": [{"glob": "*.reco", "metadata": {"datatype": "reco"}}],
                 "keep_checkpoints": True,
@@ -95,7 +132,9 @@ def test_a_chain_runs_with_inputs_outputs_and_checkpoints_on_s3(
                 "name": "merge",
                 "parents": ["reco"],
                 "input_query": {"datatype": "reco"},
-                "command": "cat $METAPROD_INPUTS > merged.dst",
+                "backend": backend,
+                "options": options,
+                "command": FETCHED + "cat $METAPROD_INPUTS > merged.dst",
                 "outputs": [{"glob": "*.dst", "metadata": {"datatype": "dst"}}],
             },
         ],
@@ -103,12 +142,24 @@ def test_a_chain_runs_with_inputs_outputs_and_checkpoints_on_s3(
     system.cli("production", "create", "-f", write_spec(tmp_path, spec))
     system.cli("production", "start", "cloud")
     system.cli("transformation", "close", "cloud", "reco")
-    system.wait_for("cloud", timeout=120)
+    progress = system.wait_for("cloud", timeout=240)
+    assert all(t["status"] == "Completed" for t in progress["transformations"]), progress
     merged = system.json("catalog", "show", "/cloud/merge/000000/merged.dst")
     assert merged["pfn"].startswith(f"s3://{BUCKET}/prod/cloud/merge/"), merged
     s3.invalidate_cache()
     assert s3.cat(merged["pfn"]) == b"half\n" + blob
     reco_task = system.json("catalog", "show", "/cloud/reco/000000/out.reco")["provenance"]["task"]
     assert s3.exists(f"{BUCKET}/prod/checkpoints/{reco_task}/checkpoint.tar")
+    # The services list the checkpoint from S3 (task show), the attempts with it.
+    shown = system.json("task", "show", str(reco_task))
+    assert [(a["attempt"], a["status"]) for a in shown["attempts"]] == [(1, "Failed"), (2, "Done")]
+    checkpoint = shown["checkpoint"]
+    assert checkpoint["state"] == "saved", checkpoint
+    assert checkpoint["archive"]["path"] == f"s3://{BUCKET}/prod/checkpoints/{reco_task}/checkpoint.tar"
+    assert [(f["path"], f["size"]) for f in checkpoint["files"]] == [("half", 5)]
     local = system.data_dir / "storage"
     assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
+    jobs = [
+        t["backend_job_id"] for name in ("reco", "merge") for t in system.json("transformation", "tasks", "cloud", name)
+    ]
+    return jobs

@@ -313,6 +313,75 @@ class GetTaskLogResponse(_message.Message):
     log: str
     def __init__(self, task: _Optional[int] = ..., attempt: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
+class GetTaskRequest(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    def __init__(self, task: _Optional[int] = ...) -> None: ...
+
+class GetTaskResponse(_message.Message):
+    __slots__ = ("task", "production", "reused_from", "attempts", "outputs", "checkpoint")
+    class Attempt(_message.Message):
+        __slots__ = ("attempt", "status", "backend", "backend_job_id", "exit_code", "error", "submitted_at", "started_at", "heartbeat_at", "finished_at")
+        ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+        STATUS_FIELD_NUMBER: _ClassVar[int]
+        BACKEND_FIELD_NUMBER: _ClassVar[int]
+        BACKEND_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+        EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+        STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+        HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
+        FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+        attempt: int
+        status: str
+        backend: str
+        backend_job_id: str
+        exit_code: int
+        error: str
+        submitted_at: _timestamp_pb2.Timestamp
+        started_at: _timestamp_pb2.Timestamp
+        heartbeat_at: _timestamp_pb2.Timestamp
+        finished_at: _timestamp_pb2.Timestamp
+        def __init__(self, attempt: _Optional[int] = ..., status: _Optional[str] = ..., backend: _Optional[str] = ..., backend_job_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    class CheckpointFile(_message.Message):
+        __slots__ = ("path", "size", "modified")
+        PATH_FIELD_NUMBER: _ClassVar[int]
+        SIZE_FIELD_NUMBER: _ClassVar[int]
+        MODIFIED_FIELD_NUMBER: _ClassVar[int]
+        path: str
+        size: int
+        modified: _timestamp_pb2.Timestamp
+        def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., modified: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    class Checkpoint(_message.Message):
+        __slots__ = ("state", "location", "keep", "archive", "files", "error")
+        STATE_FIELD_NUMBER: _ClassVar[int]
+        LOCATION_FIELD_NUMBER: _ClassVar[int]
+        KEEP_FIELD_NUMBER: _ClassVar[int]
+        ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+        FILES_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        state: str
+        location: str
+        keep: bool
+        archive: GetTaskResponse.CheckpointFile
+        files: _containers.RepeatedCompositeFieldContainer[GetTaskResponse.CheckpointFile]
+        error: str
+        def __init__(self, state: _Optional[str] = ..., location: _Optional[str] = ..., keep: _Optional[bool] = ..., archive: _Optional[_Union[GetTaskResponse.CheckpointFile, _Mapping]] = ..., files: _Optional[_Iterable[_Union[GetTaskResponse.CheckpointFile, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    production: str
+    reused_from: int
+    attempts: _containers.RepeatedCompositeFieldContainer[GetTaskResponse.Attempt]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    checkpoint: GetTaskResponse.Checkpoint
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., production: _Optional[str] = ..., reused_from: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[GetTaskResponse.Attempt, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., checkpoint: _Optional[_Union[GetTaskResponse.Checkpoint, _Mapping]] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("task", "attempt", "queued", "started")
     TASK_FIELD_NUMBER: _ClassVar[int]

@@ -75,6 +75,11 @@ class TransformationServiceStub:
                 request_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.SerializeToString,
                 response_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.FromString,
                 _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/metaprod.v1.TransformationService/GetTask',
+                request_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskResponse.FromString,
+                _registered_method=True)
         self.CloseTransformation = channel.unary_unary(
                 '/metaprod.v1.TransformationService/CloseTransformation',
                 request_serializer=metaprod_dot_v1_dot_transformation__pb2.CloseTransformationRequest.SerializeToString,
@@ -170,6 +175,13 @@ class TransformationServiceServicer:
 
     def GetTaskLog(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTask(self, request, context):
+        """One task: its attempts, inputs, outputs and saved checkpoint (`metaprod task show`).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -274,6 +286,11 @@ def add_TransformationServiceServicer_to_server(servicer, server):
                     servicer.GetTaskLog,
                     request_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.FromString,
                     response_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskRequest.FromString,
+                    response_serializer=metaprod_dot_v1_dot_transformation__pb2.GetTaskResponse.SerializeToString,
             ),
             'CloseTransformation': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseTransformation,
@@ -538,6 +555,33 @@ class TransformationService:
             '/metaprod.v1.TransformationService/GetTaskLog',
             metaprod_dot_v1_dot_transformation__pb2.GetTaskLogRequest.SerializeToString,
             metaprod_dot_v1_dot_transformation__pb2.GetTaskLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaprod.v1.TransformationService/GetTask',
+            metaprod_dot_v1_dot_transformation__pb2.GetTaskRequest.SerializeToString,
+            metaprod_dot_v1_dot_transformation__pb2.GetTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

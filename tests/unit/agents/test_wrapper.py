@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,14 @@ class FakeServices:
 
 
 def run_bundle(
-    tmp_path: Path, services: FakeServices, count: int, *, command: str = "true", heartbeat_interval: float = 60
+    tmp_path: Path,
+    services: FakeServices,
+    count: int,
+    *,
+    command: str = "true",
+    heartbeat_interval: float = 60,
+    attempt: int = 1,
+    storage: Path | None = None,
 ) -> str:
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -114,14 +122,15 @@ def run_bundle(
         "command": command,
         "outputs": [],
         "heartbeat_interval": heartbeat_interval,
+        **({"storage": str(storage)} if storage is not None else {}),
         "tasks": [
             {
                 "task_id": task,
                 "task_index": task,
-                "attempt": 1,
+                "attempt": attempt,
                 "inputs": [],
                 "lfn_prefix": f"/p/t/{task}/",
-                "workdir": str(job_dir / f"t{task}-a1"),
+                "workdir": str(job_dir / f"t{task}-a{attempt}"),
             }
             for task in range(1, count + 1)
         ],
@@ -157,6 +166,56 @@ def test_withdrawn_attempts_never_start_and_the_job_leaves_no_scratch(tmp_path: 
     log = run_bundle(tmp_path, services, 3)
     assert len(services.leases) == 1 and services.starts == [] and services.reported == []
     assert log.count("not started: withdrawn") == 3
+    assert not (tmp_path / "job").exists()
+
+
+def saved_checkpoint(storage: Path, task: int, content: str) -> Path:
+    """A checkpoint archive as an earlier attempt of `task` saved it: one file, `step1`."""
+    (storage / "src").mkdir(parents=True, exist_ok=True)
+    (storage / "src" / "step1").write_text(content)
+    archive = storage / "checkpoints" / str(task) / "checkpoint.tar"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w") as tar:
+        tar.add(storage / "src" / "step1", arcname="step1")
+    return archive
+
+
+class StagedFirst(FakeServices):
+    """Records, at each lease asked, which attempts had their checkpoint already restored."""
+
+    def __init__(self, job_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_dir = job_dir
+        self.restored_at_lease: list[bool] = []
+
+    def lease(self, keys: list[tuple[int, int]]) -> tuple[list[tpb.HeartbeatResponse], float]:
+        task, attempt = keys[0]
+        step1 = self.job_dir / f"t{task}-a{attempt}" / ".checkpoint" / "step1"
+        self.restored_at_lease.append(step1.is_file())
+        return super().lease(keys)
+
+
+def test_an_attempt_is_staged_before_its_start_lease_is_taken(tmp_path: Path) -> None:
+    """The checkpoint is restored (and inputs fetched) before the lease is asked, so the lease
+    covers the command's start only; the command finds its checkpoint."""
+    storage = tmp_path / "storage"
+    saved_checkpoint(storage, 1, "done by attempt 1\n")
+    services = StagedFirst(tmp_path / "job", lease_seconds=0.05)
+    log = run_bundle(tmp_path, services, 1, attempt=2, storage=storage, command='cat "$METAPROD_CHECKPOINT_DIR/step1"')
+    assert services.restored_at_lease == [True] and services.reported == [1]
+    assert "checkpoint: 1 files restored" in log
+    assert "done by attempt 1" in log
+
+
+def test_an_attempt_staged_then_withdrawn_leaves_nothing(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    archive = saved_checkpoint(storage, 1, "kept\n")
+    before = archive.read_bytes()
+    services = StagedFirst(tmp_path / "job", withdraw=True)
+    log = run_bundle(tmp_path, services, 1, attempt=2, storage=storage)
+    assert services.restored_at_lease == [True] and services.reported == []
+    assert "not started: withdrawn" in log
+    assert archive.read_bytes() == before  # not saved again: its command never ran
     assert not (tmp_path / "job").exists()
 
 
