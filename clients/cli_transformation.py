@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metaprod.clients import render
+from metaprod.clients import render, render_tasks
 from metaprod.clients import types as t
 from metaprod.clients.cli_common import SubParsers, add_group, console, emit_json, open_client
 
@@ -136,9 +136,9 @@ def cmd_files(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         listing = client.transformations.file_listing(args.production, args.name, status=args.status, limit=args.limit)
     if args.json:  # skipped files are listed with status "Skipped"
-        emit_json([render.tfile_json(f) for f in listing.files])
+        emit_json([render_tasks.tfile_json(f) for f in listing.files])
     else:
-        console().print(render.tfiles_table(listing.files))
+        console().print(render_tasks.tfiles_table(listing.files))
         if listing.skipped_files:
             console().print(render.skipped_note(listing.skipped_files))
     return 0
@@ -148,9 +148,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         tasks = client.transformations.tasks(args.production, args.name, status=args.status, limit=args.limit)
     if args.json:
-        emit_json([render.task_json(k) for k in tasks])
+        emit_json([render_tasks.task_json(k) for k in tasks])
     else:
-        console().print(render.tasks_table(tasks))
+        console().print(render_tasks.tasks_table(tasks))
     return 0
 
 
@@ -234,10 +234,10 @@ def cmd_task_show(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         detail = client.transformations.task(args.task)
     if args.json:
-        emit_json(render.task_detail_json(detail))
+        emit_json(render_tasks.task_detail_json(detail))
     else:
         out = console()
-        for part in render.task_detail_tables(detail):
+        for part in render_tasks.task_detail_tables(detail):
             out.print(part)
     return 0
 
