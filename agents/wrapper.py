@@ -262,7 +262,12 @@ class _Bundle:
                     self.sender.put(request)
         finally:
             if self.box is not None:
-                self.box.close()
+                if last_ran:
+                    self.box.close()
+                else:
+                    # Its directory goes below: the sandbox (which may still be binding it,
+                    # making mount points there) is gone first, so nothing makes them again.
+                    self.box.kill()
             os.close(pid_fd)
             os.close(devnull)
             self.pid_file.unlink(missing_ok=True)
