@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -216,15 +216,22 @@ class CliPath(ClientPath):
     def register(self, rows: list[Row], batch: int) -> None:
         argv = [sys.executable, "-m", "metaprod.clients.cli", "catalog", "import", str(self.jsonl)]
         argv += ["--batch-size", str(batch), "--no-progress", "--json"]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"catalog import failed ({proc.returncode}): {err.decode()[-2000:]}")
-        result = json.loads(out)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, env=self.env)
+            # The peak of its own memory, sampled: ru_maxrss of a child counts this process's
+            # pages it was forked with, before its exec.
+            peak = 0.0
+            while proc.poll() is None:
+                with suppress(OSError):
+                    peak = max(peak, rss_mb(proc.pid))
+                time.sleep(0.1)
+            out.seek(0)
+            err.seek(0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"catalog import failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+            result = json.loads(out.read())
         assert result["registered"] == len(rows), result
-        self.cli_rss_mb.append(usage.ru_maxrss / 1024)
+        self.cli_rss_mb.append(peak)
 
     def memory(self) -> str:
         last = f", last import peak RSS {self.cli_rss_mb[-1]:,.0f} MB" if self.cli_rss_mb else ""
