@@ -237,9 +237,15 @@ def _backfill(
         return 0
     ids = ids_select.subquery("ids")
     tf, a = TRANSFORMATION_FILES, ANCESTRY
-    already = exists().where(tf.c.transformation_id == tid, tf.c.file_id == ids.c.file_id)
+    # Both probes are bounded by the window too (the same rows: ids are in it): MariaDB
+    # materialises an uncorrelated form of them, which was every file of the transformation,
+    # so each window of a large backfill cost more than the last (10 s, then 20 s at 1M).
+    in_window = (tf.c.file_id > after_id, tf.c.file_id <= upto_id)
+    already = exists().where(tf.c.transformation_id == tid, tf.c.file_id == ids.c.file_id, *in_window)
     # Data cycles: a file descending from this transformation's outputs is skipped, and recorded.
-    descends = exists().where(a.c.file_id == ids.c.file_id, a.c.transformation_id == tid)
+    descends = exists().where(
+        a.c.file_id == ids.c.file_id, a.c.transformation_id == tid, a.c.file_id > after_id, a.c.file_id <= upto_id
+    )
     rows = select(
         literal(tid, tf.c.transformation_id.type),
         ids.c.file_id,
