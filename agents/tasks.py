@@ -8,9 +8,10 @@ from sqlalchemy.orm import Session
 
 
 class TaskAgent:
-    """Roots get at most `tasks.ROOT_TASKS_PER_CYCLE` new tasks per cycle; while one is still
-    short, the cycle says so and its own "tasks_due" wakes the next cycle at once (a cycle per
-    batch, every other transformation served in each)."""
+    """Roots get at most `tasks.ROOT_TASKS_PER_CYCLE` new tasks per cycle, and a transformation
+    at most `tasks.MAX_FILES_PER_CYCLE` files grouped; while one is still short (or has more
+    Unused files), the cycle says so and its own "tasks_due" wakes the next cycle at once (a
+    cycle per batch, every other transformation served in each)."""
 
     name = "tasks"
     wakes_on = frozenset({"files", "production", "transformation", "completed", "tasks_due"})

@@ -1,38 +1,49 @@
 """Catalog ingest and search benchmark.
 
-    python bench/bench_ingest.py [--files 1000000] [--db sqlite|mysql://root@127.0.0.1:3306]
-                                 [--active 3] [--runs 1]
+    python bench/bench_ingest.py [--files 10000000] [--db sqlite|mysql://root@127.0.0.1:3306]
+                                 [--paths cli,client] [--active 3] [--runs 1]
 
-1. Starts a real metaprod server in this process on a fresh database (a temporary SQLite
-   file, or a new MariaDB database created here and dropped at the end) and registers N files
-   with 4 metadata keys through the Python client's streaming RegisterFiles call, while
+1. Registers N files with 4 metadata keys into fresh databases (a temporary SQLite file, or a
+   new MariaDB database created here and dropped at the end) by each path of --paths, while
    --active transformations (default 3, as in production: routing is part of registering)
-   are Active with input queries that take part of the files (the file router attaches them).
-2. Inserts the same rows (files + file_metadata) with raw DB-API `executemany` into a second
+   are Active with input queries that take part of the files (the file router attaches them):
+   - cli: `metaprod serve` in its own process, and `metaprod catalog import FILE` (another
+     process) per round, FILE a JSON Lines file of the round's rows written beforehand
+     (untimed): what a user runs. The resident memory (RSS) of both processes is printed
+     after every round: it must stay flat as the catalog grows.
+   - client: a real server in this process and the Python client's streaming RegisterFiles.
+2. Inserts the same rows (files + file_metadata) with raw DB-API `executemany` into another
    fresh database of the same schema, ids chosen by the script: the floor of what any
-   registration path can cost on this database. The two paths alternate in --rounds rounds.
-3. Prints files/s of both and their ratio, then times a 3-key range query (run range,
+   registration path can cost on this database. The paths alternate in --rounds rounds.
+3. Prints files/s of each and its ratio to raw, then times a 3-key range query (run range,
    energy >, datatype =) over the N files through the FindFiles call, with its count: cold
    (a new server and connection pool on the database, and the OS page cache dropped when this
    process may: root; a MariaDB server's buffer pool cannot be emptied from here and stays
-   warm, which the output says) and then warm (the same query again).
+   warm, which the output says) and then warm (the same query again); and the GetFile call
+   (`catalog show`, metadata and provenance) and the GetLineage call (provenance walk) for
+   random files: per call p50 / max (target < 10 ms).
 With --runs N all of it is repeated on fresh databases and every figure is printed as
 min / median / max.
 
-Both paths start from the same pre-generated Python data, and each commits every --batch files.
+The rows of each round are generated from a seed per round (memory stays flat at 10 million
+files), the same rows for every path; each path commits every --batch files.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +67,13 @@ ACTIVE_QUERIES = ["datatype=raw run<5000", "datatype=sim", "site=CERN energy>50"
 Row = tuple[str, dict[str, Any]]
 
 
-def generate(n: int, seed: int = 1) -> list[Row]:
-    """N files as data-taking would make them: ~10,000 runs, random energies, 3 data types."""
-    rnd = random.Random(seed)
+def generate(n: int, first: int = 0, seed: int = 1) -> list[Row]:
+    """N files (numbered from `first`) as data-taking would make them: ~10,000 runs, random
+    energies, 3 data types. The same (n, first, seed) give the same rows."""
+    rnd = random.Random(seed * 1_000_003 + first)
     datatypes, sites = ["raw", "sim", "reco"], ["CERN", "IN2P3", "FNAL", "RAL"]
     out: list[Row] = []
-    for i in range(n):
+    for i in range(first, first + n):
         run = rnd.randrange(10_000)
         md = {"run": run, "energy": rnd.uniform(0, 100), "datatype": rnd.choice(datatypes), "site": rnd.choice(sites)}
         out.append((f"/bench/data/run{run:05d}/file_{i:09d}.root", md))
@@ -136,6 +148,104 @@ class ClientPath:
     def close(self) -> None:
         self.client.close()
         self.server.stop(grace=1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a live process, MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CliPath(ClientPath):
+    """`metaprod serve` in its own process on `db`, and `metaprod catalog import FILE` run as
+    a user runs it, one process per round; `prepare` writes the round's JSON Lines (untimed)."""
+
+    def __init__(self, db: Database, workdir: Path, *, fields: bool = True) -> None:
+        self.db = db
+        with db.session_scope() as session:
+            _, token = create_token(session=session, name=f"bench-{uuid.uuid4().hex[:8]}", role="admin")
+        data_dir = workdir / f"serve-{uuid.uuid4().hex[:8]}"
+        data_dir.mkdir(mode=0o700)
+        port = free_port()
+        self.env = dict(
+            os.environ, METAPROD_ADDRESS=f"127.0.0.1:{port}", METAPROD_TOKEN=token, METAPROD_LOG_LEVEL="WARNING"
+        )
+        self.log = data_dir / "serve.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "metaprod.clients.cli", "serve", "--data-dir", str(data_dir)),
+                    *("--db", db.engine.url.render_as_string(hide_password=False)),
+                    *("--port", str(port), "--http-port", str(free_port())),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"metaprod serve exited: {self.log.read_text()[-3000:]}")
+            try:
+                self.client = connect(f"127.0.0.1:{port}", token, timeout=600)
+                self.client.health()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        for name, ftype in FIELDS.items():
+            if fields:
+                self.client.catalog.add_field(name, ftype)
+        self.jsonl = workdir / f"round-{uuid.uuid4().hex[:8]}.jsonl"
+        self.cli_rss_mb: list[float] = []  # peak RSS of each import process
+
+    def prepare(self, rows: list[Row]) -> None:
+        with open(self.jsonl, "w", encoding="utf-8") as out:
+            for lfn, md in rows:
+                out.write(json.dumps({"lfn": lfn, "metadata": md}) + "\n")
+
+    def register(self, rows: list[Row], batch: int) -> None:
+        argv = [sys.executable, "-m", "metaprod.clients.cli", "catalog", "import", str(self.jsonl)]
+        argv += ["--batch-size", str(batch), "--no-progress", "--json"]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, env=self.env)
+            # The peak of its own memory, sampled: ru_maxrss of a child counts this process's
+            # pages it was forked with, before its exec.
+            peak = 0.0
+            while proc.poll() is None:
+                with suppress(OSError):
+                    peak = max(peak, rss_mb(proc.pid))
+                time.sleep(0.1)
+            out.seek(0)
+            err.seek(0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"catalog import failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+            result = json.loads(out.read())
+        assert result["registered"] == len(rows), result
+        self.cli_rss_mb.append(peak)
+
+    def memory(self) -> str:
+        last = f", last import peak RSS {self.cli_rss_mb[-1]:,.0f} MB" if self.cli_rss_mb else ""
+        return f"serve RSS {rss_mb(self.proc.pid):,.0f} MB{last}"
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.jsonl.unlink(missing_ok=True)
 
 
 class RawPath:
@@ -219,71 +329,107 @@ def timed_find(client: Any, db: Database, runs: Runs) -> None:
     print("plan:", *(" | ".join(str(c) for c in row) for row in plan), sep="\n  ")
 
 
+def timed_lookups(client: Any, db: Database, runs: Runs, n: int = 200) -> None:
+    """GetFile (`catalog show`: metadata and provenance) and GetLineage (the provenance walk)
+    for n random files: per call p50 and max, ms."""
+    with db.session_scope(readonly=True) as session:
+        top = int(session.scalar(text("SELECT MAX(id) FROM files")) or 0)
+        ids = random.Random(7).sample(range(1, top + 1), min(n, top))
+        lfns = list(session.scalars(text("SELECT lfn FROM files WHERE id IN (" + ",".join(map(str, ids)) + ")")))
+    for name, call in (("show", client.catalog.get), ("lineage", client.catalog.lineage)):
+        took: list[float] = []
+        for lfn in lfns:
+            start = time.perf_counter()
+            call(lfn)
+            took.append((time.perf_counter() - start) * 1000)
+        took.sort()
+        p50, worst = took[len(took) // 2], took[-1]
+        runs.add(f"{name} p50 ms", p50, "{:.2f}")
+        runs.add(f"{name} max ms", worst, "{:.2f}")
+        print(f"{name} ({len(lfns)} random files, RPC): p50 {p50:.2f} ms, max {worst:.2f} ms (target < 10 ms)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=10_000_000)
+    parser.add_argument("--paths", default="cli,client", help="registration paths measured against raw: cli,client")
     parser.add_argument("--db", default="sqlite", help="sqlite, or a server URL such as mysql://root@127.0.0.1:3306")
     parser.add_argument("--batch", type=int, default=10_000, help="files per client request / raw transaction")
     parser.add_argument("--rounds", type=int, default=10, help="alternations between the two paths")
     parser.add_argument("--active", type=int, default=3, help=f"Active transformations (0 to {len(ACTIVE_QUERIES)})")
     parser.add_argument("--runs", type=int, default=1, help="repeat; print min/median/max of each figure")
     opts = parser.parse_args(argv)
-    print(f"generating {opts.files} files ...", flush=True)
-    rows = generate(opts.files)
+    opts.paths = [p for p in opts.paths.split(",") if p]
+    if not opts.paths or set(opts.paths) - {"cli", "client"}:
+        parser.error(f"--paths: cli and/or client, not {','.join(opts.paths)}")
     runs = Runs()
     for run in range(opts.runs):
         if opts.runs > 1:
             print(f"--- run {run + 1} of {opts.runs}")
-        measure(opts, rows, runs)
+        measure(opts, runs)
     print(f"summary over {opts.runs} run(s), {opts.files} files, {opts.active} Active transformations, {opts.db}:")
     print(runs.summary())
     return 0
 
 
-def measure(opts: argparse.Namespace, rows: list[Row], runs: Runs) -> None:
-    client_s = raw_s = 0.0
+def measure(opts: argparse.Namespace, runs: Runs) -> None:
+    took = dict.fromkeys([*opts.paths, "raw"], 0.0)
     per_round = -(-opts.files // opts.rounds)
-    with tempfile.TemporaryDirectory(prefix="metaprod-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="metaprod-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        with fresh_database(opts.db, workdir) as client_db, fresh_database(opts.db, workdir) as raw_db:
-            client, raw = ClientPath(client_db), RawPath(raw_db)
-            client.activate(opts.active)
-            # Alternate the two paths round by round: both databases grow alike, and a load
-            # change on the machine weighs on both measures.
-            for first in range(0, opts.files, per_round):
-                chunk = rows[first : first + per_round]
+        dbs = {name: stack.enter_context(fresh_database(opts.db, workdir)) for name in took}
+        paths: dict[str, Any] = {}
+        for name in opts.paths:
+            paths[name] = CliPath(dbs[name], workdir) if name == "cli" else ClientPath(dbs[name])
+            paths[name].activate(opts.active)
+        paths["raw"] = RawPath(dbs["raw"])
+        # Alternate the paths round by round: the databases grow alike, and a load change on
+        # the machine weighs on every measure.
+        for first in range(0, opts.files, per_round):
+            chunk = generate(min(per_round, opts.files - first), first)
+            for name, path in paths.items():
+                if isinstance(path, CliPath):
+                    path.prepare(chunk)
                 start = time.perf_counter()
-                client.register(chunk, opts.batch)
-                client_s += time.perf_counter() - start
-                start = time.perf_counter()
-                raw.register(chunk, opts.batch)
-                raw_s += time.perf_counter() - start
-                done = first + len(chunk)
-                print(f"  {done} files: client {done / client_s:,.0f} files/s, raw {done / raw_s:,.0f} files/s",
-                      flush=True)  # fmt: skip
-            raw.close()
-            attached = client.attached()
-            client.close()
-            # Cold: a new server and connection pool; the OS page cache dropped if we may.
-            client_db.dispose()
-            dropped = drop_os_caches()
-            cold = ClientPath(client_db, fields=False)
-            cache = "dropped" if dropped else "NOT dropped (not root)"
-            print(
-                f"cold find: new server and connections; OS page cache {cache}"
-                + ("; MariaDB's buffer pool not emptied (a shared server)" if not client_db.is_sqlite else "")
-            )
-            timed_find(cold.client, client_db, runs)
-            cold.close()
+                path.register(chunk, opts.batch)
+                took[name] += time.perf_counter() - start
+            done = first + len(chunk)
+            rates = ", ".join(f"{name} {done / s:,.0f} files/s" for name, s in took.items())
+            memory = f"; {paths['cli'].memory()}" if "cli" in paths else ""
+            print(f"  {done} files: {rates}{memory}", flush=True)
+            del chunk
+        attached = {name: paths[name].attached() for name in opts.paths}
+        for path in paths.values():
+            path.close()
+        if "cli" in paths:
+            runs.add("cli import peak RSS MB", max(paths["cli"].cli_rss_mb))
+        # Cold: a new server and connection pool; the OS page cache dropped if we may.
+        name = opts.paths[0]
+        found_db = dbs[name]
+        found_db.dispose()
+        dropped = drop_os_caches()
+        cold = CliPath(found_db, workdir, fields=False) if name == "cli" else ClientPath(found_db, fields=False)
+        cache = "dropped" if dropped else "NOT dropped (not root)"
+        print(
+            f"cold find ({name} database): new server and connections; OS page cache {cache}"
+            + ("; MariaDB's buffer pool not emptied (a shared server)" if not found_db.is_sqlite else "")
+        )
+        timed_find(cold.client, found_db, runs)
+        timed_lookups(cold.client, found_db, runs)
+        if isinstance(cold, CliPath):
+            print(f"after the finds and lookups: {cold.memory().split(',')[0]}")
+        cold.close()
     n = opts.files
-    client_rate, raw_rate = n / client_s, n / raw_s
-    print(f"client path: {n} files in {client_s:.1f} s = {client_rate:,.0f} files/s ({4 * client_rate:,.0f} values/s)")
-    print(f"  with {opts.active} Active transformations: {attached:,} attachments made while registering")
-    print(f"raw path:    {n} files in {raw_s:.1f} s = {raw_rate:,.0f} files/s ({4 * raw_rate:,.0f} values/s)")
-    print(f"ratio client/raw: {client_rate / raw_rate:.2f} (target >= 0.3, goal 0.5)")
-    runs.add("client files/s", client_rate)
+    raw_rate = n / took["raw"]
+    print(f"raw path:    {n} files in {took['raw']:.1f} s = {raw_rate:,.0f} files/s ({4 * raw_rate:,.0f} values/s)")
     runs.add("raw files/s", raw_rate)
-    runs.add("ratio client/raw", client_rate / raw_rate, "{:.2f}")
+    for name in opts.paths:
+        rate = n / took[name]
+        print(f"{name} path: {n} files in {took[name]:.1f} s = {rate:,.0f} files/s ({4 * rate:,.0f} values/s)")
+        print(f"  with {opts.active} Active transformations: {attached[name]:,} attachments made while registering")
+        print(f"ratio {name}/raw: {rate / raw_rate:.2f} (target >= 0.5)")
+        runs.add(f"{name} files/s", rate)
+        runs.add(f"ratio {name}/raw", rate / raw_rate, "{:.2f}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,18 @@ class CatalogAPI:
         A bad item (or an exception raised by `files`) ends the stream cleanly and is raised
         after the call; batches sent before it were registered (one transaction per batch).
         """
+        messages = (convert.catalog_file_to_proto(item) for item in files)
+        return self.register_messages(messages, batch_size=batch_size, skip_existing=skip_existing)
+
+    def register_messages(
+        self,
+        files: Iterable[catalog_pb2.CatalogFile],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        skip_existing: bool = False,
+    ) -> t.RegisterResult:
+        """register_files for files already converted to messages (the CLI's import builds
+        them straight from its JSON lines)."""
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be at least 1, not {batch_size}")
         upload = _Upload()
@@ -60,7 +72,7 @@ class CatalogAPI:
             batch: builtins.list[catalog_pb2.CatalogFile] = []
             try:
                 for item in files:
-                    batch.append(convert.catalog_file_to_proto(item))
+                    batch.append(item)
                     if len(batch) >= batch_size:
                         upload.sent += len(batch)
                         upload.batches += 1

@@ -172,7 +172,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             counted = stack.enter_context(_ProgressBar(name, os.fstat(stream.fileno()).st_size)).wrap(counted)
         files = read_file_lines(counted, name, schema, first_line=args.from_line)
         try:
-            result = client.catalog.register_files(files, batch_size=args.batch_size, skip_existing=args.skip_existing)
+            result = client.catalog.register_messages(
+                files, batch_size=args.batch_size, skip_existing=args.skip_existing
+            )
         except DomainError as exc:
             raise type(exc)(exc.message + _resume_hint(exc.message, lines, name), details=exc.details) from None
     _print_import(args, result)

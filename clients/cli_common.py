@@ -18,6 +18,7 @@ from metaprod.clients import types as t
 from metaprod.clients.client import Client, connect
 from metaprod.clients.tls import channel_credentials
 from metaprod.core.errors import InvalidArgument
+from metaprod.v1 import catalog_pb2
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -259,24 +260,31 @@ def coerce_to_schema(metadata: dict[str, t.MetaScalar], schema: Mapping[str, str
 
 def read_file_lines(
     stream: Iterable[str], name: str, schema: Mapping[str, str], *, first_line: int = 1
-) -> Iterator[t.CatalogFile]:
+) -> Iterator[catalog_pb2.CatalogFile]:
     """Files of a JSON Lines import, validated line by line (errors name the line; the
-    stream's first line is line `first_line` of the file)."""
+    stream's first line is line `first_line` of the file), as messages ready to send."""
+    float_keys = frozenset(key for key, ftype in schema.items() if ftype == "float")
+    loads, to_proto = json.loads, convert.import_file_to_proto
     for number, line in enumerate(stream, first_line):
-        text = line.strip()
-        if not text:
+        if not line or line.isspace():
             continue
         try:
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                raise InvalidArgument("each line is a JSON object")
-            item = convert.file_from_mapping(value)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{name}:{number}: invalid JSON: {exc}") from None
+            item = to_proto(loads(line), float_keys)
+        except json.JSONDecodeError:
+            raise InvalidArgument(f"{name}:{number}: invalid JSON: {_json_error(line.strip())}") from None
         except InvalidArgument as exc:
             raise InvalidArgument(f"{name}:{number}: {exc.message}") from None
-        coerce_to_schema(item.metadata, schema)
         yield item
+
+
+def _json_error(text: str) -> str:
+    """The decoder's message for the line without its surrounding blanks (positions as the
+    user counts them)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return str(exc)
+    return "not JSON"
 
 
 def one_line(message: str) -> str:

@@ -218,6 +218,45 @@ def catalog_file_to_proto(item: t.FileInput) -> catalog_pb2.CatalogFile:
     return msg
 
 
+def import_file_to_proto(item: object, float_keys: frozenset[str]) -> catalog_pb2.CatalogFile:
+    """One file of the import format as a message, its int values widened for the float
+    fields named in `float_keys` (JSON writes 5.0 as 5). The common case (plain types, valid
+    values) is checked and converted in one pass, each value written once into the message:
+    at millions of lines the two-step path (file_from_mapping, then catalog_file_to_proto)
+    was most of the import's own CPU. Anything else takes that path, for its exact errors."""
+    if type(item) is dict and item.keys() <= FILE_KEYS:
+        lfn, metadata = item.get("lfn"), item.get("metadata")
+        pfn, checksum, size = item.get("pfn") or "", item.get("checksum") or "", item.get("size") or 0
+        plain = type(lfn) is str and lfn and type(pfn) is str and type(checksum) is str
+        if plain and type(size) is int and 0 <= size <= INT64_MAX and (metadata is None or type(metadata) is dict):
+            msg = catalog_pb2.CatalogFile(lfn=lfn, pfn=pfn, size=size, checksum=checksum)
+            values = msg.metadata
+            for key, value in (metadata or {}).items():
+                kind = type(value)
+                if type(key) is not str or not key:
+                    break
+                if kind is str:
+                    values[key].str_value = value
+                elif kind is int and INT64_MIN <= value <= INT64_MAX:
+                    if key in float_keys:
+                        values[key].float_value = float(value)
+                    else:
+                        values[key].int_value = value
+                elif kind is float and math.isfinite(value):
+                    values[key].float_value = value
+                else:
+                    break
+            else:
+                return msg
+    if not isinstance(item, Mapping):
+        raise InvalidArgument("each line is a JSON object")
+    checked = file_from_mapping(item)
+    for key, value in checked.metadata.items():
+        if key in float_keys and isinstance(value, int) and not isinstance(value, bool):
+            checked.metadata[key] = float(value)
+    return catalog_file_to_proto(checked)
+
+
 # --- findings, transformations, tasks ----------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -125,3 +126,48 @@ def test_progress_from_proto() -> None:
     progress = convert.progress_from_proto(msg)
     assert progress.transformations[0].files == {"Unused": 2}
     assert progress.percent == 12.5
+
+
+IMPORT_FLOATS = frozenset({"energy"})
+
+
+def test_an_import_line_becomes_its_message_in_one_pass() -> None:
+    line = {"lfn": "/a", "size": 3, "metadata": {"run": 7, "energy": 5, "site": "", "x": 2.5}}
+    msg = convert.import_file_to_proto(line, IMPORT_FLOATS)
+    assert (msg.lfn, msg.size, msg.pfn, msg.checksum) == ("/a", 3, "", "")
+    assert convert.metadata_from_proto(msg.metadata) == {"run": 7, "energy": 5.0, "site": "", "x": 2.5}
+    assert msg.metadata["energy"].WhichOneof("kind") == "float_value"  # widened for a float field
+    assert msg.metadata["site"].WhichOneof("kind") == "str_value"  # an empty string is still a value
+    # The same message as the two-step path gives.
+    item = convert.file_from_mapping(line)
+    item.metadata["energy"] = 5.0
+    assert msg == convert.catalog_file_to_proto(item)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"lfn": "/a", "metadata": {"run": True}},
+        {"lfn": "/a", "metadata": {"run": 2**63}},
+        {"lfn": "/a", "metadata": {"energy": 2**64}},
+        {"lfn": "/a", "metadata": {"run": float("nan")}},
+        {"lfn": "/a", "metadata": {"run": [1]}},
+        {"lfn": "/a", "metadata": {"": 1}},
+        {"lfn": "/a", "metadata": [1]},
+        {"lfn": "/a", "size": -1},
+        {"lfn": "/a", "size": True},
+        {"lfn": "/a", "pfn": 3},
+        {"lfn": ""},
+        {"lfn": "/a", "extra": 1},
+        [1],
+    ],
+)
+def test_a_bad_import_line_gets_the_error_of_the_full_checks(line: Any) -> None:
+    with pytest.raises(InvalidArgument) as fast:
+        convert.import_file_to_proto(line, IMPORT_FLOATS)
+    if not isinstance(line, dict):
+        assert fast.value.message == "each line is a JSON object"
+        return
+    with pytest.raises(InvalidArgument) as full:
+        convert.catalog_file_to_proto(convert.file_from_mapping(line))
+    assert fast.value.message == full.value.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from metaprod.core.auth import SYSTEM
 from metaprod.db import catalog, productions, routing, tasks
 from metaprod.db.models import Task, TaskInput, Transformation, TransformationFile
@@ -103,3 +104,29 @@ def test_root_task_count(database: Database) -> None:
     assert root is not None
     assert cycle(database, root) == tasks.TaskCreation(root, 3, 0)
     assert cycle(database, root) == tasks.TaskCreation(root, 0, 0)
+
+
+def test_a_window_per_cycle_says_more_and_the_next_cycle_continues_exactly(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_FILES_PER_CYCLE files a cycle: a full window that made tasks says more are
+    due; the cycles together make exactly the groups of one big cycle, every grouped file
+    Assigned (the UPDATE in chunks by id), no other file touched."""
+    monkeypatch.setattr(tasks, "MAX_FILES_PER_CYCLE", 5)
+    monkeypatch.setattr(tasks, "ASSIGN_CHUNK", 3)
+    tid = setup(database, {"group_size": 2}, 11)
+    assert cycle(database, tid) == tasks.TaskCreation(tid, 2, 4, more=True)  # /f4 waits for a partner
+    assert cycle(database, tid) == tasks.TaskCreation(tid, 2, 4, more=True)
+    assert cycle(database, tid) == tasks.TaskCreation(tid, 1, 2)  # 3 left: one pair, /f10 held back
+    assert cycle(database, tid) == tasks.TaskCreation(tid, 0, 0)
+    assert groups(database, tid) == [[f"/f{i}", f"/f{i + 1}"] for i in range(0, 10, 2)]
+    with database.session_scope(readonly=True) as session:
+        unused = session.scalars(
+            select(catalog.CatalogFile.lfn)
+            .join(TransformationFile, TransformationFile.file_id == catalog.CatalogFile.id)
+            .where(TransformationFile.transformation_id == tid, TransformationFile.status == "Unused")
+        ).all()
+    assert unused == ["/f10"]
+    complete_root(database)
+    assert cycle(database, tid) == tasks.TaskCreation(tid, 1, 1)
+    assert groups(database, tid)[-1] == ["/f10"]
