@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, group_ids, needs_metadata
 from metaprod.core.statuses import TRANSFORMATION_OUTCOMES, FileStatus, TaskStatus, TransformationStatus
-from metaprod.db import reuse
+from metaprod.db import counters, reuse
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -124,7 +124,7 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
     # tasks' inputs (found through task_inputs.file_id), each still Unused.
     last_id = task_ids[-1]
     new_tasks = select(Task.id).where(Task.transformation_id == t.id, Task.id.between(first_id, last_id))
-    session.execute(
+    assigned = session.execute(
         update(TransformationFile)
         .where(
             TransformationFile.transformation_id == t.id,
@@ -133,7 +133,8 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
         )
         .values(status=FileStatus.ASSIGNED.value, updated_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount  # type: ignore[attr-defined]
+    counters.record_move(session, counters.FILE, t.id, FileStatus.UNUSED.value, FileStatus.ASSIGNED.value, assigned)
     session.flush()
     return TaskCreation(t.id, len(groups), len(inputs))
 
@@ -156,6 +157,7 @@ def _insert_tasks(
         "updated_at",
     )
     executemany(session, Task.__table__, columns, rows)  # type: ignore[arg-type]
+    counters.record(session, counters.TASK, t.id, TaskStatus.CREATED.value, count)
     first = session.scalar(select(Task.id).where(Task.transformation_id == t.id, Task.task_index == first_index))
     assert first is not None
     return int(first)
