@@ -229,14 +229,13 @@ def _before_commit(session: Session) -> None:
 
 def _transaction_end(session: Session, transaction: SessionTransaction) -> None:
     frames: Mapping[SessionTransaction, dict[Key, int]] | None = session.info.get(_PENDING)
+    if transaction.parent is None:  # the transaction ended: committed (applied) or rolled back
+        session.info.pop(_PENDING, None)
+        session.info.pop(_ROLLED_BACK, None)
+        return
     if not frames or transaction not in frames:
-        if transaction.parent is None and frames:
-            frames.clear()  # type: ignore[attr-defined]
         return
     frame = frames.pop(transaction)  # type: ignore[attr-defined]
-    if transaction.parent is None:
-        frames.clear()  # type: ignore[attr-defined]  # committed (applied) or rolled back
-        return
     if transaction.nested and not _rolled_back(transaction):
         parent = session.info[_PENDING].setdefault(_nearest_recording(transaction.parent), {})
         for key, delta in frame.items():
@@ -253,8 +252,11 @@ def _nearest_recording(transaction: SessionTransaction) -> SessionTransaction:
 _ROLLED_BACK = "metaprod_rolled_back"
 
 
-def _soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    session.info.setdefault(_ROLLED_BACK, set()).add(id(previous_transaction))
+def _rollback(session: Session) -> None:
+    # Fires (before after_transaction_end) for the savepoint or transaction being rolled back.
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is not None:
+        session.info.setdefault(_ROLLED_BACK, set()).add(id(transaction))
 
 
 def _rolled_back(transaction: SessionTransaction) -> bool:
@@ -265,4 +267,4 @@ def _rolled_back(transaction: SessionTransaction) -> bool:
 event.listen(Session, "before_flush", _orm_changes)
 event.listen(Session, "before_commit", _before_commit)
 event.listen(Session, "after_transaction_end", _transaction_end)
-event.listen(Session, "after_soft_rollback", _soft_rollback)
+event.listen(Session, "after_rollback", _rollback)
