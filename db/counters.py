@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from metaprod.core.statuses import AttemptStatus
 from metaprod.db.models import CatalogFile, JobAttempt, StatusCounter, Task, TransformationFile
-from sqlalchemy import ColumnElement, delete, event, func, select
+from sqlalchemy import ColumnElement, Table, delete, event, func, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
@@ -50,7 +50,7 @@ FINISHED_ATTEMPTS = (
 )
 Key = tuple[int, str, str]  # (transformation id, what, status)
 
-COUNTERS = StatusCounter.__table__
+COUNTERS: Table = StatusCounter.__table__  # type: ignore[assignment]
 _PENDING = "metaprod_counter_deltas"  # session.info: {transaction: {key: delta}}
 
 
@@ -144,7 +144,7 @@ def apply_pending(session: Session) -> int:
     if dialect == "sqlite":
         lite = sqlite_insert(COUNTERS)
         stmt: Any = lite.on_conflict_do_update(
-            index_elements=list(COUNTERS.primary_key.columns), set_={"n": COUNTERS.c.n + lite.excluded.n}
+            index_elements=list(COUNTERS.primary_key), set_={"n": COUNTERS.c.n + lite.excluded.n}
         )
     else:
         maria = mysql_insert(COUNTERS)

@@ -109,8 +109,8 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             continue
         done.append((attempt_id, task_id))
     now = utcnow()
-    for attempt_id, status in superseded:
-        counters.record(session, counters.ATTEMPT, tasks[task_of[attempt_id]].transformation_id, status, 1)
+    for attempt_id, outcome in superseded:
+        counters.record(session, counters.ATTEMPT, tasks[task_of[attempt_id]].transformation_id, outcome, 1)
     for _, task_id in done:
         counters.record(session, counters.ATTEMPT, tasks[task_id].transformation_id, AttemptStatus.DONE.value, 1)
     if superseded:
