@@ -32,7 +32,7 @@ from metaprod.core.statuses import (
 from metaprod.core.validation import Finding, ValidationResult
 from metaprod.db import ancestry, catalog, counters, events, namespaces
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
-from sqlalchemy import and_, select, update
+from sqlalchemy import Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -217,15 +217,43 @@ def transformations_of(*, session: Session, production: Production) -> list[Tran
 IDS_PER_QUERY = 10_000
 
 
-def transformations_by_production(*, session: Session, production_ids: list[int]) -> dict[int, list[Transformation]]:
-    """The transformations of many productions (in id order), with one query."""
-    result: dict[int, list[Transformation]] = {}
+# What a listing shows of a transformation: plain rows, not ORM objects (a thousand
+# productions' transformations load in half the time).
+_LISTED = tuple(
+    getattr(Transformation, c)
+    for c in (
+        "id",
+        "production_id",
+        "name",
+        "status",
+        "input_query",
+        "output_query",
+        "plugin",
+        "group_size",
+        "task_count",
+        "max_attempts",
+        "backend",
+        "command",
+        "spec",
+        "created_at",
+        "group_by",
+        "max_runtime",
+        "input_closed",
+        "max_bytes",
+    )
+)
+
+
+def transformations_by_production(*, session: Session, production_ids: list[int]) -> dict[int, list[Row[Any]]]:
+    """The transformations of many productions (in id order, as rows with the attributes a
+    listing shows), with one query."""
+    result: dict[int, list[Row[Any]]] = {}
     if not production_ids:
         return result
     for start in range(0, len(production_ids), IDS_PER_QUERY):
         some = production_ids[start : start + IDS_PER_QUERY]
-        for t in session.scalars(
-            select(Transformation).where(Transformation.production_id.in_(some)).order_by(Transformation.id)
+        for t in session.execute(
+            select(*_LISTED).where(Transformation.production_id.in_(some)).order_by(Transformation.id)
         ):
             result.setdefault(t.production_id, []).append(t)
     return result
