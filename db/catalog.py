@@ -32,7 +32,7 @@ from metaprod.core.limits import (
 )
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.schema import FIELD_TYPES
-from metaprod.db import ancestry, routing
+from metaprod.db import ancestry, counters, routing
 from metaprod.db.models import (
     CatalogFile,
     MetadataField,
@@ -198,6 +198,7 @@ def register_files(
                 ids = range(first_id, first_id + len(file_rows))
                 numbered = [(fid, *row, *made_by, created) for fid, row in zip(ids, file_rows, strict=True)]
                 executemany(session, FILES, ("id", *FILE_COLUMNS), numbered)
+            counters.record(session, counters.CATALOG, 0, counters.CATALOG_FILES, len(file_rows))
             md_rows = [(fid, *value) for fid, values in zip(ids, metadata, strict=True) for value in values]
             executemany(session, FILE_METADATA, METADATA_COLUMNS, md_rows)
             if producer is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from metaprod.core.auth import Principal
 from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, ProductionStatus, TransformationStatus
-from metaprod.db import events, productions
+from metaprod.db import counters, events, productions
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -102,6 +102,8 @@ def clean_productions(*, session: Session, dispose: Dispose = ignore, batch: int
             .where(TransformationFile.transformation_id.in_(transformation_ids))
             .execution_options(synchronize_session=False)
         )
+        # Its tasks and files are gone: so are its counts (zero, as a scan would say).
+        counters.drop(session, session.scalars(transformation_ids))
         session.execute(
             update(Production)
             .where(Production.id == production_id)
@@ -140,6 +142,9 @@ def _purge_outputs(session: Session, production_id: int, dispose: Dispose, batch
             )
         )
         dispose(Disposal(stored=tuple(pfn for pfn in pfns if pfn not in shared)))
+        # Their assignments (to this production's transformations or any other) cascade away.
+        counters.count_removal(session, counters.FILE, TransformationFile.file_id.in_(ids))
+        counters.record(session, counters.CATALOG, 0, counters.CATALOG_FILES, -len(ids))
         session.execute(
             delete(CatalogFile)
             .where(CatalogFile.id.in_([file_id for file_id, _ in chunk]))

@@ -12,7 +12,7 @@ from metaprod.core.errors import DomainError
 from metaprod.core.metaquery import MetaQuery
 from metaprod.core.outputs import output_metadata
 from metaprod.core.statuses import AttemptStatus, FileStatus, TaskStatus
-from metaprod.db import catalog
+from metaprod.db import catalog, counters
 from metaprod.db.jobs import (
     ATTEMPTS,
     QUEUED_TASKS,
@@ -82,6 +82,7 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
         fail_attempt(session=session, task=task, attempt=attempt, reason=reason, backoff_base=backoff_base)
         summary.failed += 1
 
+    task_of = {a.id: a.task_id for a in attempts}
     for attempt_id, task_id, attempt, report, workdir in attempts:
         task = tasks[task_id]
         report = report or {}
@@ -108,6 +109,10 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             continue
         done.append((attempt_id, task_id))
     now = utcnow()
+    for attempt_id, outcome in superseded:
+        counters.record(session, counters.ATTEMPT, tasks[task_of[attempt_id]].transformation_id, outcome, 1)
+    for _, task_id in done:
+        counters.record(session, counters.ATTEMPT, tasks[task_id].transformation_id, AttemptStatus.DONE.value, 1)
     if superseded:
         update_attempts(
             session,
@@ -123,9 +128,20 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
             .values(status=AttemptStatus.DONE.value)
             .execution_options(synchronize_session=False)
         )
+        done_tasks = Task.id.in_([task_id for _, task_id in done])
+        if session.get_bind().dialect.name == "sqlite":
+            # This transaction holds the write lock since it began: the statuses read above
+            # are those the UPDATE changes (no counting query on the hot path).
+            counters.record_moves(
+                session,
+                counters.TASK,
+                [(tasks[i].transformation_id, tasks[i].status, TaskStatus.DONE.value, 1) for _, i in done],
+            )
+        else:
+            counters.count_moves(session, counters.TASK, done_tasks, TaskStatus.DONE.value)
         session.execute(
             update(Task)
-            .where(Task.id.in_([task_id for _, task_id in done]))
+            .where(done_tasks)
             .values(status=TaskStatus.DONE.value, last_error=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -134,12 +150,15 @@ def finalize_reported(*, session: Session, limit: int, backoff_base: float) -> F
         by_transformation.setdefault(tasks[task_id].transformation_id, []).append(task_id)
         if not (transformations[tasks[task_id].transformation_id].spec or {}).get("keep_checkpoints"):
             summary.checkpoints.append(task_id)
-    for transformation_id, done_ids in by_transformation.items():
-        session.execute(
+    for transformation_id, done_ids in sorted(by_transformation.items()):
+        processed = session.execute(
             update(TransformationFile)
             .where(held_by(transformation_id, done_ids))
             .values(status=FileStatus.PROCESSED.value, updated_at=now)
             .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        counters.record_move(
+            session, counters.FILE, transformation_id, FileStatus.ASSIGNED.value, FileStatus.PROCESSED.value, processed
         )
     session.flush()
     return summary

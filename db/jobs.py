@@ -22,7 +22,7 @@ from metaprod.core.statuses import (
     TaskStatus,
     TransformationStatus,
 )
-from metaprod.db import events, reuse
+from metaprod.db import counters, events, reuse
 from metaprod.db.bulk import update_rows
 from metaprod.db.locking import claim
 from metaprod.db.models import (
@@ -193,6 +193,14 @@ def claim_tasks(
         )
         .execution_options(synchronize_session=False)
     )
+    # The chosen tasks are Created and held by this claim (locked): their moves are known.
+    submitted: dict[int, int] = {}
+    for row in chosen:
+        submitted[row.transformation_id] = submitted.get(row.transformation_id, 0) + 1
+    for transformation_id, n in sorted(submitted.items()):
+        counters.record_move(
+            session, counters.TASK, transformation_id, TaskStatus.CREATED.value, TaskStatus.SUBMITTED.value, n
+        )
     secrets = {task_id: new_secret() for task_id in chosen_ids}
     # One multi-row insert for the batch, then the ids by (task, attempt) in one query.
     session.execute(
@@ -355,6 +363,7 @@ def fail_attempt(
     in the production's history, by `agent:<actor>`)."""
     now = utcnow()
     attempt.status, attempt.error = status.value, reason[:4000]
+    counters.record(session, counters.ATTEMPT, task.transformation_id, status.value, 1)
     attempt.finished_at = attempt.finished_at or now
     task.last_error = f"attempt {attempt.attempt}: {reason}"[:4000]
     # session.get answers from the identity map when the caller already loaded the
@@ -372,10 +381,18 @@ def fail_attempt(
             transformation=transformation.name,
             detail=f"task {task.id}: {task.last_error}",
         )
-        session.execute(
+        problematic = session.execute(
             files.values(
                 status=FileStatus.PROBLEMATIC.value, error_count=TransformationFile.error_count + 1, updated_at=now
             ).execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        counters.record_move(
+            session,
+            counters.FILE,
+            task.transformation_id,
+            FileStatus.ASSIGNED.value,
+            FileStatus.PROBLEMATIC.value,
+            problematic,
         )
     else:
         task.status = TaskStatus.CREATED.value
@@ -439,6 +456,7 @@ def end_attempt(*, session: Session, attempt_id: int, reason: str, backoff_base:
     task = session.get_one(Task, attempt.task_id)
     if status is AttemptStatus.KILLED or task.attempt != attempt.attempt:
         attempt.status, attempt.error, attempt.finished_at = status.value, reason, utcnow()
+        counters.record(session, counters.ATTEMPT, task.transformation_id, status.value, 1)
         session.flush()
         return True
     fail_attempt(

@@ -310,6 +310,21 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class StatusCounter(Base):
+    """How many of a transformation's tasks, files or ended attempts are in a status (what:
+    task, file, attempt; reused: its tasks Done by reuse), and the catalog's files (row 0,
+    catalog, files), kept by the transactions that change them (db.counters): summaries read
+    these rows, never a scan. No foreign key: row 0 is no transformation; cleaning drops a
+    transformation's rows (transformations are never deleted)."""
+
+    __tablename__ = "status_counters"
+
+    transformation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    what: Mapped[str] = mapped_column(String(8), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class TaskInput(Base):
     __tablename__ = "task_inputs"
 

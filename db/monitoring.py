@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from metaprod.core.progress import (
     FILE_KEYS,
@@ -19,6 +18,7 @@ from metaprod.core.progress import (
 )
 from metaprod.core.rates import Point, work_units
 from metaprod.core.statuses import AttemptStatus, ProductionStatus, TaskStatus
+from metaprod.db import counters
 from metaprod.db.models import (
     AgentHeartbeat,
     CatalogFile,
@@ -71,15 +71,9 @@ class Overview:
     files_by_status: dict[str, int] = field(default_factory=dict)
 
 
-def _grouped(session: Session, key: Any, status: Any) -> dict[int, dict[str, int]]:
-    result: dict[int, dict[str, int]] = {}
-    for tid, st, n in session.execute(select(key, status, func.count()).group_by(key, status)):
-        result.setdefault(int(tid), {})[st] = int(n)
-    return result
-
-
 def overview(*, session: Session) -> Overview:
-    """Five grouped queries whatever the number of productions."""
+    """Four queries whatever the number of productions, tasks and files: the counts are the
+    status counters (db.counters), never a scan of tasks, files or attempts."""
     productions = session.execute(
         select(
             Production.id,
@@ -101,16 +95,10 @@ def overview(*, session: Session) -> Overview:
             Transformation.input_query.is_(None),
         ).order_by(Transformation.id)
     ).all()
-    files = _grouped(session, TransformationFile.transformation_id, TransformationFile.status)
-    tasks = _grouped(session, Task.transformation_id, Task.status)
-    outcomes: dict[int, dict[str, int]] = {}
-    for tid, st, n in session.execute(
-        select(Task.transformation_id, JobAttempt.status, func.count())
-        .join(Task, Task.id == JobAttempt.task_id)
-        .where(JobAttempt.status.in_(FINISHED_ATTEMPTS))
-        .group_by(Task.transformation_id, JobAttempt.status)
-    ):
-        outcomes.setdefault(int(tid), {})[st] = int(n)
+    counted = counters.counts(session)
+    files = {tid: c[counters.FILE] for tid, c in counted.items() if counters.FILE in c}
+    tasks = {tid: c[counters.TASK] for tid, c in counted.items() if counters.TASK in c}
+    outcomes = {tid: c[counters.ATTEMPT] for tid, c in counted.items() if counters.ATTEMPT in c}
     by_production: dict[int, list[TransformationProgress]] = {}
     ids: dict[int, list[int]] = {}
     names: dict[int, str] = {row.id: row.name for row in productions}
@@ -153,7 +141,7 @@ def overview(*, session: Session) -> Overview:
         productions=rows,
         attempt_outcomes=outcomes,
         transformation_names=tnames,
-        files_registered=int(session.scalar(select(func.count()).select_from(CatalogFile)) or 0),
+        files_registered=counted.get(0, {}).get(counters.CATALOG, {}).get(counters.CATALOG_FILES, 0),
         reported_attempts=int(
             session.scalar(select(func.count()).where(JobAttempt.status == AttemptStatus.REPORTED.value)) or 0
         ),

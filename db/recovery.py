@@ -11,7 +11,7 @@ from metaprod.core.auth import Principal, ensure_owns
 from metaprod.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from metaprod.core.limits import MAX_TASKS_PER_ROOT, check_lfn_lookup
 from metaprod.core.statuses import RETRYABLE_TASK_STATUSES, FileStatus, TaskStatus, TransformationStatus
-from metaprod.db import events, lifecycle, tasks
+from metaprod.db import counters, events, lifecycle, tasks
 from metaprod.db.models import (
     CatalogFile,
     Production,
@@ -24,7 +24,7 @@ from metaprod.db.models import (
 )
 from metaprod.db.productions import get_production
 from metaprod.db.transformations import get_transformation, production_of
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 RETRYABLE = [s.value for s in RETRYABLE_TASK_STATUSES]
@@ -138,6 +138,7 @@ def retry(
     chosen = [i for i in candidates if i not in set(skipped)]
     now = utcnow()
     if chosen:
+        counters.count_moves(session, counters.TASK, Task.id.in_(chosen), TaskStatus.CREATED.value)
         session.execute(
             update(Task)
             .where(Task.id.in_(chosen))
@@ -145,12 +146,14 @@ def retry(
             .execution_options(synchronize_session=False)
         )
         # Their files are theirs again (Failed: Problematic; Killed: Unused).
+        theirs = and_(
+            TransformationFile.transformation_id == t.id,
+            TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id.in_(chosen))),
+        )
+        counters.count_moves(session, counters.FILE, theirs, FileStatus.ASSIGNED.value)
         session.execute(
             update(TransformationFile)
-            .where(
-                TransformationFile.transformation_id == t.id,
-                TransformationFile.file_id.in_(select(TaskInput.file_id).where(TaskInput.task_id.in_(chosen))),
-            )
+            .where(theirs)
             .values(status=FileStatus.ASSIGNED.value, error_count=0, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -272,10 +275,12 @@ def _reset(session: Session, t: Transformation, lfn_ids: Sequence[int] | None) -
     )
     if lfn_ids is not None:
         stmt = stmt.where(TransformationFile.file_id.in_(lfn_ids))
-    return int(
+    count = int(
         session.execute(
             stmt.values(status=FileStatus.UNUSED.value, error_count=0, updated_at=utcnow()).execution_options(
                 synchronize_session=False
             )
         ).rowcount  # type: ignore[attr-defined]
     )
+    counters.record_move(session, counters.FILE, t.id, FileStatus.PROBLEMATIC.value, FileStatus.UNUSED.value, count)
+    return count

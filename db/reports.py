@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 from metaprod.core.auth import Principal, reporting_token
 from metaprod.core.errors import PermissionDenied
 from metaprod.core.statuses import LIVE_ATTEMPT_STATUSES, AttemptStatus, TaskStatus, TransformationStatus
-from metaprod.db import catalog
+from metaprod.db import catalog, counters
 from metaprod.db.jobs import update_attempts
 from metaprod.db.models import JobAttempt, Task, Transformation, utcnow
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 LIVE = frozenset(s.value for s in LIVE_ATTEMPT_STATUSES)
@@ -195,9 +195,11 @@ def record_heartbeats(*, session: Session, beats: Sequence[Beat], principal: Pri
             )
             .execution_options(synchronize_session=False)
         )
+        starting = and_(tuple_(Task.id, Task.attempt).in_(started), Task.status == TaskStatus.SUBMITTED.value)
+        counters.count_moves(session, counters.TASK, starting, TaskStatus.RUNNING.value)
         session.execute(
             update(Task)
-            .where(tuple_(Task.id, Task.attempt).in_(started), Task.status == TaskStatus.SUBMITTED.value)
+            .where(starting)
             .values(status=TaskStatus.RUNNING.value)
             .execution_options(synchronize_session=False)
         )
@@ -221,9 +223,11 @@ def _withdraw(session: Session, keys: list[tuple[int, int]], attempt_ids: list[i
     session.execute(
         delete(JobAttempt).where(JobAttempt.id.in_(attempt_ids)).execution_options(synchronize_session=False)
     )
+    back = and_(tuple_(Task.id, Task.attempt).in_(keys), Task.status == TaskStatus.SUBMITTED.value)
+    counters.count_moves(session, counters.TASK, back, TaskStatus.CREATED.value)
     session.execute(
         update(Task)
-        .where(tuple_(Task.id, Task.attempt).in_(keys), Task.status == TaskStatus.SUBMITTED.value)
+        .where(back)
         .values(
             status=TaskStatus.CREATED.value,
             attempt=Task.attempt - 1,

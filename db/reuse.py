@@ -13,7 +13,7 @@ from metaprod.core.metaquery import MetaQuery
 from metaprod.core.outputs import common_metadata, output_metadata
 from metaprod.core.reuse import recipe, relative_output, reuse_enabled, task_signature
 from metaprod.core.statuses import FileStatus, TaskStatus
-from metaprod.db import catalog
+from metaprod.db import catalog, counters
 from metaprod.db.models import CatalogFile, Task, Transformation, TransformationFile, utcnow
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -153,12 +153,20 @@ def reuse_done(
             by_transformation.setdefault(c.transformation_id, []).append(c.task_id)
     from metaprod.db.jobs import held_by
 
-    for transformation_id, done_ids in by_transformation.items():
-        session.execute(
+    for transformation_id, done_ids in sorted(by_transformation.items()):
+        # The candidates are Created tasks this claim holds (locked): their moves are known.
+        counters.record_move(
+            session, counters.TASK, transformation_id, TaskStatus.CREATED.value, TaskStatus.DONE.value, len(done_ids)
+        )
+        counters.record(session, counters.REUSED, transformation_id, counters.REUSED_STATUS, len(done_ids))
+        processed = session.execute(
             update(TransformationFile)
             .where(held_by(transformation_id, done_ids))
             .values(status=FileStatus.PROCESSED.value, updated_at=now)
             .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        counters.record_move(
+            session, counters.FILE, transformation_id, FileStatus.ASSIGNED.value, FileStatus.PROCESSED.value, processed
         )
     session.flush()
     return ids

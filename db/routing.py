@@ -36,6 +36,7 @@ from metaprod.core.errors import NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.router import FileRouter
 from metaprod.core.statuses import INPUT_TAKING_TRANSFORMATION_STATUSES, FileStatus
+from metaprod.db import counters
 from metaprod.db.ancestry import ANCESTRY, SKIPPED, record_skipped
 from metaprod.db.models import MetadataField, Transformation, TransformationFile, utcnow
 from metaprod.db.querysql import FILES, FieldInfo, bind_value, choose_driver, compile_ids, executemany, load_fields
@@ -122,7 +123,7 @@ def attach_files(
     now = bind_value(session, TRANSFORMATION_FILES.c.updated_at, utcnow())
     if not ancestry:
         rows = [(tid, fid, unused, 0, now) for fid, metadata in file_rows for tid in router.route(metadata)]
-        return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
+        return _attach(session, rows)
     rows = []
     skipped: list[tuple[int, int]] = []
     for fid, metadata in file_rows:
@@ -130,7 +131,22 @@ def attach_files(
         rows.extend((tid, fid, unused, 0, now) for tid in taken)
         skipped.extend((tid, fid) for tid in skip)
     record_skipped(session=session, pairs=skipped)
-    return executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, rows, ignore=True)
+    return _attach(session, rows)
+
+
+def _attach(session: Session, rows: list[tuple[Any, ...]]) -> int:
+    """Insert attachment rows, one statement per transformation (in id order): an attachment
+    that exists already is skipped, so only each statement's rowcount tells the counters how
+    many files a transformation gained."""
+    by_transformation: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_transformation.setdefault(row[0], []).append(row)
+    attached = 0
+    for tid, some in sorted(by_transformation.items()):
+        n = executemany(session, TRANSFORMATION_FILES, _ATTACH_COLUMNS, some, ignore=True)
+        counters.record(session, counters.FILE, tid, FileStatus.UNUSED.value, n)
+        attached += n
+    return attached
 
 
 def backfill_transformation(*, session: Session, transformation_id: int) -> int:
@@ -256,7 +272,9 @@ def _backfill(
     skipped = select(literal(tid, SKIPPED.c.transformation_id.type), ids.c.file_id).where(descends)
     session.execute(_insert_ignore(SKIPPED, ["transformation_id", "file_id"], skipped))
     # IGNORE: a concurrent backfill of the same transformation may insert the same pairs.
-    return int(session.execute(_insert_ignore(tf, list(_ATTACH_COLUMNS), rows)).rowcount)  # type: ignore[attr-defined]
+    attached = int(session.execute(_insert_ignore(tf, list(_ATTACH_COLUMNS), rows)).rowcount)  # type: ignore[attr-defined]
+    counters.record(session, counters.FILE, tid, FileStatus.UNUSED.value, attached)
+    return attached
 
 
 def _insert_ignore(table: Table, columns: list[str], rows: Select[Any]) -> Insert:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from metaprod.core.grouping import Candidate, GroupingParams, group_files, group_ids, needs_metadata
 from metaprod.core.statuses import TRANSFORMATION_OUTCOMES, FileStatus, TaskStatus, TransformationStatus
-from metaprod.db import reuse
+from metaprod.db import counters, reuse
 from metaprod.db.locking import claim
 from metaprod.db.models import (
     CatalogFile,
@@ -127,7 +127,8 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
     # Driver-level executemany: at a million files, SQLAlchemy's per-row parameter
     # processing would cost more than the database work.
     executemany(session, TaskInput.__table__, ("task_id", "position", "file_id"), inputs)  # type: ignore[arg-type]
-    _mark_assigned(session, t.id, sorted(file_id for group in groups for file_id in group))
+    assigned = _mark_assigned(session, t.id, sorted(file_id for group in groups for file_id in group))
+    counters.record_move(session, counters.FILE, t.id, FileStatus.UNUSED.value, FileStatus.ASSIGNED.value, assigned)
     session.flush()
     # A full window that made tasks: more files may wait behind it (never true of a cycle
     # that made nothing, so a window of files that cannot be grouped yet never spins).
@@ -138,7 +139,7 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
 ASSIGN_CHUNK = 10_000
 
 
-def _mark_assigned(session: Session, transformation_id: int, file_ids: list[int]) -> None:
+def _mark_assigned(session: Session, transformation_id: int, file_ids: list[int]) -> int:
     """Mark these files (sorted) of the transformation Assigned, each only while still Unused:
     one UPDATE per ASSIGN_CHUNK ids, by primary key, with the ids written in the statement
     through the driver. (A subquery over the new tasks' inputs made the database build and
@@ -150,12 +151,14 @@ def _mark_assigned(session: Session, transformation_id: int, file_ids: list[int]
         f"UPDATE transformation_files SET status = {mark}, updated_at = {mark} "
         f"WHERE transformation_id = {mark} AND status = {mark} AND file_id IN "
     )
+    marked = 0
     for start in range(0, len(file_ids), ASSIGN_CHUNK):
         chunk = file_ids[start : start + ASSIGN_CHUNK]
-        connection.exec_driver_sql(
+        marked += connection.exec_driver_sql(
             head + f"({', '.join([mark] * len(chunk))})",
             (FileStatus.ASSIGNED.value, now, transformation_id, FileStatus.UNUSED.value, *chunk),
-        )
+        ).rowcount
+    return marked
 
 
 def _insert_tasks(
@@ -176,6 +179,7 @@ def _insert_tasks(
         "updated_at",
     )
     executemany(session, Task.__table__, columns, rows)  # type: ignore[arg-type]
+    counters.record(session, counters.TASK, t.id, TaskStatus.CREATED.value, count)
 
 
 def _unused_ids(session: Session, t: Transformation) -> list[int]:

@@ -10,7 +10,7 @@ from metaprod.core import joblog
 from metaprod.core.auth import Principal, ensure_can_read, ensure_owns
 from metaprod.core.errors import InvalidArgument, NotFound
 from metaprod.core.statuses import FileStatus, TaskStatus, TransformationStatus, check_transformation_move
-from metaprod.db import events
+from metaprod.db import counters, events
 from metaprod.db.ancestry import skipped_counts
 from metaprod.db.models import (
     CatalogFile,
@@ -88,19 +88,9 @@ def set_transformation_status(
 
 
 def status_counts(*, session: Session, transformation: Transformation) -> tuple[dict[str, int], dict[str, int]]:
-    files = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(TransformationFile.status, func.count())
-            .where(TransformationFile.transformation_id == transformation.id)
-            .group_by(TransformationFile.status)
-        ).all()
-    )
-    tasks = dict(
-        session.execute(  # type: ignore[arg-type]
-            select(Task.status, func.count()).where(Task.transformation_id == transformation.id).group_by(Task.status)
-        ).all()
-    )
-    return files, tasks
+    """Its files and tasks by status, from the status counters (db.counters)."""
+    counted = counters.counts(session, [transformation.id]).get(transformation.id, {})
+    return dict(counted.get(counters.FILE, {})), dict(counted.get(counters.TASK, {}))
 
 
 @dataclass(frozen=True)

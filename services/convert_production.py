@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from metaprod.core.checkpoints import CheckpointFile, CheckpointView
 from metaprod.core.progress import ProductionProgress
@@ -16,13 +17,16 @@ from metaprod.db.transformations import FileRow, TaskRow
 from metaprod.services.convert import timestamp
 from metaprod.services.convert_catalog import file_input_from_pb
 from metaprod.v1 import production_pb2, transformation_pb2
+from sqlalchemy import Row
 
 
 def _query_text(query: Mapping[str, object] | None) -> str:
     return "" if query is None else json.dumps(query, sort_keys=True)
 
 
-def transformation_to_pb(t: Transformation, production: str, parents: list[str]) -> transformation_pb2.Transformation:
+def transformation_to_pb(
+    t: Transformation | Row[Any], production: str, parents: list[str]
+) -> transformation_pb2.Transformation:
     return transformation_pb2.Transformation(
         id=t.id,
         production=production,
@@ -57,7 +61,7 @@ def retry_result_to_pb(r: RetryResult) -> transformation_pb2.RetryResult:
 
 
 def production_to_pb(
-    p: Production, transformations: list[Transformation], parents: Mapping[int, list[str]]
+    p: Production, transformations: Sequence[Transformation | Row[Any]], parents: Mapping[int, list[str]]
 ) -> production_pb2.Production:
     return production_pb2.Production(
         name=p.name,

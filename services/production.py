@@ -128,7 +128,17 @@ class ProductionServicer(pb_grpc.ProductionManagerServicer):
         ensure_can_read(self._principal(context))
         with self.ctx.database.session_scope(readonly=True) as session:
             rows = productions.list_productions(session=session, status=request.status, include_cleaned=request.all)
-            return pb.ListProductionsResponse(productions=[self._production_pb(session, p) for p in rows])
+            # Three queries for the whole list (not three per production): a thousand
+            # productions list as fast as one.
+            by_production = productions.transformations_by_production(
+                session=session, production_ids=[p.id for p in rows]
+            )
+            parents = productions.parent_names(
+                session=session, transformation_ids=[t.id for ts in by_production.values() for t in ts]
+            )
+            return pb.ListProductionsResponse(
+                productions=[production_to_pb(p, by_production.get(p.id, []), parents) for p in rows]
+            )
 
     def _progress(self, name: str, principal: Principal) -> pb.Progress:
         with self.ctx.database.session_scope(readonly=True) as session:

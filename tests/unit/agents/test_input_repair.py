@@ -5,7 +5,7 @@ re-checked, and a restarted agent re-checks the last ids below every watermark."
 from __future__ import annotations
 
 from metaprod.agents.input import InputAgent
-from metaprod.db import catalog
+from metaprod.db import catalog, counters
 from metaprod.db.models import Transformation, TransformationFile
 from metaprod.db.session import Database
 from sqlalchemy import delete, func, select, update
@@ -53,6 +53,8 @@ def test_windows_are_rechecked_after_a_delay(database: Database) -> None:
     # Suppose "/late" was not visible yet to that scan (its registration committed just after):
     with database.session_scope() as session:
         late = session.scalar(select(catalog.CatalogFile.id).where(catalog.CatalogFile.lfn == "/late"))
+        # (The counters forget it too, as if it had never been attached.)
+        counters.count_removal(session, counters.FILE, TransformationFile.file_id == late)
         session.execute(delete(TransformationFile).where(TransformationFile.file_id == late))
     now[0] = 10.0
     with database.session_scope() as session:

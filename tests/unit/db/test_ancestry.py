@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import command
-from metaprod.db import ancestry, catalog, routing
+from metaprod.db import ancestry, catalog, counters, routing
 from metaprod.db.catalog import FileInput
 from metaprod.db.migrate import alembic_config, upgrade
 from metaprod.db.models import (
@@ -99,6 +99,7 @@ def test_backfill_and_metadata_updates_skip_the_same_files(database: Database) -
     ids = build(database)
     a, b, f0, o1, o2 = (ids[k] for k in ("a", "b", "f0", "o1", "o2"))
     with database.session_scope() as session:
+        counters.count_removal(session, counters.FILE, TransformationFile.file_id.is_not(None))
         session.execute(delete(TransformationFile))
         session.execute(delete(SkippedFile))
         assert routing.backfill_transformation(session=session, transformation_id=a) == 1

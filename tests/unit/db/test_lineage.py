@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from metaprod.core.errors import InvalidArgument, NotFound
-from metaprod.db import lineage
+from metaprod.db import counters, lineage
 from metaprod.db.models import CatalogFile, ProducedFileInput
 from metaprod.db.session import Database
 from sqlalchemy import insert
@@ -17,6 +17,7 @@ def make_graph(database: Database, edges: dict[str, list[str]]) -> None:
     ids = {name: n for n, name in enumerate(names, 1)}
     with database.session_scope() as session:
         session.execute(insert(CatalogFile), [{"id": ids[n], "lfn": f"/{n}"} for n in names])
+        counters.record(session, counters.CATALOG, 0, counters.CATALOG_FILES, len(names))  # as registration does
         rows = [
             {"file_id": ids[f], "position": p, "input_file_id": ids[i]}
             for f, inputs in edges.items()
