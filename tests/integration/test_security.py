@@ -14,8 +14,8 @@ import pytest
 import yaml
 from metaprod.clients import Client
 from metaprod.core.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from metaprod.db import jobs, tasks
-from metaprod.db.models import CatalogFile, JobAttempt, Production, Transformation, utcnow
+from metaprod.db import counters, jobs, tasks
+from metaprod.db.models import CatalogFile, JobAttempt, Production, Task, Transformation, utcnow
 from metaprod.services.auth import CACHE_SECONDS
 from metaprod.v1 import transformation_pb2, transformation_pb2_grpc
 from sqlalchemy import select, update
@@ -94,6 +94,9 @@ def test_a_worker_token_dies_with_its_attempts(server: RunningServer, admin: Cli
         assert stub.Heartbeat(beat, metadata=meta, timeout=10).proceed
         with server.database.session_scope() as session:
             session.execute(update(JobAttempt).where(JobAttempt.id == job.attempt_id).values(status="Lost"))
+            # Changed behind the agents' back: counted as they would (db.counters).
+            tid = session.get_one(Task, job.task_id).transformation_id
+            counters.record(session, counters.ATTEMPT, tid, "Lost", 1)
         ended = time.monotonic()
         # Refused within the cache's delay (a cached worker token is trusted that long).
         while True:
