@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from bench_pipeline import database_url
 from metaprod.agents.jobs import BackendPool
@@ -30,21 +29,16 @@ from metaprod.agents.settings import AgentSettings
 from metaprod.core.auth import Principal, Role
 from metaprod.core.statuses import ProductionStatus
 from metaprod.db.migrate import upgrade
-from metaprod.db.models import utcnow
 from metaprod.db.productions import create_production, set_production_status
 from metaprod.db.session import Database
+from rawrows import raw_cursor
 from runs import Runs
 from sqlalchemy import text
 
 
 def insert_files(db: Database, n: int) -> float:
     """N files with metadata bench=c through the driver; returns files/s (the raw baseline)."""
-    conn = db.engine.raw_connection()
-    cur = conn.cursor()
-    ph = "?" if db.is_sqlite else "%s"
-    stamp: Any = utcnow().replace(tzinfo=None)
-    if db.is_sqlite:
-        stamp = stamp.isoformat(" ")
+    conn, cur, ph, stamp = raw_cursor(db)
     cur.execute(f"INSERT INTO metadata_fields (id, name, type, created_at) VALUES (1, 'bench', 'str', {ph})", (stamp,))
     start = time.monotonic()
     batch = 50_000

@@ -35,6 +35,7 @@ from metaprod.db.session import Database, sqlite_url
 from metaprod.db.tokens import create_token
 from metaprod.services.auth import Authenticator
 from metaprod.services.dashboard import Dashboard, DashboardServer
+from rawrows import TRANSFORMATION_COLUMNS
 
 STATUSES = ("Processed", "Processed", "Processed", "Unused", "Assigned", "Problematic")
 
@@ -119,24 +120,7 @@ def fill(database: Database, productions: int, files: int) -> str:
         executemany(
             session,
             Transformation.__table__,  # type: ignore[arg-type]
-            (
-                "id",
-                "production_id",
-                "name",
-                "status",
-                "spec",
-                "input_query",
-                "task_count",
-                "max_attempts",
-                "input_closed",
-                "backend",
-                "command",
-                "input_watermark",
-                "plugin",
-                "group_size",
-                "created_at",
-                "updated_at",
-            ),
+            TRANSFORMATION_COLUMNS,
             t_rows,
         )
         executemany(session, CatalogFile.__table__, ("id", "lfn", "pfn", "size", "checksum", "created_at"), file_rows)  # type: ignore[arg-type]

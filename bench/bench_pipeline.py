@@ -57,9 +57,10 @@ from metaprod.core.auth import Principal, Role
 from metaprod.core.statuses import FileStatus, TransformationStatus
 from metaprod.db import tasks as dbtasks
 from metaprod.db.migrate import upgrade
-from metaprod.db.models import JobAttempt, Production, ProductionEvent, Task, Transformation, TransformationFile, utcnow
+from metaprod.db.models import JobAttempt, Production, ProductionEvent, Task, Transformation, TransformationFile
 from metaprod.db.productions import create_production
 from metaprod.db.session import Database
+from rawrows import raw_cursor
 from runs import Runs
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
@@ -364,12 +365,7 @@ def bench_grouping(db_url: str, m: int, group_size: int, runs: Runs) -> None:
             tid = session.scalar(select(Transformation.id))
         assert tid is not None
         setup = time.monotonic()
-        conn = db.engine.raw_connection()
-        cur = conn.cursor()
-        ph = "?" if db.is_sqlite else "%s"
-        stamp: Any = utcnow().replace(tzinfo=None)
-        if db.is_sqlite:
-            stamp = stamp.isoformat(" ")
+        conn, cur, ph, stamp = raw_cursor(db)
         batch = 50_000
         for first in range(1, m + 1, batch):
             ids = range(first, min(m + 1, first + batch))

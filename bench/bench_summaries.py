@@ -49,6 +49,7 @@ from metaprod.db.tokens import create_token
 from metaprod.services.app import build_server
 from metaprod.services.auth import Authenticator
 from metaprod.services.dashboard import Dashboard, DashboardServer
+from rawrows import TRANSFORMATION_COLUMNS
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -57,24 +58,6 @@ FILE_STATUSES = ("Processed", "Processed", "Processed", "Unused", "Assigned", "P
 FILES_PER_TASK = 100
 PRODUCTION_STATUSES = ("Active", "Completed", "Partial", "Failed")
 PRODUCTIONS_PER_BATCH = 20
-T_COLUMNS = (
-    "id",
-    "production_id",
-    "name",
-    "status",
-    "spec",
-    "input_query",
-    "task_count",
-    "max_attempts",
-    "input_closed",
-    "backend",
-    "command",
-    "input_watermark",
-    "plugin",
-    "group_size",
-    "created_at",
-    "updated_at",
-)
 TASK_COLUMNS = ("id", "transformation_id", "task_index", "status", "attempt", "attempts_base", "backend")
 TASK_COLUMNS += ("created_at", "updated_at")
 ATTEMPT_COLUMNS = ("task_id", "attempt", "status", "backend", "submitted_at", "started_at", "finished_at")
@@ -151,7 +134,7 @@ def fill(database: Database, productions: int, files: int) -> str:
                             if t_status in ("Done", "Failed"):
                                 attempt_rows.append((task_id, 1, t_status, "local", when, when, when))
                                 count(tid, "attempt", t_status)
-            executemany(session, Transformation.__table__, T_COLUMNS, t_rows)  # type: ignore[arg-type]
+            executemany(session, Transformation.__table__, TRANSFORMATION_COLUMNS, t_rows)  # type: ignore[arg-type]
             executemany(
                 session, CatalogFile.__table__, ("id", "lfn", "pfn", "size", "checksum", "created_at"), file_rows
             )  # type: ignore[arg-type]
