@@ -60,7 +60,10 @@ class AgentRunner:
             with self.database.session_scope() as session:
                 started = time.perf_counter()
                 status = agent.run_once(session)
-                cycles = self._count_cycle(agent.name, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                cycles = self._count_cycle(agent.name, seconds)
+                if not status.startswith("idle"):
+                    log.debug("agent %s: %s (%.3f s)", agent.name, status, seconds)
                 # The heartbeat rides in the cycle's own transaction, at most once a second
                 # (sooner when the agent turns idle or busy): a write per cycle would cost
                 # as much as a busy agent's work.

@@ -198,11 +198,16 @@ class Watcher:
         handled as it is now becomes a candidate. Returns how many files were seen."""
         seen = 0
         top = self.root / under if under else self.root
+        # Each directory is watched before it is listed: a file created after its listing
+        # then has an event, one created before is listed (watched after the listing, a file
+        # copied in between was left to the periodic rescan, a minute later).
+        self._watch_dir(under)
         for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             rel_dir = "" if rel_dir == "." else rel_dir
-            self._watch_dir(rel_dir)
+            for name in dirnames:  # os.walk lists them after this body has run
+                self._watch_dir(f"{rel_dir}/{name}" if rel_dir else name)
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue

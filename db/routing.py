@@ -117,6 +117,7 @@ def attach_files(
     if not file_rows:
         return 0
     router = active_router(session=session)
+    log.debug("routing %d new files through the router of %d transformations", len(file_rows), len(router))
     if not len(router):
         return 0
     unused = FileStatus.UNUSED.value
