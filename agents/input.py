@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 # A registration batch commits within seconds; a window is re-checked once, well after.
 RECHECK_SECONDS = 30.0
 # Catalog ids scanned per transformation and cycle: a transformation started over millions
-# of catalogued files is backfilled in windows (100,000 ids took 1.7-2.4 s on a loaded MariaDB).
-BACKFILL_IDS_PER_CYCLE = 50_000
+# of catalogued files is backfilled in windows, the agent looping at once while one stopped
+# short. A window seeks its ids in the value's index (db.querysql.compile_ids): 50,000 ids
+# took 0.4-0.7 s on MariaDB with 2 cores loaded 5-6, up to 1.1 s with jobs running beside.
+BACKFILL_IDS_PER_CYCLE = 25_000
 # On start: catalog ids below each watermark re-checked (a predecessor's last windows).
 STARTUP_LOOKBACK_IDS = 100_000
 
