@@ -36,7 +36,7 @@ from metaprod.core.statuses import FileStatus, ProductionStatus, TaskStatus
 from metaprod.db import agents_status, monitoring, productions, transformations
 from metaprod.db.models import Production, ProductionEvent, Task, Transformation, utcnow
 from metaprod.db.session import Database
-from metaprod.services import svg
+from metaprod.services import metrics_text, svg
 from metaprod.services.auth import Authenticator
 from metaprod.services.metrics import LATENCY_BUCKETS, PROCESS_REGISTRY
 from metaprod.services.tls import ServerTls
@@ -656,9 +656,12 @@ class Dashboard:
 
     def metrics(self, request: Request) -> Response:
         self.attempts.update()
-        cached = self.exposition.get("metrics", lambda: generate_latest(self.database_registry))
+        cached = self.exposition.get("metrics", self._database_metrics)
         body = cached + generate_latest(self.registry) + generate_latest(PROCESS_REGISTRY)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def _database_metrics(self) -> bytes:
+        return metrics_text.summary_exposition(self.overview()) + generate_latest(self.database_registry)
 
 
 def _body(request: Request) -> str:
@@ -768,7 +771,7 @@ def _charts(points: list[Point]) -> list[str]:
 
 
 class _DatabaseCollector:
-    """What /metrics reads from the database, through the dashboard's cached summary."""
+    """The agents' heartbeats on /metrics (the summary's families: services.metrics_text)."""
 
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
@@ -777,56 +780,6 @@ class _DatabaseCollector:
         return []
 
     def collect(self) -> Any:
-        view = self.dashboard.overview()
-        labels = ["production", "transformation"]
-        finished = CounterMetricFamily(
-            "metaprod_tasks_finished", "Task attempts ended, by outcome", labels=[*labels, "outcome"]
-        )
-        files = GaugeMetricFamily("metaprod_files", "Files per transformation and status", labels=[*labels, "status"])
-        tasks = GaugeMetricFamily("metaprod_tasks", "Tasks per transformation and status", labels=[*labels, "status"])
-        t_percent = GaugeMetricFamily("metaprod_transformation_percent", "Share of its work done", labels=labels)
-        t_failed = GaugeMetricFamily(
-            "metaprod_transformation_failed_percent", "Share of its work failed", labels=labels
-        )
-        percent = GaugeMetricFamily(
-            "metaprod_production_percent", "Share of the production done", labels=["production"]
-        )
-        failed = GaugeMetricFamily(
-            "metaprod_production_failed_percent", "Share of the production failed", labels=["production"]
-        )
-        status = GaugeMetricFamily(
-            "metaprod_production_status",
-            "The production's status (1 on its current one)",
-            labels=["production", "status"],
-        )
-        for row in view.productions:
-            if row.status == ProductionStatus.CLEANED.value:
-                continue
-            p = row.progress
-            percent.add_metric([p.name], p.percent)
-            failed.add_metric([p.name], p.failed_percent)
-            status.add_metric([p.name, p.status], 1)
-            for tid, t in zip(row.transformation_ids, p.transformations, strict=True):
-                key = [p.name, t.name]
-                t_percent.add_metric(key, t.percent)
-                t_failed.add_metric(key, t.failed_percent)
-                for st, n in t.files.items():
-                    files.add_metric([*key, st], n)
-                for st, n in t.tasks.items():
-                    tasks.add_metric([*key, st], n)
-                for outcome, n in view.attempt_outcomes.get(tid, {}).items():
-                    finished.add_metric([*key, outcome.lower()], n)
-        registered = CounterMetricFamily("metaprod_files_registered", "Files in the catalog")
-        registered.add_metric([], view.files_registered)
-        backlog = GaugeMetricFamily("metaprod_backlog", "Work waiting, by kind", labels=["kind"])
-        backlog.add_metric(["unused_files"], view.files_by_status.get(FileStatus.UNUSED, 0))
-        backlog.add_metric(["created_tasks"], view.tasks_by_status.get(TaskStatus.CREATED, 0))
-        backlog.add_metric(
-            ["running_tasks"],
-            view.tasks_by_status.get(TaskStatus.SUBMITTED, 0) + view.tasks_by_status.get(TaskStatus.RUNNING, 0),
-        )
-        backlog.add_metric(["reported_attempts"], view.reported_attempts)
-        yield from (finished, registered, files, tasks, t_percent, t_failed, percent, failed, status, backlog)
         yield from self._agents()
 
     def _agents(self) -> Any:
