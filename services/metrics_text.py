@@ -28,7 +28,7 @@ def number(value: float) -> str:
             return f"{value}.0"
     elif type(value) is float and -1e300 < value < 1e6:
         return repr(value)
-    return floatToGoString(value)
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 def label(value: str) -> str:
