@@ -5,7 +5,7 @@ started or finished in a time window (for the histograms)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -148,20 +148,6 @@ def overview(*, session: Session) -> Overview:
         tasks_by_status=complete_counts(tasks_total, TASK_KEYS),
         files_by_status=complete_counts(files_total, FILE_KEYS),
     )
-
-
-def filter_productions(
-    rows: Iterable[ProductionRow], *, status: str = "", owner: str = "", name: str = "", include_cleaned: bool = False
-) -> list[ProductionRow]:
-    """The productions page's filters: Cleaned hidden unless asked (or filtered on)."""
-    wanted = name.lower()
-    return [
-        r
-        for r in rows
-        if (status == r.status if status else include_cleaned or r.status != ProductionStatus.CLEANED.value)
-        and (not owner or r.owner == owner)
-        and (not wanted or wanted in r.name.lower())
-    ]
 
 
 def links(*, session: Session, production_id: int) -> list[tuple[str, str]]:

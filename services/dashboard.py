@@ -18,7 +18,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,7 +33,7 @@ from metaprod.core.errors import DomainError, NotFound, Unauthenticated
 from metaprod.core.progress import ProductionProgress, TransformationProgress
 from metaprod.core.rates import Point, combine, eta_seconds, format_eta, per_minute, rates, window_start, work_units
 from metaprod.core.statuses import FileStatus, ProductionStatus, TaskStatus
-from metaprod.db import agents_status, monitoring, productions, transformations
+from metaprod.db import agents_status, monitoring, production_page, productions, transformations
 from metaprod.db.models import Production, ProductionEvent, Task, Transformation, utcnow
 from metaprod.db.session import Database
 from metaprod.services import metrics_text, svg
@@ -148,6 +148,12 @@ class TTLCache(Generic[T]):
                 with self._lock:
                     self._refreshing.discard(key)
 
+    def fresh(self, key: Any) -> T | None:
+        """The value if it is fresh (never computes, never starts a refresh)."""
+        with self._lock:
+            hit = self._values.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl else None
+
     def _refresh(self, key: Any, compute: Callable[[], T]) -> None:
         try:
             value = compute()
@@ -183,6 +189,9 @@ class Dashboard:
         self.summary: TTLCache[monitoring.Overview] = TTLCache(SUMMARY_TTL)
         self.agent_rows: TTLCache[list[monitoring.AgentRow]] = TTLCache(SUMMARY_TTL)
         self.per_production: TTLCache[Any] = TTLCache(PRODUCTION_TTL)
+        # The productions page without the summary: the productions, and each page's rows.
+        self.infos: TTLCache[list[production_page.ProductionInfo]] = TTLCache(SUMMARY_TTL)
+        self.page_rows: TTLCache[list[monitoring.ProductionRow]] = TTLCache(SUMMARY_TTL)
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.globals.update(colours=svg.STATUS_COLOURS, pct=_pct, quote=quote, poll_seconds=POLL_SECONDS)
         # What /metrics reads from the database: rendered with the summary, and reused as long
@@ -261,6 +270,9 @@ class Dashboard:
     def overview(self) -> monitoring.Overview:
         return self.summary.get("all", lambda: self._read(lambda s: monitoring.overview(session=s)))
 
+    def production_infos(self) -> list[production_page.ProductionInfo]:
+        return self.infos.get("infos", lambda: self._read(lambda s: production_page.production_infos(session=s)))
+
     def dashboard_agents(self) -> list[monitoring.AgentRow]:
         return self.agent_rows.get("agents", lambda: self._read(lambda s: monitoring.agents(session=s)))
 
@@ -313,26 +325,44 @@ class Dashboard:
         status, owner, name = q.get("status", ""), q.get("owner", ""), q.get("name", "")
         cleaned = q.get("cleaned", "") in ("1", "on", "true")
         page = max(1, _int(q.get("page"), 1))
-        view = self.overview()
-        rows = monitoring.filter_productions(
-            view.productions, status=status, owner=owner, name=name, include_cleaned=cleaned
-        )
-        pages = max(1, -(-len(rows) // PRODUCTIONS_PER_PAGE))
-        shown = rows[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+        # The summary when at hand (/metrics or another page computed it); otherwise every
+        # production's own attributes and the progress of this page's rows only (a fraction of
+        # the counters: db.production_page).
+        summary = self.summary.fresh("all")
+        infos: Sequence[production_page.ProductionInfo | monitoring.ProductionRow]
+        if summary is not None:
+            infos = summary.productions
+            rows = production_page.filter_productions(
+                summary.productions, status=status, owner=owner, name=name, include_cleaned=cleaned
+            )
+            shown = rows[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+            total = len(rows)
+        else:
+            infos = listed = self.production_infos()
+            matching = production_page.filter_productions(
+                listed, status=status, owner=owner, name=name, include_cleaned=cleaned
+            )
+            some = matching[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+            shown = self.page_rows.get(
+                tuple(r.id for r in some),
+                lambda: self._read(lambda s: production_page.with_progress(session=s, infos=some)),
+            )
+            total = len(matching)
+        pages = max(1, -(-total // PRODUCTIONS_PER_PAGE))
         counts: dict[str, int] = {}
-        for r in view.productions:
+        for r in infos:
             counts[r.status] = counts.get(r.status, 0) + 1
         filters = {"status": status, "owner": owner, "name": name, "cleaned": "1" if cleaned else ""}
         return {
             "rows": shown,
-            "total": len(rows),
+            "total": total,
             "page": page,
             "pages": pages,
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "status_counts": counts,
             "statuses": [s.value for s in ProductionStatus],
-            "owners": sorted({r.owner for r in view.productions}),
+            "owners": sorted({r.owner for r in infos}),
         }
 
     def productions_page(self, request: Request) -> Response:
