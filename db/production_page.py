@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from metaprod.core.progress import FILE_KEYS, TASK_KEYS, ProductionProgress, TransformationProgress, complete_counts
+from metaprod.core.progress import ProductionProgress
 from metaprod.core.statuses import ProductionStatus
 from metaprod.db import counters
 from metaprod.db.models import Production, Transformation
-from metaprod.db.monitoring import ProductionRow
+from metaprod.db.monitoring import ProductionRow, transformation_progress
 from metaprod.db.productions import IDS_PER_QUERY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -103,13 +103,7 @@ def with_progress(*, session: Session, infos: Sequence[ProductionInfo]) -> list[
     for p in infos:
         transformations = by_production.get(p.id, [])
         progress = [
-            TransformationProgress(
-                name=name,
-                status=status,
-                files=complete_counts(counted.get(tid, {}).get(counters.FILE, {}), FILE_KEYS),
-                tasks=complete_counts(counted.get(tid, {}).get(counters.TASK, {}), TASK_KEYS),
-                task_count=task_count if is_root else None,
-            )
+            transformation_progress(name, status, task_count, is_root, counted.get(tid, {}))
             for tid, name, status, task_count, is_root in transformations
         ]
         rows.append(
