@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -119,10 +119,18 @@ def metadata_from_proto(metadata: Mapping[str, common_pb2.MetaValue]) -> dict[st
 # --- timestamps --------------------------------------------------------------------------
 
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(ts: Timestamp | None) -> datetime | None:
-    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+    """As ts.ToDatetime(tzinfo=UTC) (nanoseconds cut to microseconds), by arithmetic: a listing
+    of a thousand productions converts thousands."""
+    if ts is None:
         return None
-    return ts.ToDatetime(tzinfo=UTC)
+    seconds, nanos = ts.seconds, ts.nanos
+    if seconds == 0 and nanos == 0:
+        return None
+    return _EPOCH_UTC + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 # --- catalog -----------------------------------------------------------------------------

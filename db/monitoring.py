@@ -5,7 +5,7 @@ started or finished in a time window (for the histograms)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,6 +71,19 @@ class Overview:
     files_by_status: dict[str, int] = field(default_factory=dict)
 
 
+def transformation_progress(
+    name: str, status: str, task_count: int | None, is_root: bool, counted: dict[str, dict[str, int]]
+) -> TransformationProgress:
+    """A transformation's progress from its counters ({what: {status: count}})."""
+    return TransformationProgress(
+        name=name,
+        status=status,
+        files=complete_counts(counted.get(counters.FILE, {}), FILE_KEYS),
+        tasks=complete_counts(counted.get(counters.TASK, {}), TASK_KEYS),
+        task_count=task_count if is_root else None,
+    )
+
+
 def overview(*, session: Session) -> Overview:
     """Four queries whatever the number of productions, tasks and files: the counts are the
     status counters (db.counters), never a scan of tasks, files or attempts."""
@@ -96,47 +109,41 @@ def overview(*, session: Session) -> Overview:
         ).order_by(Transformation.id)
     ).all()
     counted = counters.counts(session)
-    files = {tid: c[counters.FILE] for tid, c in counted.items() if counters.FILE in c}
-    tasks = {tid: c[counters.TASK] for tid, c in counted.items() if counters.TASK in c}
-    outcomes = {tid: c[counters.ATTEMPT] for tid, c in counted.items() if counters.ATTEMPT in c}
+    none: dict[str, dict[str, int]] = {}
+    empty: dict[str, int] = {}
     by_production: dict[int, list[TransformationProgress]] = {}
     ids: dict[int, list[int]] = {}
-    names: dict[int, str] = {row.id: row.name for row in productions}
+    names: dict[int, str] = {row[0]: row[1] for row in productions}
     tnames: dict[int, tuple[str, str]] = {}
+    outcomes: dict[int, dict[str, int]] = {}
     for tid, pid, name, status, task_count, is_root in transformations:
-        by_production.setdefault(pid, []).append(
-            TransformationProgress(
-                name=name,
-                status=status,
-                files=complete_counts(files.get(tid, {}), FILE_KEYS),
-                tasks=complete_counts(tasks.get(tid, {}), TASK_KEYS),
-                task_count=task_count if is_root else None,
-            )
-        )
+        c = counted.get(tid, none)
+        by_production.setdefault(pid, []).append(transformation_progress(name, status, task_count, is_root, c))
         ids.setdefault(pid, []).append(tid)
         tnames[tid] = (names.get(pid, "?"), name)
+    for tid, c in counted.items():
+        if counters.ATTEMPT in c:
+            outcomes[tid] = c[counters.ATTEMPT]
     rows = [
         ProductionRow(
-            id=p.id,
-            name=p.name,
-            status=p.status,
-            owner=p.owner,
-            description=p.description,
-            created_at=p.created_at,
-            updated_at=p.updated_at,
-            progress=ProductionProgress(p.name, p.status, tuple(by_production.get(p.id, ()))),
-            transformation_ids=tuple(ids.get(p.id, ())),
+            id=pid,
+            name=name,
+            status=status,
+            owner=owner,
+            description=description,
+            created_at=created_at,
+            updated_at=updated_at,
+            progress=ProductionProgress(name, status, tuple(by_production.get(pid, ()))),
+            transformation_ids=tuple(ids.get(pid, ())),
         )
-        for p in productions
+        for pid, name, status, owner, description, created_at, updated_at in productions
     ]
     tasks_total: dict[str, int] = {}
-    for counts in tasks.values():
-        for st, n in counts.items():
-            tasks_total[st] = tasks_total.get(st, 0) + n
     files_total: dict[str, int] = {}
-    for counts in files.values():
-        for st, n in counts.items():
-            files_total[st] = files_total.get(st, 0) + n
+    for c in counted.values():
+        for what, total in ((counters.TASK, tasks_total), (counters.FILE, files_total)):
+            for st, n in c.get(what, empty).items():
+                total[st] = total.get(st, 0) + n
     return Overview(
         productions=rows,
         attempt_outcomes=outcomes,
@@ -148,20 +155,6 @@ def overview(*, session: Session) -> Overview:
         tasks_by_status=complete_counts(tasks_total, TASK_KEYS),
         files_by_status=complete_counts(files_total, FILE_KEYS),
     )
-
-
-def filter_productions(
-    rows: Iterable[ProductionRow], *, status: str = "", owner: str = "", name: str = "", include_cleaned: bool = False
-) -> list[ProductionRow]:
-    """The productions page's filters: Cleaned hidden unless asked (or filtered on)."""
-    wanted = name.lower()
-    return [
-        r
-        for r in rows
-        if (status == r.status if status else include_cleaned or r.status != ProductionStatus.CLEANED.value)
-        and (not owner or r.owner == owner)
-        and (not wanted or wanted in r.name.lower())
-    ]
 
 
 def links(*, session: Session, production_id: int) -> list[tuple[str, str]]:

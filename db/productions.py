@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metaprod.core.auth import Principal, ensure_can_read, ensure_can_write, ensure_owns
-from metaprod.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from metaprod.core.errors import AlreadyExists, FailedPrecondition, NotFound
 from metaprod.core.metaquery import MetaQuery, Schema
 from metaprod.core.progress import (
     FILE_KEYS,
@@ -32,7 +32,7 @@ from metaprod.core.statuses import (
 from metaprod.core.validation import Finding, ValidationResult
 from metaprod.db import ancestry, catalog, counters, events, namespaces
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -192,19 +192,6 @@ def get_production(*, session: Session, name: str) -> Production:
     return production
 
 
-def list_productions(*, session: Session, status: str = "", include_cleaned: bool = False) -> list[Production]:
-    """Cleaned (deleted) productions only with `include_cleaned` or when asked by status."""
-    stmt = select(Production).order_by(Production.id)
-    if not (include_cleaned or status):
-        stmt = stmt.where(Production.status != ProductionStatus.CLEANED.value)
-    if status:
-        if status not in {s.value for s in ProductionStatus}:
-            choices = ", ".join(s.value for s in ProductionStatus)
-            raise InvalidArgument(f"unknown status {status!r}: use one of {choices}")
-        stmt = stmt.where(Production.status == status)
-    return list(session.scalars(stmt))
-
-
 def transformations_of(*, session: Session, production: Production) -> list[Transformation]:
     return list(
         session.scalars(
@@ -215,48 +202,6 @@ def transformations_of(*, session: Session, production: Production) -> list[Tran
 
 # Ids bound per IN list: within SQLite's variable limit however many productions are listed.
 IDS_PER_QUERY = 10_000
-
-
-# What a listing shows of a transformation: plain rows, not ORM objects (a thousand
-# productions' transformations load in half the time).
-_LISTED = tuple(
-    getattr(Transformation, c)
-    for c in (
-        "id",
-        "production_id",
-        "name",
-        "status",
-        "input_query",
-        "output_query",
-        "plugin",
-        "group_size",
-        "task_count",
-        "max_attempts",
-        "backend",
-        "command",
-        "spec",
-        "created_at",
-        "group_by",
-        "max_runtime",
-        "input_closed",
-        "max_bytes",
-    )
-)
-
-
-def transformations_by_production(*, session: Session, production_ids: list[int]) -> dict[int, list[Row[Any]]]:
-    """The transformations of many productions (in id order, as rows with the attributes a
-    listing shows), with one query."""
-    result: dict[int, list[Row[Any]]] = {}
-    if not production_ids:
-        return result
-    for start in range(0, len(production_ids), IDS_PER_QUERY):
-        some = production_ids[start : start + IDS_PER_QUERY]
-        for t in session.execute(
-            select(*_LISTED).where(Transformation.production_id.in_(some)).order_by(Transformation.id)
-        ):
-            result.setdefault(t.production_id, []).append(t)
-    return result
 
 
 def parents_by_child(*, session: Session, production: Production) -> dict[int, list[str]]:

@@ -10,6 +10,7 @@ from metaprod.core.checkpoints import CheckpointFile, CheckpointView
 from metaprod.core.progress import ProductionProgress
 from metaprod.db import reports
 from metaprod.db.events import HistoryEntry
+from metaprod.db.listing import ListedProduction, ListedTransformation
 from metaprod.db.models import JobAttempt, Production, Task, Transformation
 from metaprod.db.recovery import RetryResult
 from metaprod.db.task_detail import TaskDetail
@@ -73,6 +74,85 @@ def production_to_pb(
         updated_at=timestamp(p.updated_at),
         namespace=p.namespace or p.name,
     )
+
+
+class StoredJson:
+    """Stored JSON text (a listing's `*_json` columns) as the messages write it: objects with
+    sorted keys, "" for a missing query. One per listing: each distinct text (the queries and
+    specs a template repeats across productions) is converted once."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str | None, str] = {}
+        self._queries: dict[str | None, str] = {}
+        self._names: dict[str | None, tuple[str, ...]] = {}
+
+    def spec(self, text: str | None) -> str:
+        found = self._objects.get(text)
+        if found is None:
+            found = self._objects[text] = json.dumps(_decoded(text), sort_keys=True)
+        return found
+
+    def query(self, text: str | None) -> str:
+        found = self._queries.get(text)
+        if found is None:
+            found = self._queries[text] = _query_text(_decoded(text))
+        return found
+
+    def names(self, text: str | None) -> tuple[str, ...]:
+        found = self._names.get(text)
+        if found is None:
+            found = self._names[text] = tuple(_decoded(text) or ())
+        return found
+
+
+def _decoded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def listing_to_pb(
+    listed: Sequence[ListedProduction],
+    transformations: Mapping[int, Sequence[ListedTransformation]],
+    parents: Mapping[int, list[str]],
+) -> production_pb2.ListProductionsResponse:
+    """A listing (db.listing) as the messages production_to_pb writes, built in place (a
+    message passed to a constructor is copied), each distinct JSON text converted once."""
+    response = production_pb2.ListProductionsResponse()
+    add_production = response.productions.add
+    stored = StoredJson()
+    for p in listed:
+        message = add_production(
+            name=p.name,
+            description=p.description,
+            status=p.status,
+            owner=p.owner,
+            created_at=timestamp(p.created_at),
+            updated_at=timestamp(p.updated_at),
+            namespace=p.namespace or p.name,
+        )
+        add = message.transformations.add
+        for t in transformations.get(p.id, ()):
+            add(
+                id=t.id,
+                production=p.name,
+                name=t.name,
+                status=t.status,
+                parents=parents.get(t.id, ()),
+                input_query=stored.query(t.input_query_json),
+                output_query=stored.query(t.output_query_json),
+                plugin=t.plugin,
+                group_size=t.group_size or 0,
+                tasks=t.task_count or 0,
+                max_attempts=t.max_attempts,
+                backend=t.backend,
+                command=t.command,
+                spec=stored.spec(t.spec_json),
+                created_at=timestamp(t.created_at),
+                group_by=stored.names(t.group_by_json),
+                max_runtime=t.max_runtime or 0,
+                input_closed=t.input_closed,
+                max_bytes=t.max_bytes or 0,
+            )
+    return response
 
 
 def progress_to_pb(progress: ProductionProgress) -> production_pb2.Progress:

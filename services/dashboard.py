@@ -18,7 +18,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,10 +33,10 @@ from metaprod.core.errors import DomainError, NotFound, Unauthenticated
 from metaprod.core.progress import ProductionProgress, TransformationProgress
 from metaprod.core.rates import Point, combine, eta_seconds, format_eta, per_minute, rates, window_start, work_units
 from metaprod.core.statuses import FileStatus, ProductionStatus, TaskStatus
-from metaprod.db import agents_status, monitoring, productions, transformations
+from metaprod.db import agents_status, monitoring, production_page, productions, transformations
 from metaprod.db.models import Production, ProductionEvent, Task, Transformation, utcnow
 from metaprod.db.session import Database
-from metaprod.services import svg
+from metaprod.services import metrics_text, svg
 from metaprod.services.auth import Authenticator
 from metaprod.services.metrics import LATENCY_BUCKETS, PROCESS_REGISTRY
 from metaprod.services.tls import ServerTls
@@ -148,6 +148,12 @@ class TTLCache(Generic[T]):
                 with self._lock:
                     self._refreshing.discard(key)
 
+    def fresh(self, key: Any) -> T | None:
+        """The value if it is fresh (never computes, never starts a refresh)."""
+        with self._lock:
+            hit = self._values.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl else None
+
     def _refresh(self, key: Any, compute: Callable[[], T]) -> None:
         try:
             value = compute()
@@ -183,6 +189,9 @@ class Dashboard:
         self.summary: TTLCache[monitoring.Overview] = TTLCache(SUMMARY_TTL)
         self.agent_rows: TTLCache[list[monitoring.AgentRow]] = TTLCache(SUMMARY_TTL)
         self.per_production: TTLCache[Any] = TTLCache(PRODUCTION_TTL)
+        # The productions page without the summary: the productions, and each page's rows.
+        self.infos: TTLCache[list[production_page.ProductionInfo]] = TTLCache(SUMMARY_TTL)
+        self.page_rows: TTLCache[list[monitoring.ProductionRow]] = TTLCache(SUMMARY_TTL)
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.globals.update(colours=svg.STATUS_COLOURS, pct=_pct, quote=quote, poll_seconds=POLL_SECONDS)
         # What /metrics reads from the database: rendered with the summary, and reused as long
@@ -261,6 +270,9 @@ class Dashboard:
     def overview(self) -> monitoring.Overview:
         return self.summary.get("all", lambda: self._read(lambda s: monitoring.overview(session=s)))
 
+    def production_infos(self) -> list[production_page.ProductionInfo]:
+        return self.infos.get("infos", lambda: self._read(lambda s: production_page.production_infos(session=s)))
+
     def dashboard_agents(self) -> list[monitoring.AgentRow]:
         return self.agent_rows.get("agents", lambda: self._read(lambda s: monitoring.agents(session=s)))
 
@@ -313,26 +325,44 @@ class Dashboard:
         status, owner, name = q.get("status", ""), q.get("owner", ""), q.get("name", "")
         cleaned = q.get("cleaned", "") in ("1", "on", "true")
         page = max(1, _int(q.get("page"), 1))
-        view = self.overview()
-        rows = monitoring.filter_productions(
-            view.productions, status=status, owner=owner, name=name, include_cleaned=cleaned
-        )
-        pages = max(1, -(-len(rows) // PRODUCTIONS_PER_PAGE))
-        shown = rows[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+        # The summary when at hand (/metrics or another page computed it); otherwise every
+        # production's own attributes and the progress of this page's rows only (a fraction of
+        # the counters: db.production_page).
+        summary = self.summary.fresh("all")
+        infos: Sequence[production_page.ProductionInfo | monitoring.ProductionRow]
+        if summary is not None:
+            infos = summary.productions
+            rows = production_page.filter_productions(
+                summary.productions, status=status, owner=owner, name=name, include_cleaned=cleaned
+            )
+            shown = rows[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+            total = len(rows)
+        else:
+            infos = listed = self.production_infos()
+            matching = production_page.filter_productions(
+                listed, status=status, owner=owner, name=name, include_cleaned=cleaned
+            )
+            some = matching[(page - 1) * PRODUCTIONS_PER_PAGE : page * PRODUCTIONS_PER_PAGE]
+            shown = self.page_rows.get(
+                tuple(r.id for r in some),
+                lambda: self._read(lambda s: production_page.with_progress(session=s, infos=some)),
+            )
+            total = len(matching)
+        pages = max(1, -(-total // PRODUCTIONS_PER_PAGE))
         counts: dict[str, int] = {}
-        for r in view.productions:
+        for r in infos:
             counts[r.status] = counts.get(r.status, 0) + 1
         filters = {"status": status, "owner": owner, "name": name, "cleaned": "1" if cleaned else ""}
         return {
             "rows": shown,
-            "total": len(rows),
+            "total": total,
             "page": page,
             "pages": pages,
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "status_counts": counts,
             "statuses": [s.value for s in ProductionStatus],
-            "owners": sorted({r.owner for r in view.productions}),
+            "owners": sorted({r.owner for r in infos}),
         }
 
     def productions_page(self, request: Request) -> Response:
@@ -656,9 +686,12 @@ class Dashboard:
 
     def metrics(self, request: Request) -> Response:
         self.attempts.update()
-        cached = self.exposition.get("metrics", lambda: generate_latest(self.database_registry))
+        cached = self.exposition.get("metrics", self._database_metrics)
         body = cached + generate_latest(self.registry) + generate_latest(PROCESS_REGISTRY)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def _database_metrics(self) -> bytes:
+        return metrics_text.summary_exposition(self.overview()) + generate_latest(self.database_registry)
 
 
 def _body(request: Request) -> str:
@@ -768,7 +801,7 @@ def _charts(points: list[Point]) -> list[str]:
 
 
 class _DatabaseCollector:
-    """What /metrics reads from the database, through the dashboard's cached summary."""
+    """The agents' heartbeats on /metrics (the summary's families: services.metrics_text)."""
 
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
@@ -777,56 +810,6 @@ class _DatabaseCollector:
         return []
 
     def collect(self) -> Any:
-        view = self.dashboard.overview()
-        labels = ["production", "transformation"]
-        finished = CounterMetricFamily(
-            "metaprod_tasks_finished", "Task attempts ended, by outcome", labels=[*labels, "outcome"]
-        )
-        files = GaugeMetricFamily("metaprod_files", "Files per transformation and status", labels=[*labels, "status"])
-        tasks = GaugeMetricFamily("metaprod_tasks", "Tasks per transformation and status", labels=[*labels, "status"])
-        t_percent = GaugeMetricFamily("metaprod_transformation_percent", "Share of its work done", labels=labels)
-        t_failed = GaugeMetricFamily(
-            "metaprod_transformation_failed_percent", "Share of its work failed", labels=labels
-        )
-        percent = GaugeMetricFamily(
-            "metaprod_production_percent", "Share of the production done", labels=["production"]
-        )
-        failed = GaugeMetricFamily(
-            "metaprod_production_failed_percent", "Share of the production failed", labels=["production"]
-        )
-        status = GaugeMetricFamily(
-            "metaprod_production_status",
-            "The production's status (1 on its current one)",
-            labels=["production", "status"],
-        )
-        for row in view.productions:
-            if row.status == ProductionStatus.CLEANED.value:
-                continue
-            p = row.progress
-            percent.add_metric([p.name], p.percent)
-            failed.add_metric([p.name], p.failed_percent)
-            status.add_metric([p.name, p.status], 1)
-            for tid, t in zip(row.transformation_ids, p.transformations, strict=True):
-                key = [p.name, t.name]
-                t_percent.add_metric(key, t.percent)
-                t_failed.add_metric(key, t.failed_percent)
-                for st, n in t.files.items():
-                    files.add_metric([*key, st], n)
-                for st, n in t.tasks.items():
-                    tasks.add_metric([*key, st], n)
-                for outcome, n in view.attempt_outcomes.get(tid, {}).items():
-                    finished.add_metric([*key, outcome.lower()], n)
-        registered = CounterMetricFamily("metaprod_files_registered", "Files in the catalog")
-        registered.add_metric([], view.files_registered)
-        backlog = GaugeMetricFamily("metaprod_backlog", "Work waiting, by kind", labels=["kind"])
-        backlog.add_metric(["unused_files"], view.files_by_status.get(FileStatus.UNUSED, 0))
-        backlog.add_metric(["created_tasks"], view.tasks_by_status.get(TaskStatus.CREATED, 0))
-        backlog.add_metric(
-            ["running_tasks"],
-            view.tasks_by_status.get(TaskStatus.SUBMITTED, 0) + view.tasks_by_status.get(TaskStatus.RUNNING, 0),
-        )
-        backlog.add_metric(["reported_attempts"], view.reported_attempts)
-        yield from (finished, registered, files, tasks, t_percent, t_failed, percent, failed, status, backlog)
         yield from self._agents()
 
     def _agents(self) -> Any:

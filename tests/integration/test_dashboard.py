@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from metaprod.db.session import Database
+from metaprod.services.auth import Authenticator
+from metaprod.services.dashboard import Dashboard, DashboardServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.system import System, free_port
 
@@ -206,6 +210,54 @@ def test_every_metric_of_the_grafana_dashboard_is_served(dashboard: tuple[System
     assert re.search(r'^metaprod_production_percent\{production="dash-study"\} ', body, re.M)
     assert 'metaprod_production_status{production="dash-study",status="Partial"} 1.0' in body
     assert 'metaprod_tasks_finished_total{outcome="failed",production="dash-study",transformation="gen"} 2.0' in body
+    # Valid for Prometheus' own parser, with the values of `production progress --json`.
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    progress = system.json("production", "progress", "dash-study")
+    files = {
+        (s.labels["transformation"], s.labels["status"]): s.value
+        for s in families["metaprod_files"].samples
+        if s.labels["production"] == "dash-study"
+    }
+    tasks = {
+        (s.labels["transformation"], s.labels["status"]): s.value
+        for s in families["metaprod_tasks"].samples
+        if s.labels["production"] == "dash-study"
+    }
+    for t in progress["transformations"]:
+        assert {st: files[(t["name"], st)] for st in t["files"]} == t["files"]
+        assert {st: tasks[(t["name"], st)] for st in t["tasks"]} == t["tasks"]
+    assert families["metaprod_tasks_finished"].type == "counter"
+
+
+def test_the_productions_page_reads_the_same_with_or_without_the_summary(dashboard: tuple[System, int]) -> None:
+    """A dashboard without the all-productions summary at hand reads the page's rows alone
+    (db.production_page): the same page and JSON as from the summary."""
+    system, _ = dashboard
+    token = system.env()["METAPROD_TOKEN"]
+    database = Database(system.db_url)
+    servers = [
+        DashboardServer(Dashboard(database, Authenticator(database)), host="127.0.0.1", port=0) for _ in range(2)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        ports = [server.server.servers[0].sockets[0].getsockname()[1] for server in servers]
+        assert http(ports[1], "/metrics", token)[0] == 200  # computes the summary, reused by its pages
+        for path in ("/", "/?status=Partial", "/?owner=nobody", "/?name=DASH", "/api/productions"):
+            without, summarised = (http(port, path, token) for port in ports)
+            assert without[0] == summarised[0] == 200, path
+            assert without[1] == summarised[1], path
+        payload = json.loads(http(ports[0], "/api/productions", token)[1])
+        assert [p["name"] for p in payload["productions"]] == ["dash-study"]
+        progress = system.json("production", "progress", "dash-study")
+        assert payload["productions"][0]["percent"] == progress["percent"]
+        assert [t["files"] for t in payload["productions"][0]["transformations"]] == [
+            t["files"] for t in progress["transformations"]
+        ]
+    finally:
+        for server in servers:
+            server.stop()
+        database.dispose()
 
 
 def test_history_samples_are_stored_and_survive_a_restart(dashboard: tuple[System, int]) -> None:

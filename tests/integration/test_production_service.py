@@ -491,3 +491,81 @@ def test_worker_calls(server: RunningServer, connect_as: Connect, admin: Client)
             client.transformations.heartbeat(987654, 1)
         with pytest.raises(PermissionDenied):
             client.transformations.report_result(987654, 1, success=False, error="boom", exit_code=1)
+
+
+# --- the listing -----------------------------------------------------------------------------
+
+LISTED_YAML = """\
+production: {name}
+description: every attribute a listing shows
+fields: {{datatype: str, energy: float, site: str}}
+transformations:
+  - name: gen
+    tasks: 5
+    command: ./generate.sh
+    outputs: [{{glob: "*.sim", metadata: {{datatype: sim}}}}]
+    output_query: {{energy: {{"<=": 10, ">=": 1}}, datatype: sim}}
+  - name: reco
+    parents: [gen]
+    input_query: {{energy: {{">": 5}}, datatype: sim}}
+    group_size: 2
+    max_attempts: 5
+    max_runtime: 3600
+    command: ./reco.sh
+    outputs: [{{glob: "*.reco", metadata: {{datatype: reco}}}}]
+    output_query: {{datatype: reco}}
+  - name: merge
+    parents: [reco]
+    input_query: "datatype=reco"
+    plugin: by_metadata
+    group_by: [site, energy]
+    command: cat $METAPROD_INPUTS > merged.root
+    outputs: [{{glob: "*.root", metadata: {{datatype: merged}}}}]
+    output_query: {{datatype: merged}}
+  - name: pack
+    parents: [merge]
+    input_query: {{datatype: merged}}
+    plugin: by_size
+    max_bytes: 1000000000
+    command: tar cf pack.tar $METAPROD_INPUTS
+    outputs: [{{glob: "*.tar", metadata: {{datatype: pack}}}}]
+"""
+
+
+def test_listing_writes_the_messages_a_get_writes(server: RunningServer, admin: Client) -> None:
+    """The listing's rows (stored JSON text, named tuples) make the very messages that
+    production_to_pb makes of the ORM objects: JSON text with sorted keys, parents, every
+    field."""
+    from metaprod.db import listing, productions
+    from metaprod.services.convert_production import listing_to_pb, production_to_pb
+
+    for name in ("alpha", "beta", "gamma"):
+        admin.productions.create(LISTED_YAML.format(name=name))
+    admin.productions.delete("gamma")  # Cleaning: still listed
+    for status, expected in (("", ["alpha", "beta", "gamma"]), ("Cleaning", ["gamma"])):
+        with server.database.session_scope(readonly=True) as session:
+            rows = listing.list_productions(session=session, status=status)
+            by_production = listing.transformations_by_production(session=session, production_ids=[p.id for p in rows])
+            parents = productions.parent_names(
+                session=session, transformation_ids=[t.id for ts in by_production.values() for t in ts]
+            )
+            listed = listing_to_pb(rows, by_production, parents)
+            wanted = []
+            for row in rows:
+                orm = productions.get_production(session=session, name=row.name)
+                wanted.append(
+                    production_to_pb(
+                        orm,
+                        productions.transformations_of(session=session, production=orm),
+                        productions.parents_by_child(session=session, production=orm),
+                    )
+                )
+        assert [p.name for p in listed.productions] == expected
+        assert list(listed.productions) == wanted
+        pack = listed.productions[-1].transformations[3]
+        assert (list(pack.parents), pack.max_bytes) == (["merge"], 1_000_000_000)
+        merge = listed.productions[-1].transformations[2]
+        assert (list(merge.group_by), merge.plugin) == (["site", "energy"], "by_metadata")
+        gen = listed.productions[-1].transformations[0]
+        assert gen.output_query == '{"datatype": "sim", "energy": {"<=": 10.0, ">=": 1.0}}'
+    assert [p.name for p in admin.productions.list()] == ["alpha", "beta", "gamma"]

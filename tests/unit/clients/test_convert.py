@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -171,3 +171,19 @@ def test_a_bad_import_line_gets_the_error_of_the_full_checks(line: Any) -> None:
     with pytest.raises(InvalidArgument) as full:
         convert.catalog_file_to_proto(convert.file_from_mapping(line))
     assert fast.value.message == full.value.message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(1_765_000_000, 0), (1_765_000_000, 999), (1_765_000_000, 1_000), (1_765_000_000, 999_999_999), (-1, 5), (0, 1)],
+)
+def test_timestamp_as_to_datetime(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    got = convert.timestamp(ts)
+    assert got == ts.ToDatetime(tzinfo=UTC)
+    assert got is not None and got.utcoffset() == timedelta(0)
+
+
+def test_an_unset_timestamp_is_none() -> None:
+    assert convert.timestamp(Timestamp()) is None
+    assert convert.timestamp(None) is None
