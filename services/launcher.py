@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -284,6 +285,11 @@ def start_services(
             tls=tls,
         )
         server.context.on_close.append(dashboard.stop)
+    # What start-up built (modules, the schema, protobuf descriptors) lives as long as the
+    # process: out of the collector's reach, a full collection no longer walks it (20-40 ms
+    # of a cold summary's time under load, measured by bench_summaries).
+    gc.collect()
+    gc.freeze()
     return server
 
 
