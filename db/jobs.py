@@ -122,7 +122,11 @@ def claim_tasks(
                 Transformation.status == TransformationStatus.ACTIVE.value,
                 or_(Task.not_before.is_(None), Task.not_before <= now),
             )
-            .order_by(Task.id)
+            # By task_index, not id: every transformation's lowest-indexed Created tasks come
+            # first, so a small production started while a root of millions is created (ids
+            # after millions of Created ones) is claimed at once, not after all of them; the
+            # transformations in progress advance side by side (ix_tasks_status_index).
+            .order_by(Task.task_index, Task.id)
             .limit(limit * 4),
         )
     ).all()
