@@ -54,8 +54,12 @@ def _pending_work(t: type[Transformation]) -> ColumnElement[bool]:
     with a task count) tasks still to create."""
     unfinished_task = exists().where(Task.transformation_id == t.id, Task.status.in_(ACTIVE_TASKS))
     open_file = exists().where(TransformationFile.transformation_id == t.id, TransformationFile.status.in_(OPEN_FILES))
-    task_total = select(func.count()).where(Task.transformation_id == t.id).scalar_subquery()
-    short_of_tasks = t.input_query.is_(None) & (task_total < func.coalesce(t.task_count, 0))
+    # The next task index (one probe of the unique (transformation_id, task_index) index), as
+    # task creation reads it: a count would scan a root's millions of tasks in every cycle.
+    next_index = (
+        select(func.coalesce(func.max(Task.task_index) + 1, 0)).where(Task.transformation_id == t.id).scalar_subquery()
+    )
+    short_of_tasks = t.input_query.is_(None) & (next_index < func.coalesce(t.task_count, 0))
     return unfinished_task | open_file | short_of_tasks
 
 

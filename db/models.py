@@ -287,6 +287,9 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("transformation_id", "task_index"),
         Index("ix_tasks_status", "status", "not_before"),
+        # The submit agent's claim order (status Created, then task_index): a scan of this
+        # index serves every transformation's lowest-indexed Created tasks first.
+        Index("ix_tasks_status_index", "status", "task_index"),
         Index("ix_tasks_signature", "signature", "status"),
     )
 

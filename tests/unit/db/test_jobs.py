@@ -3,12 +3,13 @@ Problematic, reset gives files back, kill frees Assigned files, stale reports ar
 
 from __future__ import annotations
 
+import pytest
 from metaprod.core.auth import SYSTEM
 from metaprod.db import finalize as finalize_
-from metaprod.db import jobs, productions, recovery, reports, transformations
-from metaprod.db.models import Task, TransformationFile
+from metaprod.db import jobs, productions, recovery, reports, tasks, transformations
+from metaprod.db.models import Task, Transformation, TransformationFile
 from metaprod.db.session import Database
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from tests.unit.db.test_tasks import complete_root, cycle, setup
 
@@ -107,3 +108,33 @@ def test_queue_caps_count_the_attempts_not_yet_reported(database: Database) -> N
     assert claim_within({}, per_transformation=5) == []  # five of one transformation queued
     assert len(claim_within({}, per_transformation=6)) == 1
     assert len(claim_within({})) == 2  # no cap: the rest
+
+
+def test_a_small_production_is_claimed_before_the_backlog_of_a_large_root(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root of many tasks created batch by batch fills the table with Created tasks ahead
+    of (by id) any production started later: the claim takes every transformation's
+    lowest-indexed tasks first, so the later one is not queued behind the whole backlog."""
+    monkeypatch.setattr(tasks, "ROOT_TASKS_PER_CYCLE", 40)
+    ids: dict[str, int] = {}
+    for name, count in (("big", 120), ("small", 3)):
+        spec = {"production": name, "transformations": [{"name": "gen", "tasks": count, "command": "true"}]}
+        with database.session_scope() as session:
+            productions.create_production(session=session, spec=spec, principal=SYSTEM)
+            session.execute(update(Transformation).values(status="Active"))
+            ids[name] = int(session.scalar(select(func.max(Transformation.id))) or 0)
+    # Two batches of the big root first, then the small production's tasks, then the rest.
+    for tid in (ids["big"], ids["big"], ids["small"], ids["big"]):
+        cycle(database, tid)
+    with database.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Task)) == 123
+        claimed = jobs.claim_tasks(session=session, limit=10, max_queued_per_backend={})
+    assert sorted((j.production, j.task_index) for j in claimed) == [
+        *(("big", i) for i in range(7)),
+        *(("small", i) for i in range(3)),
+    ]
+    with database.session_scope() as session:
+        rest = jobs.claim_tasks(session=session, limit=10, max_queued_per_backend={})
+    # Claimed twice from the front: the big root goes on from where it was.
+    assert sorted((j.production, j.task_index) for j in rest) == [("big", i) for i in range(7, 17)]
