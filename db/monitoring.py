@@ -84,20 +84,22 @@ def transformation_progress(
     )
 
 
+# A production's own columns, as a summary row (and the dashboard's page: db.production_page) reads them.
+PRODUCTION_COLUMNS = (
+    Production.id,
+    Production.name,
+    Production.status,
+    Production.owner,
+    Production.description,
+    Production.created_at,
+    Production.updated_at,
+)
+
+
 def overview(*, session: Session) -> Overview:
     """Four queries whatever the number of productions, tasks and files: the counts are the
     status counters (db.counters), never a scan of tasks, files or attempts."""
-    productions = session.execute(
-        select(
-            Production.id,
-            Production.name,
-            Production.status,
-            Production.owner,
-            Production.description,
-            Production.created_at,
-            Production.updated_at,
-        ).order_by(Production.id)
-    ).all()
+    productions = session.execute(select(*PRODUCTION_COLUMNS).order_by(Production.id)).all()
     transformations = session.execute(
         select(
             Transformation.id,

@@ -17,7 +17,7 @@ from metaprod.core.progress import ProductionProgress
 from metaprod.core.statuses import ProductionStatus
 from metaprod.db import counters
 from metaprod.db.models import Production, Transformation
-from metaprod.db.monitoring import ProductionRow, transformation_progress
+from metaprod.db.monitoring import PRODUCTION_COLUMNS, ProductionRow, transformation_progress
 from metaprod.db.productions import IDS_PER_QUERY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,17 +62,7 @@ def filter_productions(
 
 def production_infos(*, session: Session) -> list[ProductionInfo]:
     """Every production (Cleaned ones too), by id."""
-    rows = session.execute(
-        select(
-            Production.id,
-            Production.name,
-            Production.status,
-            Production.owner,
-            Production.description,
-            Production.created_at,
-            Production.updated_at,
-        ).order_by(Production.id)
-    )
+    rows = session.execute(select(*PRODUCTION_COLUMNS).order_by(Production.id))
     return [ProductionInfo(*row) for row in rows]
 
 
