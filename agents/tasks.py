@@ -24,15 +24,20 @@ class TaskAgent:
         return self.produces if self._more else frozenset({"tasks"})
 
     def run_once(self, session: Session) -> str:
-        created = files = 0
+        created = files = held = 0
         more = self._more = False
         for transformation_id in tasks.transformations_needing_tasks(session=session):
             result = tasks.create_tasks(session=session, transformation_id=transformation_id)
-            if result is not None:
-                created += result.tasks
-                files += result.files
-                more = more or result.more
+            if result is None:
+                held += 1
+                continue
+            created += result.tasks
+            files += result.files
+            more = more or result.more
+        # A transformation another transaction holds (on MariaDB: the submit agent's claim,
+        # woken by the same `production start`, or another agents process) is tried again at
+        # once, not at the next poll: that skip delayed a production's first tasks by seconds.
+        self._more = more or held > 0
         if not created:
-            return "idle"
-        self._more = more
-        return f"created {created} tasks over {files} files" + (" (more due)" if more else "")
+            return f"{held} transformations held elsewhere: trying again" if held else "idle"
+        return f"created {created} tasks over {files} files" + (" (more due)" if self._more else "")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 import tracemalloc
 
+import pytest
 from metaprod.agents.tasks import TaskAgent
 from metaprod.db.models import Task, Transformation
 from metaprod.db.session import Database
 from sqlalchemy import func, select, update
 
+from tests.conftest import TEST_DB
 from tests.unit.db.test_tasks import setup
 
 
@@ -75,3 +77,26 @@ def test_a_root_of_a_million_tasks_is_created_batch_by_batch_beside_other_work(d
     (sim,) = progress.transformations
     assert sim.task_count == 1_000_000 and sum(sim.tasks.values()) == 2 * batch
     assert progress.percent == 0
+
+
+@pytest.mark.skipif(TEST_DB == "sqlite", reason="row locks (MariaDB): SQLite serializes writers instead")
+def test_a_transformation_held_elsewhere_is_tried_again_at_once(database: Database) -> None:
+    """A cycle that finds its transformation locked by another transaction (the submit agent's
+    claim woken by the same start) says so and wakes itself, instead of waiting for a poll."""
+    setup(database, {"group_size": 1}, 2)
+    other = database.engine.connect()
+    try:
+        transaction = other.begin()
+        other.execute(select(Transformation.id).with_for_update())  # every transformation held
+        agent = TaskAgent()
+        with database.session_scope() as session:
+            status = agent.run_once(session)
+        assert status == "2 transformations held elsewhere: trying again"
+        assert "tasks_due" in agent.produced()
+        transaction.rollback()
+    finally:
+        other.close()
+    agent = TaskAgent()
+    with database.session_scope() as session:
+        assert agent.run_once(session) == "created 5 tasks over 2 files"
+    assert agent.produced() == frozenset({"tasks"})
