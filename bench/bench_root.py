@@ -9,11 +9,12 @@ then, in each run:
 1. Baseline: production B (`--b-tasks` trivial tasks, command `true`) on the idle `up`: time
    from `production start` to Completed.
 2. Production A, a root of `tasks: N` (command `true`), is started. The tasks agent creates at
-   most `db.tasks.ROOT_TASKS_PER_CYCLE` of them per cycle, and nothing gates creation on how
-   many are queued or running: creation runs ahead of execution (the local backend runs A's
-   tasks meanwhile, on the same cores, which is what a real deployment does). Measured until
-   all N exist or `--max-seconds` have passed (whichever comes first; the count reached is
-   printed, and the time all N would take extrapolated at the rate measured).
+   most `db.tasks.ROOT_TASKS_PER_CYCLE` of them per cycle and keeps at most
+   `db.tasks.ROOT_BACKLOG` of them Created (waiting to be submitted): creation runs ahead of
+   execution by that much and no further (the local backend runs A's tasks meanwhile, on the
+   same cores, which is what a real deployment does). Measured until all N exist or
+   `--max-seconds` have passed (whichever comes first; the count reached is printed, and the
+   time all N would take extrapolated at the rate measured), with the largest backlog sampled.
 3. While A is being created (once `--b-after` of its tasks exist), production B again: its
    time to Completed with A running, against the baseline (target: B served meanwhile, not
    queued behind A's millions of Created tasks).
@@ -27,8 +28,9 @@ flat, within some tens of MB; on SQLite each pooled connection's page cache, up 
 fills as the database grows, so there the RSS rises to a plateau), the tasks agent's cycles
 (mean, and the largest sampled) and every agent's largest sampled cycle (target < 1 s; the
 heartbeat keeps one cycle a second, so a sample, not every cycle), B's completion time
-with A running vs alone, and `production progress` and `production list` through the client
-with A at its size (p50 / max of 10 calls; target < 200 ms).
+with A running vs alone, `production progress` and `production list` through the client
+with A at its size (p50 / max of 10 calls; target < 200 ms), and `production stop --kill` of A
+at the end (it marks the tasks that exist Killed: a bounded number, whatever N is).
 With --runs N each run uses a new `up` on a new database; figures are min / median / max.
 """
 
@@ -48,7 +50,8 @@ from pathlib import Path
 
 from bench_pipeline import database_url, metaprod_up, wait_status
 from metaprod.clients.client import Client
-from metaprod.db.models import AgentHeartbeat, Production, Task, Transformation
+from metaprod.db import tasks as dbtasks
+from metaprod.db.models import AgentHeartbeat, Production, StatusCounter, Task, Transformation
 from metaprod.db.session import Database
 from runs import Runs
 from sqlalchemy import func, select
@@ -66,6 +69,7 @@ def rss_mb(pid: int) -> float:
 class Sample:
     at: float  # seconds after A's start
     created: int
+    waiting: int  # A's tasks Created, not yet submitted (its status counter)
     rss: float
     cycles: dict[str, float]  # each agent's last cycle (s), from its heartbeat
 
@@ -86,24 +90,35 @@ class Sampler:
         self.start_time = time.monotonic()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def created(self) -> tuple[int, dict[str, float]]:
-        """A's tasks created so far, and each agent's last cycle (s)."""
+    def created(self) -> tuple[int, int, dict[str, float]]:
+        """A's tasks created so far, those of them waiting (Created), and each agent's last
+        cycle (s)."""
+        of_a = (
+            select(Transformation.id)
+            .join(Production, Production.id == Transformation.production_id)
+            .where(Production.name == self.production)
+            .scalar_subquery()
+        )
         with self.db.session_scope(readonly=True) as session:
             n = session.scalar(
-                select(func.coalesce(func.max(Task.task_index) + 1, 0))
-                .join(Transformation, Transformation.id == Task.transformation_id)
-                .join(Production, Production.id == Transformation.production_id)
-                .where(Production.name == self.production)
+                select(func.coalesce(func.max(Task.task_index) + 1, 0)).where(Task.transformation_id == of_a)
+            )
+            waiting = session.scalar(
+                select(func.coalesce(func.sum(StatusCounter.n), 0)).where(
+                    StatusCounter.transformation_id == of_a,
+                    StatusCounter.what == "task",
+                    StatusCounter.status == "Created",
+                )
             )
             cycles = {
                 name: float(seconds or 0.0)
                 for name, seconds in session.execute(select(AgentHeartbeat.name, AgentHeartbeat.last_cycle_seconds))
             }
-        return int(n or 0), cycles
+        return int(n or 0), int(waiting or 0), cycles
 
     def sample(self) -> Sample:
-        created, cycle = self.created()
-        s = Sample(time.monotonic() - self.start_time, created, rss_mb(self.pid), cycle)
+        created, waiting, cycle = self.created()
+        s = Sample(time.monotonic() - self.start_time, created, waiting, rss_mb(self.pid), cycle)
         self.samples.append(s)
         return s
 
@@ -216,6 +231,10 @@ def one_run(args: argparse.Namespace, url: str, client: Client, pid: int, runs: 
         + ", ".join(f"{s.created / 1e6:.1f}M {s.rss:.0f} MB" for s in marks if s is not None)
     )
     print(
+        f"    largest backlog sampled (Created, not yet submitted): {max(s.waiting for s in sampler.samples):,} "
+        f"(bound: ROOT_BACKLOG {dbtasks.ROOT_BACKLOG:,} + a cycle's {dbtasks.ROOT_TASKS_PER_CYCLE:,})"
+    )
+    print(
         f"    tasks agent: {cycles} cycles, mean {1000 * cycle_mean:.0f} ms, "
         f"largest sampled {1000 * max(s.cycles.get('tasks', 0.0) for s in sampler.samples):.0f} ms (target < 1 s)"
     )
@@ -231,11 +250,13 @@ def one_run(args: argparse.Namespace, url: str, client: Client, pid: int, runs: 
     print(f"B with A running (started when {b_started_at:,} of A's tasks existed): {b_text}; alone: {alone:.2f} s")
     print(f"production progress (A, {end.created:,} tasks): p50 {progress_p50:.0f} ms, max {progress_max:.0f} ms")
     print(f"production list: p50 {list_p50:.0f} ms, max {list_max:.0f} ms (target < 200 ms)")
-    # Not a target: what stopping A (killing its tasks) costs at this size, for the record.
+    # What stopping A (killing its tasks) costs at this size: bounded by the backlog, not N.
     stop_start = time.monotonic()
+    killed_in = float("inf")
     try:
         client.productions.stop(a, kill=True)
-        print(f"production stop --kill (A): {time.monotonic() - stop_start:.1f} s")
+        killed_in = time.monotonic() - stop_start
+        print(f"production stop --kill (A): {killed_in:.2f} s")
     except Exception as exc:  # its RPC deadline: said, and `up` is torn down anyway
         print(f"production stop --kill (A): no answer after {time.monotonic() - stop_start:.1f} s ({exc})")
     runs.add("A tasks created", end.created)
@@ -248,6 +269,8 @@ def one_run(args: argparse.Namespace, url: str, client: Client, pid: int, runs: 
     runs.add("B with A s", b_with if b_with is not None else float("inf"), "{:.2f}")
     runs.add("progress p50 ms", progress_p50)
     runs.add("list p50 ms", list_p50)
+    runs.add("largest backlog", max(s.waiting for s in sampler.samples))
+    runs.add("stop --kill s", killed_in, "{:.2f}")
 
 
 def main() -> int:

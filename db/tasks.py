@@ -35,6 +35,12 @@ MAX_FILES_PER_CYCLE = 10_000
 # tasks is created batch by batch (memory stays flat; other transformations are served in
 # every cycle), its declared count still the total that progress shows.
 ROOT_TASKS_PER_CYCLE = 10_000
+# Created (not yet submitted) tasks a root may have waiting: creation keeps this far ahead of
+# execution and no further. A root of ten million tasks then never has millions of rows
+# waiting, which a `production stop --kill` would have to mark Killed in one transaction
+# (over a minute on MariaDB at a million). The task agent's poll (5 s by default) tops the
+# backlog up: far less than the backlog lasts at any rate the backends reach.
+ROOT_BACKLOG = 50_000
 
 
 @dataclass(frozen=True)
@@ -96,11 +102,12 @@ def create_tasks(*, session: Session, transformation_id: int, flush: bool = Fals
     )
     if t.input_query is None:
         short = (t.task_count or 0) - next_index
-        if short <= 0:
+        waiting = counters.counts(session, [t.id]).get(t.id, {}).get(counters.TASK, {}).get(TaskStatus.CREATED.value, 0)
+        wanted = min(short, ROOT_TASKS_PER_CYCLE, ROOT_BACKLOG - waiting)
+        if wanted <= 0:
             return TaskCreation(t.id, 0, 0)
-        wanted = min(short, ROOT_TASKS_PER_CYCLE)
         _insert_tasks(session, t, next_index, wanted, reuse.root_signatures(t, next_index, wanted))
-        return TaskCreation(t.id, wanted, 0, more=wanted < short)
+        return TaskCreation(t.id, wanted, 0, more=wanted < short and waiting + wanted < ROOT_BACKLOG)
     flush = flush or input_ended(session=session, transformation=t)
     if t.plugin == "standard":
         unused = _unused_ids(session, t)

@@ -100,3 +100,46 @@ def test_a_transformation_held_elsewhere_is_tried_again_at_once(database: Databa
     with database.session_scope() as session:
         assert agent.run_once(session) == "created 5 tasks over 2 files"
     assert agent.produced() == frozenset({"tasks"})
+
+
+def test_a_root_keeps_a_bounded_backlog_of_created_tasks_and_a_kill_stays_bounded(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creation stays ROOT_BACKLOG ahead of execution: a full backlog makes nothing (and asks
+    for no wake), tasks leaving Created make room again, and a kill of the root marks only
+    the tasks that exist, never the millions still to come, which it creates after a restart."""
+    from metaprod.core.auth import SYSTEM
+    from metaprod.db import jobs, productions, tasks
+
+    monkeypatch.setattr(tasks, "ROOT_TASKS_PER_CYCLE", 30)
+    monkeypatch.setattr(tasks, "ROOT_BACKLOG", 50)
+    spec = {"production": "huge", "transformations": [{"name": "sim", "tasks": 10_000_000, "command": "true"}]}
+    with database.session_scope() as session:
+        productions.create_production(session=session, spec=spec, principal=SYSTEM)
+        productions.set_production_status(
+            session=session, name="huge", target=productions.ProductionStatus.ACTIVE, principal=SYSTEM
+        )
+    assert run(database) == "created 30 tasks over 0 files (more due)"
+    assert run(database) == "created 20 tasks over 0 files"  # the backlog is full: no wake
+    assert run(database) == "idle" and count(database) == 50
+    with database.session_scope() as session:
+        claimed = jobs.claim_tasks(session=session, limit=15, max_queued_per_backend={})
+    assert len(claimed) == 15
+    assert run(database) == "created 15 tasks over 0 files"
+    assert count(database) == 65
+    with database.session_scope() as session:
+        productions.set_production_status(
+            session=session, name="huge", target=productions.ProductionStatus.STOPPED, principal=SYSTEM, kill=True
+        )
+    with database.session_scope(readonly=True) as session:
+        progress = productions.production_progress(session=session, name="huge", principal=SYSTEM)
+    (sim,) = progress.transformations
+    assert sim.tasks["Killed"] == 65 and sim.task_count == 10_000_000
+    with database.session_scope() as session:
+        productions.set_production_status(
+            session=session, name="huge", target=productions.ProductionStatus.ACTIVE, principal=SYSTEM
+        )
+    assert run(database) == "created 30 tasks over 0 files (more due)"
+    with database.session_scope(readonly=True) as session:
+        indexes = session.scalars(select(Task.task_index).where(Task.status == "Created")).all()
+    assert sorted(indexes) == list(range(65, 95))  # the killed ones stay killed, the rest follow
