@@ -24,7 +24,9 @@
 (c) Grouping. In this process, on another fresh database: M files and their Unused
     TransformationFile rows inserted with DB-API executemany (setup, untimed), then
     `db.tasks.create_tasks` cycles (group_size 10) are timed until no file is Unused.
-    Prints files/s (target >= 100,000/s on SQLite).
+    Prints files/s (target >= 100,000/s), and two raw baselines on the same files
+    (grouping_raw): the least SQL today's schema needs (a row per file), with metaprod's ratio
+    to it, and the floor of a schema that would write one row per task only.
 With --runs N, (a) and (b) are repeated N times against the same `up` and (c) N times on
 fresh databases; every figure is printed as min / median / max.
 """
@@ -51,6 +53,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import grouping_raw
 from metaprod.clients import connect
 from metaprod.clients.client import Client
 from metaprod.core.auth import Principal, Role
@@ -356,30 +359,37 @@ def bench_grouping(db_url: str, m: int, group_size: int, runs: Runs) -> None:
             spec = {
                 "production": "grouping",
                 "fields": {"bench": "str"},
+                # g is grouped by metaprod; the raw baselines (grouping_raw) group the same
+                # files again for per_file and per_task, their rows inserted after g's run.
                 "transformations": [
-                    {"name": "g", "input_query": {"bench": "g"}, "group_size": group_size, "command": "true"}
+                    {"name": name, "input_query": {"bench": "g"}, "group_size": group_size, "command": "true"}
+                    for name in ("g", "per_file", "per_task")
                 ],
             }
             create_production(session=session, spec=spec, principal=Principal("bench", Role.ADMIN, "bench"))
             session.execute(update(Transformation).values(status=TransformationStatus.ACTIVE.value))
-            tid = session.scalar(select(Transformation.id))
-        assert tid is not None
+            tids = dict(session.execute(select(Transformation.name, Transformation.id)).all())  # type: ignore[arg-type]
+        tid = tids["g"]
         setup = time.monotonic()
         conn, cur, ph, stamp = raw_cursor(db)
         batch = 50_000
-        for first in range(1, m + 1, batch):
-            ids = range(first, min(m + 1, first + batch))
-            cur.executemany(
-                f"INSERT INTO files (id, lfn, pfn, size, checksum, created_at) VALUES ({', '.join([ph] * 6)})",
-                [(i, f"/bench/g/{i:09d}", "", 1000, "", stamp) for i in ids],
-            )
-            cur.executemany(
-                "INSERT INTO transformation_files (transformation_id, file_id, status, error_count, updated_at) "
-                f"VALUES ({', '.join([ph] * 5)})",
-                [(tid, i, FileStatus.UNUSED.value, 0, stamp) for i in ids],
-            )
-            conn.commit()
-        conn.close()
+
+        def attach(transformation_id: int, with_files: bool) -> None:
+            for first in range(1, m + 1, batch):
+                ids = range(first, min(m + 1, first + batch))
+                if with_files:
+                    cur.executemany(
+                        f"INSERT INTO files (id, lfn, pfn, size, checksum, created_at) VALUES ({', '.join([ph] * 6)})",
+                        [(i, f"/bench/g/{i:09d}", "", 1000, "", stamp) for i in ids],
+                    )
+                cur.executemany(
+                    "INSERT INTO transformation_files (transformation_id, file_id, status, error_count, updated_at) "
+                    f"VALUES ({', '.join([ph] * 5)})",
+                    [(transformation_id, i, FileStatus.UNUSED.value, 0, stamp) for i in ids],
+                )
+                conn.commit()
+
+        attach(tid, with_files=True)
         setup = time.monotonic() - setup
         cycles = 0
         start = time.monotonic()
@@ -401,6 +411,21 @@ def bench_grouping(db_url: str, m: int, group_size: int, runs: Runs) -> None:
         print(f"    {elapsed:.2f} s in {cycles} create_tasks cycles: {m / elapsed:,.0f} files/s (target >= 100,000/s)")
         print("    (grouping includes each task's signature, reuse by content: its inputs' checksums read and hashed)")
         runs.add("(c) files/s", m / elapsed)
+        attach(tids["per_file"], with_files=False)
+        n, raw = grouping_raw.per_file(conn, cur, ph, stamp, tids["per_file"], group_size)
+        assert n == m, n
+        print(
+            f"    raw, a task_inputs row and a status update per file (the floor of this schema): {m / raw:,.0f} "
+            f"files/s; metaprod / raw {raw / elapsed:.2f}"
+        )
+        attach(tids["per_task"], with_files=False)
+        n, packed = grouping_raw.per_task(conn, cur, ph, stamp, tids["per_task"], group_size, db.is_sqlite)
+        assert n == m, n
+        print(f"    raw, one row per task, file ids packed, no row written per file: {m / packed:,.0f} files/s")
+        conn.close()
+        runs.add("(c) raw per-file files/s", m / raw)
+        runs.add("(c) metaprod / raw", raw / elapsed, "{:.2f}")
+        runs.add("(c) raw per-task files/s", m / packed)
     finally:
         db.dispose()
 

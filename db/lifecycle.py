@@ -17,7 +17,7 @@ from metaprod.core.statuses import (
     production_outcome,
     transformation_outcome,
 )
-from metaprod.db import cleaning, events
+from metaprod.db import cleaning, counters, events
 from metaprod.db.models import Production, Task, Transformation, TransformationFile, TransformationLink, utcnow
 from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -105,28 +105,18 @@ def end_transformations(*, session: Session) -> int:
 
 
 def _outcomes(session: Session, ids: list[int]) -> dict[int, TransformationStatus]:
-    """The outcome of each transformation, from two grouped counts."""
-    failures: set[int] = set()
-    successes: set[int] = set()
-    for tid, status in session.execute(
-        select(TransformationFile.transformation_id, TransformationFile.status)
-        .where(TransformationFile.transformation_id.in_(ids))
-        .group_by(TransformationFile.transformation_id, TransformationFile.status)
-    ):
-        if status == FileStatus.PROBLEMATIC:
-            failures.add(tid)
-        elif status == FileStatus.PROCESSED:
-            successes.add(tid)
-    for tid, status in session.execute(
-        select(Task.transformation_id, Task.status)
-        .where(Task.transformation_id.in_(ids))
-        .group_by(Task.transformation_id, Task.status)
-    ):
-        if status in FAILED_TASKS:
-            failures.add(tid)
-        elif status == TaskStatus.DONE:
-            successes.add(tid)
-    return {tid: transformation_outcome(failures=tid in failures, successes=tid in successes) for tid in ids}
+    """The outcome of each transformation, from its status counters (db.counters: kept in the
+    transactions that move its files and tasks; a grouped count of the rows was a scan of a
+    transformation's millions of files on SQLite, which has no loose index scan)."""
+    counted = counters.counts(session, ids)
+    outcomes: dict[int, TransformationStatus] = {}
+    for tid in ids:
+        files = counted.get(tid, {}).get(counters.FILE, {})
+        tasks = counted.get(tid, {}).get(counters.TASK, {})
+        failures = files.get(FileStatus.PROBLEMATIC.value, 0) > 0 or any(tasks.get(s, 0) > 0 for s in FAILED_TASKS)
+        successes = files.get(FileStatus.PROCESSED.value, 0) > 0 or tasks.get(TaskStatus.DONE.value, 0) > 0
+        outcomes[tid] = transformation_outcome(failures=failures, successes=successes)
+    return outcomes
 
 
 def reopen_transformations(*, session: Session, ids: Iterable[int] | None = None, actor: str = AGENT) -> int:
