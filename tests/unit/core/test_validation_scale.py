@@ -1,9 +1,9 @@
 """Validation at scale: a fan-out of 200 transformations (39,402 undeclared links) is decided
-in well under a second and its warnings come summarised per kind, counts exact."""
+with its warnings summarised per kind, counts exact. (How long it takes is a benchmark's
+figure: bench/bench_validate.py, target under a second.)"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from metaprod.core.limits import WARNINGS_LISTED_PER_KIND
@@ -27,11 +27,8 @@ def fan_out(n: int) -> dict[str, Any]:
 
 
 def test_two_hundred_transformations_validate_fast_with_summarised_warnings() -> None:
-    started = time.perf_counter()
     result = validate_spec(fan_out(200))
-    elapsed = time.perf_counter() - started
     assert result.ok
-    assert elapsed < 1.0, elapsed
     summaries = {w.code: w.message for w in result.warnings if w.key == SUMMARY_KEY}
     # Every child's outputs can match every other child's input: 199 * 198 pairs.
     assert summaries["undeclared_link"].startswith("39402 undeclared_link warnings in all")
@@ -46,7 +43,7 @@ def test_two_hundred_transformations_validate_fast_with_summarised_warnings() ->
     assert first.transformations == ("t1", "t0") and "e.g." in first.message
 
 
-def test_a_thousand_transformations_in_a_chain_stay_fast() -> None:
+def test_a_thousand_transformations_in_a_chain_list_few_warnings() -> None:
     spec = fan_out(2)
     spec["transformations"] += [
         {
@@ -57,7 +54,6 @@ def test_a_thousand_transformations_in_a_chain_stay_fast() -> None:
         }
         for i in range(998)
     ]
-    started = time.perf_counter()
     result = validate_spec(spec)
-    assert time.perf_counter() - started < 5
+    assert result.ok
     assert len(result.warnings) <= 4 * (WARNINGS_LISTED_PER_KIND + 1)
