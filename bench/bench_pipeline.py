@@ -377,6 +377,8 @@ def bench_grouping(db_url: str, m: int, group_size: int, runs: Runs) -> None:
         def attach(transformation_id: int, with_files: bool) -> None:
             for first in range(1, m + 1, batch):
                 ids = range(first, min(m + 1, first + batch))
+                if db.is_sqlite:
+                    cur.execute("BEGIN IMMEDIATE")  # the raw connection is in autocommit
                 if with_files:
                     cur.executemany(
                         f"INSERT INTO files (id, lfn, pfn, size, checksum, created_at) VALUES ({', '.join([ph] * 6)})",
@@ -412,7 +414,7 @@ def bench_grouping(db_url: str, m: int, group_size: int, runs: Runs) -> None:
         print("    (grouping includes each task's signature, reuse by content: its inputs' checksums read and hashed)")
         runs.add("(c) files/s", m / elapsed)
         attach(tids["per_file"], with_files=False)
-        n, raw = grouping_raw.per_file(conn, cur, ph, stamp, tids["per_file"], group_size)
+        n, raw = grouping_raw.per_file(conn, cur, ph, stamp, tids["per_file"], group_size, db.is_sqlite)
         assert n == m, n
         print(
             f"    raw, a task_inputs row and a status update per file (the floor of this schema): {m / raw:,.0f} "

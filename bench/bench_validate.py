@@ -24,46 +24,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 from bench_pipeline import database_url, metaprod_up
 from metaprod.core.spec import validate_spec
 from metaprod.core.specload import load_spec_text
 from runs import Runs
-
-
-def fan_out(n: int) -> dict[str, Any]:
-    gen = {"name": "gen", "tasks": 10, "command": "true", "outputs": [{"glob": "*", "metadata": {"datatype": "sim"}}]}
-    children = [
-        {
-            "name": f"t{i}",
-            "parents": ["gen"],
-            "command": "true",
-            "input_query": {"datatype": "sim"},
-            "outputs": [{"glob": "*", "metadata": {"datatype": "sim", "step": i}}],
-        }
-        for i in range(n - 1)
-    ]
-    return {"production": "fan-out", "fields": {"datatype": "str", "step": "int"}, "transformations": [gen, *children]}
-
-
-def chain(n: int) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = [
-        {"name": "s0", "tasks": 10, "command": "true", "outputs": [{"glob": "*", "metadata": {"step": 0}}]}
-    ]
-    for i in range(1, n):
-        steps.append(
-            {
-                "name": f"s{i}",
-                "parents": [f"s{i - 1}"],
-                "command": "true",
-                "input_query": {"step": i - 1},
-                "group_size": 2,
-                "outputs": [{"glob": "*", "metadata": {"step": i}}],
-            }
-        )
-    return {"production": "chain", "fields": {"step": "int"}, "transformations": steps}
+from specs import chain, fan_out
 
 
 def timed(call: Callable[[], object], times: int) -> list[float]:

@@ -21,36 +21,46 @@ WINDOW = 10_000  # files per transaction, as db.tasks.MAX_FILES_PER_CYCLE
 PACKED_TABLE = "bench_packed_inputs"
 
 
-def _first_task_id(cur: Any) -> int:
+def _window(cur: Any, ph: str, tid: int, after: int | None) -> list[int]:
+    """The next WINDOW Unused file ids of `tid` (above `after`), in id order: the status index."""
+    above, args = ("", (tid, "Unused")) if after is None else (f"AND file_id > {ph} ", (tid, "Unused", after))
+    cur.execute(
+        f"SELECT file_id FROM transformation_files WHERE transformation_id = {ph} AND status = {ph} "
+        f"{above}ORDER BY file_id LIMIT {WINDOW}",
+        args,
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def _insert_tasks(cur: Any, ph: str, stamp: Any, tid: int, first_index: int, files: int, group_size: int) -> int:
+    """Insert the tasks of `files` files; returns the first task's id (ids chosen here)."""
     cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")
-    return int(cur.fetchone()[0])
+    first_id = int(cur.fetchone()[0])
+    rows = [
+        (first_id + i, tid, first_index + i, "Created", 0, 0, "local", stamp, stamp)
+        for i in range(-(-files // group_size))
+    ]
+    cur.executemany(
+        "INSERT INTO tasks (id, transformation_id, task_index, status, attempt, attempts_base, backend, "
+        f"created_at, updated_at) VALUES ({', '.join([ph] * 9)})",
+        rows,
+    )
+    return first_id
 
 
-def _task_rows(tid: int, first_id: int, first_index: int, count: int, stamp: Any) -> list[tuple[Any, ...]]:
-    return [(first_id + i, tid, first_index + i, "Created", 0, 0, "local", stamp, stamp) for i in range(count)]
+def _begin(cur: Any, sqlite: bool) -> None:
+    """One transaction per window: the raw SQLite connection is in autocommit (db.session
+    issues its own BEGIN), where every row would be a transaction of its own."""
+    if sqlite:
+        cur.execute("BEGIN IMMEDIATE")
 
 
-INSERT_TASKS = (
-    "INSERT INTO tasks (id, transformation_id, task_index, status, attempt, attempts_base, backend, "
-    "created_at, updated_at) VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})"
-)
-
-
-def per_file(conn: Any, cur: Any, ph: str, stamp: Any, tid: int, group_size: int) -> tuple[int, float]:
+def per_file(conn: Any, cur: Any, ph: str, stamp: Any, tid: int, group_size: int, sqlite: bool) -> tuple[int, float]:
     """Group every Unused file of `tid`; (files grouped, seconds)."""
     grouped, task_index, started = 0, 0, time.perf_counter()
-    while True:
-        cur.execute(
-            f"SELECT file_id FROM transformation_files WHERE transformation_id = {ph} AND status = {ph} "
-            f"ORDER BY file_id LIMIT {WINDOW}",
-            (tid, "Unused"),
-        )
-        ids = [row[0] for row in cur.fetchall()]
-        if not ids:
-            break
-        first_id = _first_task_id(cur)
-        count = -(-len(ids) // group_size)
-        cur.executemany(INSERT_TASKS.format(ph), _task_rows(tid, first_id, task_index, count, stamp))
+    _begin(cur, sqlite)
+    while ids := _window(cur, ph, tid, None):  # the files of a window leave Unused
+        first_id = _insert_tasks(cur, ph, stamp, tid, task_index, len(ids), group_size)
         cur.executemany(
             f"INSERT INTO task_inputs (task_id, position, file_id) VALUES ({ph}, {ph}, {ph})",
             [(first_id + i // group_size, i % group_size, fid) for i, fid in enumerate(ids)],
@@ -61,38 +71,36 @@ def per_file(conn: Any, cur: Any, ph: str, stamp: Any, tid: int, group_size: int
             ("Assigned", stamp, tid, "Unused", *ids),
         )
         conn.commit()
+        _begin(cur, sqlite)
         grouped += len(ids)
-        task_index += count
-    return grouped, time.perf_counter() - started
+        task_index += -(-len(ids) // group_size)
+    elapsed = time.perf_counter() - started
+    conn.commit()
+    return grouped, elapsed
 
 
 def per_task(conn: Any, cur: Any, ph: str, stamp: Any, tid: int, group_size: int, sqlite: bool) -> tuple[int, float]:
     """The per-task design's floor over `tid`'s files (keyset windows: no status is written)."""
-    blob = "BLOB" if sqlite else "LONGBLOB"
-    cur.execute(f"CREATE TABLE {PACKED_TABLE} (task_id BIGINT PRIMARY KEY, file_ids {blob} NOT NULL)")
+    cur.execute(
+        f"CREATE TABLE {PACKED_TABLE} (task_id BIGINT PRIMARY KEY, file_ids {'BLOB' if sqlite else 'LONGBLOB'})"
+    )
     conn.commit()
     grouped, task_index, last, started = 0, 0, 0, time.perf_counter()
-    while True:
-        cur.execute(
-            f"SELECT file_id FROM transformation_files WHERE transformation_id = {ph} AND status = {ph} "
-            f"AND file_id > {ph} ORDER BY file_id LIMIT {WINDOW}",
-            (tid, "Unused", last),
-        )
-        ids = [row[0] for row in cur.fetchall()]
-        if not ids:
-            break
-        first_id = _first_task_id(cur)
-        count = -(-len(ids) // group_size)
-        cur.executemany(INSERT_TASKS.format(ph), _task_rows(tid, first_id, task_index, count, stamp))
+    _begin(cur, sqlite)
+    while ids := _window(cur, ph, tid, last):
+        first_id = _insert_tasks(cur, ph, stamp, tid, task_index, len(ids), group_size)
+        packed = [array("q", ids[at : at + group_size]).tobytes() for at in range(0, len(ids), group_size)]
         cur.executemany(
             f"INSERT INTO {PACKED_TABLE} (task_id, file_ids) VALUES ({ph}, {ph})",
-            [(first_id + n, array("q", ids[n * group_size : (n + 1) * group_size]).tobytes()) for n in range(count)],
+            [(first_id + n, blob) for n, blob in enumerate(packed)],
         )
         conn.commit()
+        _begin(cur, sqlite)
         grouped += len(ids)
-        task_index += count
+        task_index += len(packed)
         last = ids[-1]
     elapsed = time.perf_counter() - started
+    conn.commit()
     cur.execute(f"DROP TABLE {PACKED_TABLE}")
     conn.commit()
     return grouped, elapsed

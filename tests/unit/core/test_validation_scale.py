@@ -4,29 +4,14 @@ figure: bench/bench_validate.py, target under a second.)"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from metaprod.core.limits import WARNINGS_LISTED_PER_KIND
 from metaprod.core.spec import validate_spec
 from metaprod.core.validation import SUMMARY_KEY
 
-
-def fan_out(n: int) -> dict[str, Any]:
-    children = [
-        {
-            "name": f"t{i}",
-            "parents": ["gen"],
-            "command": "true",
-            "input_query": {"datatype": "sim"},
-            "outputs": [{"glob": "*", "metadata": {"datatype": "sim", "step": i}}],
-        }
-        for i in range(n - 1)
-    ]
-    gen = {"name": "gen", "tasks": 10, "command": "true", "outputs": [{"glob": "*", "metadata": {"datatype": "sim"}}]}
-    return {"production": "big", "fields": {"datatype": "str", "step": "int"}, "transformations": [gen, *children]}
+from bench.specs import chain, fan_out
 
 
-def test_two_hundred_transformations_validate_fast_with_summarised_warnings() -> None:
+def test_two_hundred_transformations_validate_with_summarised_warnings() -> None:
     result = validate_spec(fan_out(200))
     assert result.ok
     summaries = {w.code: w.message for w in result.warnings if w.key == SUMMARY_KEY}
@@ -57,3 +42,8 @@ def test_a_thousand_transformations_in_a_chain_list_few_warnings() -> None:
     result = validate_spec(spec)
     assert result.ok
     assert len(result.warnings) <= 4 * (WARNINGS_LISTED_PER_KIND + 1)
+
+
+def test_a_chain_of_two_hundred_steps_linked_by_their_outputs_is_valid_without_warnings() -> None:
+    result = validate_spec(chain(200))
+    assert result.ok and not result.warnings, result.warnings[:3]
