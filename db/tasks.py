@@ -13,6 +13,7 @@ from metaprod.db.models import (
     CatalogFile,
     FileMetadataValue,
     MetadataField,
+    StatusCounter,
     Task,
     TaskInput,
     Transformation,
@@ -69,11 +70,24 @@ def transformations_needing_tasks(*, session: Session) -> list[int]:
         .correlate(Transformation)
         .scalar_subquery()
     )
+    # A root whose backlog of Created tasks is full waits (its counter row, one probe): no
+    # claim of its row in every cycle, which the submit agent may hold.
+    waiting = (
+        select(func.coalesce(func.sum(StatusCounter.n), 0))
+        .where(
+            StatusCounter.transformation_id == Transformation.id,
+            StatusCounter.what == counters.TASK,
+            StatusCounter.status == TaskStatus.CREATED.value,
+        )
+        .correlate(Transformation)
+        .scalar_subquery()
+    )
     roots = select(Transformation.id).where(
         Transformation.status == active,
         Transformation.input_query.is_(None),
         Transformation.task_count.is_not(None),
         next_index < Transformation.task_count,
+        waiting < ROOT_BACKLOG,
     )
     return sorted(set(session.scalars(children)) | set(session.scalars(roots)))
 
