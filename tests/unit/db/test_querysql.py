@@ -179,3 +179,30 @@ def test_a_window_under_point_values_forces_the_value_index_on_mariadb() -> None
     assert "FORCE INDEX" not in sql(points, "run", mysql.dialect(), after_id=10, upto_id=20)  # a range: no seek
     assert "FORCE INDEX" not in sql(ranged, "run", mysql.dialect(), after_id=10, upto_id=20)
     assert "FORCE INDEX" not in sql(points, "site", sqlite.dialect(), after_id=10, upto_id=20)
+
+
+def test_the_driver_is_the_smallest_key_even_when_every_key_passes_the_first_count(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys are counted up to PROBE_CAP rows; when all of them reach it they are counted
+    further (up to PROBE_CAP_MAX), so the range of 20 files drives, not the equality of 100
+    (which an equal capped count used to favour by rank). Past PROBE_CAP_MAX, rank decides."""
+    from metaprod.db import querysql
+
+    with database.session_scope() as session:
+        catalog.add_field(session=session, name="datatype", type="str")
+        catalog.add_field(session=session, name="run", type="int")
+    files = [
+        FileInput(lfn=f"/d/{i:04d}", metadata={"datatype": "raw" if i < 100 else "sim", "run": i}) for i in range(200)
+    ]
+    with database.session_scope() as session:
+        catalog.register_files(session=session, files=files)
+    query = MetaQuery.from_string("datatype=raw run>=80 run<100", Schema({"datatype": "str", "run": "int"}))
+    monkeypatch.setattr(querysql, "PROBE_CAP", 5)
+    with database.session_scope(readonly=True) as session:
+        fields = load_fields(session)
+        monkeypatch.setattr(querysql, "PROBE_CAP_MAX", 50)
+        assert querysql.choose_driver(session, query, fields) == "run"
+        monkeypatch.setattr(querysql, "PROBE_CAP_MAX", 5)
+        assert querysql.choose_driver(session, query, fields) == "datatype"
+        assert len(matching_ids(session, query, fields)) == 20
