@@ -507,23 +507,24 @@ def find_file_batches(
         yield _records(session, ids[start : start + batch], fields, with_metadata=with_metadata)
 
 
-def find_file_page(
-    *,
-    session: Session,
-    query: MetaQuery | Mapping[str, Any] | str,
-    after_id: int = 0,
-    limit: int = 1000,
-    with_metadata: bool = True,
-) -> list[FileRecord]:
-    """One page of the matching files: at most `limit` (> 0) past `after_id`, in catalog (id)
-    order. Keyset pagination: the next page starts after the last id of this one, so pages
-    may be read in separate short transactions (a stream holds no connection between them)."""
+# Matching ids a stream selects per query (db.catalog.matching_file_ids): a key driving over
+# a value range (not in id order) cannot seek past the last id sent, so a query per page of
+# 1,000 re-read the whole range each time (17 pages of a 100,000-row run range: 7.4 s at ten
+# million files, against 0.9 s for all the ids at once). At most this many ids are held.
+FIND_ID_CHUNK = 100_000
+
+
+def matching_file_ids(
+    *, session: Session, query: MetaQuery | Mapping[str, Any] | str, after_id: int = 0, limit: int = FIND_ID_CHUNK
+) -> list[int]:
+    """The ids of at most `limit` (> 0) matching files past `after_id`, in catalog (id) order:
+    one query. Keyset pagination: the next chunk starts after the last id of this one, so a
+    stream reads its chunks, and the rows of each page (file_records), in separate short
+    transactions."""
     fields = load_fields(session)
     q = parse_query(query, Schema({n: i.type for n, i in fields.items()}))
     stmt = compile_ids(q, fields, driver=choose_driver(session, q, fields), after_id=after_id, limit=max(1, limit))
-    if stmt is None:
-        return []
-    return _records(session, list(session.scalars(stmt)), fields, with_metadata=with_metadata)
+    return [] if stmt is None else list(session.scalars(stmt))
 
 
 def find_files(
@@ -575,9 +576,10 @@ def get_file(*, session: Session, lfn: str) -> FileRecord:
     return dataclasses.replace(record, provenance=provenance)
 
 
-def file_records(*, session: Session, ids: list[int]) -> list[FileRecord]:
-    """These files with their metadata (no provenance), in id order."""
-    return _records(session, ids, load_fields(session), with_metadata=True)
+def file_records(*, session: Session, ids: list[int], with_metadata: bool = True) -> list[FileRecord]:
+    """These files (the ids sorted; those that still exist), with their metadata unless told
+    not to (no provenance), in id order."""
+    return _records(session, ids, load_fields(session), with_metadata=with_metadata) if ids else []
 
 
 def _records(

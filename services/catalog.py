@@ -84,32 +84,32 @@ class FileCatalogServicer(pb_grpc.FileCatalogServicer):
         )
 
     def FindFiles(self, request: pb.FindFilesRequest, context: grpc.ServicerContext) -> Iterator[pb.FindFilesResponse]:
-        """Matching files in catalog order, FIND_BATCH per message. Each batch is read in its
-        own short transaction (keyset pagination on the file id) and the connection is back
-        in the pool before the batch is sent: a client that reads slowly, or stalls, holds
-        no database connection."""
+        """Matching files in catalog order, FIND_BATCH per message. The ids are selected a
+        chunk at a time (catalog.FIND_ID_CHUNK, one query), each batch's rows read in a
+        transaction of its own, and the connection is back in the pool before the batch is
+        sent: a client that reads slowly, or stalls, holds no database connection."""
         ensure_can_read(self.ctx.authenticator.principal(context))
         if request.limit < 0:
             raise InvalidArgument(f"limit must be 0 (no limit) or positive, not {request.limit}")
-        left = request.limit or None
-        after_id = 0
+        left, after_id = request.limit or None, 0
         while left is None or left > 0:
-            size = FIND_BATCH if left is None else min(FIND_BATCH, left)
+            want = catalog.FIND_ID_CHUNK if left is None else min(catalog.FIND_ID_CHUNK, left)
             with self.ctx.database.session_scope(readonly=True) as session:
-                page = catalog.find_file_page(
-                    session=session,
-                    query=request.query,
-                    after_id=after_id,
-                    limit=size,
-                    with_metadata=request.with_metadata,
-                )
-            if page:
-                yield pb.FindFilesResponse(files=[file_to_pb(record) for record in page])
-            if len(page) < size or not context.is_active():
+                ids = catalog.matching_file_ids(session=session, query=request.query, after_id=after_id, limit=want)
+            for start in range(0, len(ids), FIND_BATCH):
+                with self.ctx.database.session_scope(readonly=True) as session:
+                    page = catalog.file_records(
+                        session=session, ids=ids[start : start + FIND_BATCH], with_metadata=request.with_metadata
+                    )
+                if page:
+                    yield pb.FindFilesResponse(files=[file_to_pb(record) for record in page])
+                if not context.is_active():
+                    return
+            if len(ids) < want:
                 return
-            after_id = page[-1].id
+            after_id = ids[-1]
             if left is not None:
-                left -= len(page)
+                left -= len(ids)
 
     def GetFile(self, request: pb.GetFileRequest, context: grpc.ServicerContext) -> pb.GetFileResponse:
         ensure_can_read(self.ctx.authenticator.principal(context))

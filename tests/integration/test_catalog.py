@@ -175,6 +175,21 @@ def test_find_streams_batches(
     assert [len(b.files) for b in batches] == [8, 8, 8, 8, 7]
 
 
+def test_find_selects_ids_a_chunk_at_a_time_in_catalog_order(
+    stub: catalog_pb2_grpc.FileCatalogStub, admin: Any, populated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids come a chunk at a time (keyset on the id), each chunk's rows in batches: every
+    file once, in catalog order, a limit counted across chunks; a range of values drives."""
+    monkeypatch.setattr(catalog_service, "FIND_BATCH", 4)
+    monkeypatch.setattr(catalog_service.catalog, "FIND_ID_CHUNK", 10)
+    everything = lfns(stub, admin, "run>=1")
+    assert everything == expected(populated, lambda m: m["run"] >= 1) and len(everything) == 39
+    batches = list(stub.FindFiles(pb.FindFilesRequest(query="run>=1"), metadata=admin))
+    assert [len(b.files) for b in batches] == [4, 4, 2] * 3 + [4, 4, 1]
+    assert lfns(stub, admin, "run>=1", limit=23) == everything[:23]
+    assert lfns(stub, admin, "run>=1", limit=20) == everything[:20]
+
+
 def test_get_and_set_metadata(stub: catalog_pb2_grpc.FileCatalogStub, admin: Any, populated: dict[str, Any]) -> None:
     lfn = "/data/run/005.raw"
     got = stub.GetFile(pb.GetFileRequest(lfn=lfn), metadata=admin).file
