@@ -211,9 +211,22 @@ class _Meets:
             return False
         hit = self._cache.get((proj, cin))
         if hit is None:
-            hit = all(not intersect(c, cin.constraint(k)).empty for k, c in proj)  # type: ignore[arg-type]
+            hit = all(_can_meet(c, cin.constraint(k)) for k, c in proj)  # type: ignore[arg-type]
             self._cache[(proj, cin)] = hit
         return hit
+
+
+def _can_meet(a: KeyConstraint, b: KeyConstraint) -> bool:
+    """Whether one value can satisfy both constraints. Of one kind, with a point set on a side
+    (an output's `step: 3`, an input's `datatype: sim`): a point the other side contains, which
+    is what their intersection keeps, without building it (a 200-step chain decides 40,000
+    pairs: two thirds of its validation time went to normalising intersections)."""
+    if a.kind == b.kind and not a.empty and not b.empty:
+        if a.points is not None:
+            return any(b.contains(v) for v in a.points)
+        if b.points is not None:
+            return any(a.contains(v) for v in b.points)
+    return not intersect(a, b).empty
 
 
 def _meeting(

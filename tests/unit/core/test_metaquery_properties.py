@@ -136,3 +136,22 @@ def test_round_trip_preserves_matching(d: dict[str, Any], mds: list[dict[str, An
     again = MetaQuery.from_string(q.to_string(), SCHEMA)
     for md in mds:
         assert again.matches(md) == q.matches(md)
+
+
+@PROPS
+@given(pairs())
+def test_the_validators_shortcut_agrees_with_the_intersection(
+    p: tuple[dict[str, Any], dict[str, Any], Schema | None],
+) -> None:
+    """core.validation decides whether two queries' constraints on a key can meet without
+    building their intersection when one side is a point set: the same answer, key by key."""
+    from metaprod.core.constraints import intersect
+    from metaprod.core.validation import _can_meet
+
+    a, b, schema = p
+    qa, qb = MetaQuery.from_dict(a, schema), MetaQuery.from_dict(b, schema)
+    for k in set(a) & set(b):
+        ca, cb = qa.constraint(k), qb.constraint(k)
+        if ca is not None and cb is not None:
+            assert _can_meet(ca, cb) == (not intersect(ca, cb).empty), (a, b, k)
+            assert _can_meet(cb, ca) == (not intersect(ca, cb).empty), (a, b, k)
